@@ -1,0 +1,5 @@
+"""`python -m edgeinf` runs the command-line interface."""
+
+from edgeinf.cli.main import main
+
+raise SystemExit(main())

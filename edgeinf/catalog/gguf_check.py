@@ -1,0 +1,196 @@
+"""A bounded GGUF reader: validates a file's structure before llama.cpp sees it.
+
+llama.cpp trusts counts and offsets in the header; a file claiming 2^63 tensors or an
+offset past the end has crashed peers. Every length here is checked against the bytes that
+remain before it is used, so a hostile file costs a typed error, never a hang or a segfault.
+Type codes and block sizes come from the `gguf` package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
+
+from edgeinf.errors import ModelFileError
+
+MAGIC = b"GGUF"
+MAX_DIMS = 4
+MAX_STRING = 16 << 20  # the largest string we accept (chat templates are a few kB)
+MAX_ARRAY_DEPTH = 2
+# The vocabulary array, hashed (not kept) so draft/target tokenizers can be compared.
+_TOKENS_KEY = "tokenizer.ggml.tokens"
+
+_SCALARS: dict[int, str] = {
+    GGUFValueType.UINT8: "<B",
+    GGUFValueType.INT8: "<b",
+    GGUFValueType.UINT16: "<H",
+    GGUFValueType.INT16: "<h",
+    GGUFValueType.UINT32: "<I",
+    GGUFValueType.INT32: "<i",
+    GGUFValueType.FLOAT32: "<f",
+    GGUFValueType.BOOL: "<?",
+    GGUFValueType.UINT64: "<Q",
+    GGUFValueType.INT64: "<q",
+    GGUFValueType.FLOAT64: "<d",
+}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    type: int
+    offset: int
+    n_elements: int
+    n_bytes: int
+
+
+@dataclass(frozen=True)
+class GGUFFile:
+    """What the structural check learned: metadata (long arrays elided) and tensors."""
+
+    version: int
+    metadata: dict[str, Any]
+    tensors: tuple[TensorInfo, ...]
+    data_offset: int
+    file_size: int
+    tokens_digest: str = field(default="")
+
+
+class _Cursor:
+    def __init__(self, buf: mmap.mmap | bytes, path: Path) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.path = path
+
+    def fail(self, why: str) -> ModelFileError:
+        return ModelFileError(
+            f"{self.path} is not a valid GGUF file ({why} at byte {self.pos}); "
+            "download it again or point to another file"
+        )
+
+    def remaining(self) -> int:
+        return len(self.buf) - self.pos
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or n > self.remaining():
+            raise self.fail(f"needs {n} bytes, {self.remaining()} left: truncated or corrupt")
+        out = bytes(self.buf[self.pos : self.pos + n])
+        self.pos += n
+        return out
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def count(self, min_item_bytes: int, what: str) -> int:
+        n = int(self.unpack("<Q"))
+        if n * min_item_bytes > self.remaining():
+            raise self.fail(f"{what} count {n} cannot fit in the {self.remaining()} bytes left")
+        return n
+
+    def string(self) -> str:
+        n = self.count(1, "string length")
+        if n > MAX_STRING:
+            raise self.fail(f"string of {n} bytes is over the {MAX_STRING} limit")
+        try:
+            return self.take(n).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise self.fail("string is not UTF-8") from exc
+
+
+@dataclass(frozen=True)
+class Elided:
+    """An array value: only its length is kept."""
+
+    length: int
+
+
+def _value(cur: _Cursor, vtype: int, depth: int) -> Any:
+    if vtype in _SCALARS:
+        return cur.unpack(_SCALARS[vtype])
+    if vtype == GGUFValueType.STRING:
+        return cur.string()
+    if vtype == GGUFValueType.ARRAY:
+        if depth >= MAX_ARRAY_DEPTH:
+            raise cur.fail("arrays nested too deeply")
+        etype = int(cur.unpack("<I"))
+        if etype not in _SCALARS and etype not in (GGUFValueType.STRING, GGUFValueType.ARRAY):
+            raise cur.fail(f"unknown array element type {etype}")
+        min_size = struct.calcsize(_SCALARS[etype]) if etype in _SCALARS else 8
+        n = cur.count(min_size, "array")
+        if etype in _SCALARS:
+            cur.take(n * min_size)
+        else:
+            for _ in range(n):
+                _value(cur, etype, depth + 1)
+        return Elided(n)
+    raise cur.fail(f"unknown value type {vtype}")
+
+
+def _tensor(cur: _Cursor) -> TensorInfo:
+    name = cur.string()
+    n_dims = int(cur.unpack("<I"))
+    if not 1 <= n_dims <= MAX_DIMS:
+        raise cur.fail(f"tensor '{name}' has {n_dims} dimensions")
+    shape = tuple(int(cur.unpack("<Q")) for _ in range(n_dims))
+    ttype = int(cur.unpack("<I"))
+    offset = int(cur.unpack("<Q"))
+    try:
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+    except (ValueError, KeyError) as exc:
+        raise cur.fail(f"tensor '{name}' has unknown type {ttype}") from exc
+    n = 1
+    for d in shape:
+        if d == 0 or d > 1 << 40:
+            raise cur.fail(f"tensor '{name}' has dimension {d}")
+        n *= d
+    if shape[0] % block:
+        raise cur.fail(f"tensor '{name}' row of {shape[0]} is not a multiple of block {block}")
+    return TensorInfo(name, shape, ttype, offset, n, n // block * type_size)
+
+
+def read_gguf(path: Path) -> GGUFFile:
+    """Check the structure of a GGUF file and return its metadata; raise ModelFileError."""
+    try:
+        with path.open("rb") as fh:
+            size = path.stat().st_size
+            if size < 24:
+                raise ModelFileError(f"{path} is {size} bytes, too small for a GGUF file")
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+                return _parse(_Cursor(buf, path), size)
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror}; check the path") from exc
+
+
+def _parse(cur: _Cursor, size: int) -> GGUFFile:
+    if cur.take(4) != MAGIC:
+        raise cur.fail("wrong magic, not a GGUF file")
+    version = int(cur.unpack("<I"))
+    if version not in (2, 3):
+        raise cur.fail(f"unsupported GGUF version {version}")
+    n_tensors = cur.count(24, "tensor")
+    n_kv = cur.count(13, "metadata")
+    metadata: dict[str, Any] = {}
+    digest = ""
+    for _ in range(n_kv):
+        key = cur.string()
+        vtype = int(cur.unpack("<I"))
+        start = cur.pos
+        metadata[key] = _value(cur, vtype, 0)
+        if key == _TOKENS_KEY:
+            digest = hashlib.sha256(bytes(cur.buf[start : cur.pos])).hexdigest()
+    tensors = tuple(_tensor(cur) for _ in range(n_tensors))
+    alignment = metadata.get("general.alignment", 32)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise cur.fail(f"alignment {alignment!r} is not a power of two")
+    data_offset = -(-cur.pos // alignment) * alignment
+    for t in tensors:
+        if t.offset % alignment or data_offset + t.offset + t.n_bytes > size:
+            raise cur.fail(f"tensor '{t.name}' lies outside the file: truncated or corrupt")
+    return GGUFFile(version, metadata, tensors, data_offset, size, digest)

@@ -1,0 +1,91 @@
+"""Argument parsing and dispatch; errors become one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from edgeinf import __version__
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", help="catalog name, registered name or path to a .gguf file")
+    p.add_argument("--threads", type=int, help="decode threads (default: physical cores)")
+    p.add_argument("--ctx", dest="n_ctx", type=int, help="context size in tokens")
+    p.add_argument("--kv-type", choices=["f16", "q8_0", "q4_0"], help="KV cache precision")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeinf",
+        description="Run GGUF language models on CPUs and Apple Silicon, fast.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeinf {__version__}")
+    parser.add_argument("--verbose", "-v", action="store_true", help="log llama.cpp and more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("pull", help="download a catalog model and verify it")
+    p.add_argument("names", nargs="+", metavar="NAME", help="catalog model name(s)")
+
+    p = sub.add_parser("models", help="list catalog and local models")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    msub = p.add_subparsers(dest="models_command", metavar="ACTION")
+    add = msub.add_parser("add", help="register a GGUF file of your own under a name")
+    add.add_argument("path", help="path to a .gguf file")
+    add.add_argument("--name", help="name to use (default: the file name without .gguf)")
+
+    p = sub.add_parser("run", help="answer one prompt and stream the answer to stdout")
+    _model_flags(p)
+    p.add_argument("prompt", help="the user's message")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--max-tokens", type=int, default=512, help="most tokens to generate")
+    p.add_argument("--temperature", "-t", type=float, default=0.8, help="0 for greedy")
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--min-p", type=float, default=0.05)
+    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--seed", type=int, help="sampling seed, for repeatable output")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+
+    p = sub.add_parser("bench", help="measure against baselines run in the same process")
+    bsub = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+    b = bsub.add_parser("decode", help="decode tok/s: edgeinf vs llama-cpp-python, alternating")
+    _model_flags(b)
+    b.add_argument("--tokens", type=int, default=128, help="tokens generated per run")
+    b.add_argument("--repeat", type=int, default=5, help="runs of each, alternating")
+    b.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+_COMMANDS = {
+    "pull": "edgeinf.cli.pull",
+    "models": "edgeinf.cli.models",
+    "run": "edgeinf.cli.run",
+    "bench": "edgeinf.cli.bench",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    from edgeinf.errors import EdgeinfError
+
+    try:
+        module = importlib.import_module(_COMMANDS[args.command])
+        return int(module.run(args))
+    except EdgeinfError as exc:
+        print(f"edgeinf: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("edgeinf: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

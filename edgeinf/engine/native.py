@@ -1,0 +1,108 @@
+"""The llama.cpp library: backend start-up, logging, and loading models and contexts.
+
+This package (edgeinf.engine) is the only place that imports `llama_cpp`; its low-level
+functions are used directly, never the high-level `Llama` class.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import llama_cpp as ll
+
+from edgeinf.engine.options import EngineOptions
+from edgeinf.errors import EngineError
+
+log = logging.getLogger("edgeinf.llama")
+_KV_TYPES = {"f16": ll.GGML_TYPE_F16, "q8_0": ll.GGML_TYPE_Q8_0, "q4_0": ll.GGML_TYPE_Q4_0}
+# ggml_log_level -> logging level, one step down: llama.cpp's warnings are mostly chatter
+# about model files (tokens "probably a bug"), not something an operator must act on.
+_LEVELS = {2: logging.DEBUG, 3: logging.INFO, 4: logging.WARNING}
+_started = threading.Lock()
+_backend_ready = False
+
+
+@ll.llama_log_callback  # type: ignore[untyped-decorator]
+def _forward_log(level: int, text: bytes, _user: Any) -> None:
+    # llama.cpp writes a lot to stderr; route it into logging, where it is off by default.
+    if text and log.isEnabledFor(_LEVELS.get(level, logging.DEBUG)):
+        log.log(_LEVELS.get(level, logging.DEBUG), text.decode("utf-8", "replace").rstrip())
+
+
+def ensure_backend() -> None:
+    global _backend_ready
+    with _started:
+        if not _backend_ready:
+            ll.llama_log_set(_forward_log, ctypes.c_void_p(0))
+            ll.llama_backend_init()
+            _backend_ready = True
+
+
+def library_version() -> str:
+    """Identifies the llama.cpp build: state saved by one build is not read by another."""
+    return f"llama-cpp-python {ll.__version__}"
+
+
+def system_info() -> str:
+    return bytes(ll.llama_print_system_info()).decode("utf-8", "replace").strip()
+
+
+@dataclass
+class Native:
+    """Owned pointers of one loaded model and its context; `free` releases both."""
+
+    model: Any
+    ctx: Any
+    vocab: Any
+    memory: Any
+
+    def free(self) -> None:
+        if self.ctx:
+            ll.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            ll.llama_model_free(self.model)
+            self.model = None
+
+
+def load(path: Path, opts: EngineOptions) -> Native:
+    ensure_backend()
+    mparams = ll.llama_model_default_params()
+    mparams.n_gpu_layers = opts.n_gpu_layers
+    mparams.load_mode = ll.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else ll.LLAMA_LOAD_MODE_NONE
+    model = ll.llama_model_load_from_file(str(path).encode(), mparams)
+    if not model:
+        raise EngineError(
+            f"llama.cpp could not load {path}; the file may be for a newer llama.cpp "
+            "or damaged: pull it again or use another model"
+        )
+    cparams = ll.llama_context_default_params()
+    cparams.n_ctx = opts.n_ctx
+    cparams.n_batch = opts.n_batch
+    cparams.n_ubatch = opts.n_batch
+    cparams.n_seq_max = opts.n_seq_max
+    cparams.kv_unified = True  # sequences share the context's cells instead of splitting them
+    cparams.n_threads = opts.threads
+    cparams.n_threads_batch = opts.threads_batch
+    cparams.type_k = cparams.type_v = _KV_TYPES[opts.kv_type]
+    if opts.kv_type != "f16":  # a quantized V cache needs flash attention
+        cparams.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_ENABLED
+    cparams.no_perf = True
+    ctx = ll.llama_init_from_model(model, cparams)
+    if not ctx:
+        ll.llama_model_free(model)
+        raise EngineError(
+            f"llama.cpp could not create a {opts.n_ctx}-token context for {path.name}; "
+            "lower --ctx or choose kv_type f16"
+        )
+    return Native(model, ctx, ll.llama_model_get_vocab(model), ll.llama_get_memory(ctx))
+
+
+def chat_template(native: Native) -> str | None:
+    raw = ll.llama_model_chat_template(native.model, None)
+    return raw.decode("utf-8", "replace") if raw else None

@@ -1,0 +1,42 @@
+"""How to load a model and size its context; plain values, resolved from settings."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+
+from edgeinf.config import KvType, Settings
+from edgeinf.guard import physical_cores
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_seq_max: int = 1
+    threads: int = 1
+    threads_batch: int = 1
+    n_gpu_layers: int = 0
+    kv_type: KvType = "f16"
+    use_mmap: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings, n_seq_max: int = 1) -> EngineOptions:
+        threads = settings.threads or physical_cores()
+        return cls(
+            n_ctx=settings.n_ctx,
+            n_batch=settings.n_batch,
+            n_seq_max=n_seq_max,
+            threads=threads,
+            threads_batch=threads,
+            n_gpu_layers=(
+                settings.n_gpu_layers if settings.n_gpu_layers is not None else default_gpu_layers()
+            ),
+            kv_type=settings.kv_type,
+        )
+
+
+def default_gpu_layers() -> int:
+    """All layers on Apple Silicon (Metal shares memory with the CPU); none elsewhere."""
+    is_apple_silicon = platform.system() == "Darwin" and platform.machine() == "arm64"
+    return -1 if is_apple_silicon else 0

@@ -1,0 +1,109 @@
+"""Chat templates from GGUF files, rendered in a sandboxed, immutable Jinja environment.
+
+A GGUF file is untrusted input, and its template is code: llama-cpp-python rendered it in a
+plain Jinja environment and a crafted model could run shell commands (CVE-2024-34359). Here
+the environment is sandboxed and immutable, and rendering marks which spans of the prompt
+came from message text, so role markers typed by a user are tokenized as plain text.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NoReturn
+
+from jinja2 import TemplateError as JinjaTemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from edgeinf.errors import TemplateError
+from edgeinf.types import Message
+
+# For base models without a template: a plain transcript the model can continue.
+PLAIN_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m.role == 'system' %}{{ m.content }}\n\n"
+    "{% elif m.role == 'user' %}User: {{ m.content }}\n"
+    "{% else %}Assistant: {{ m.content }}\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+PLAIN_STOPS = ("\nUser:", "\nAssistant:")
+_PROBE = (Message("system", "probe"), Message("user", "probe"), Message("assistant", "probe"))
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A span of the rendered prompt; `special` spans may contain control tokens."""
+
+    text: str
+    special: bool
+
+
+def _raise(message: str) -> NoReturn:
+    raise TemplateError(f"the chat template refused the conversation: {message}")
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+class ChatTemplate:
+    """A compiled chat template; `render` returns the prompt as special/plain segments."""
+
+    def __init__(self, source: str | None, bos: str = "", eos: str = "") -> None:
+        self.builtin = source is not None
+        self.stops: tuple[str, ...] = () if source is not None else PLAIN_STOPS
+        self.bos, self.eos = bos, eos
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
+        try:
+            self._template = env.from_string(source if source is not None else PLAIN_TEMPLATE)
+        except JinjaTemplateError as exc:
+            raise TemplateError(
+                f"the model's chat template does not compile ({exc}); use another model file"
+            ) from exc
+        self.render(_PROBE)  # a template that cannot render a plain chat fails at load
+
+    def _render(self, messages: Sequence[dict[str, str]]) -> str:
+        try:
+            return self._template.render(
+                messages=messages, add_generation_prompt=True,
+                bos_token=self.bos, eos_token=self.eos,
+            )
+        except SecurityError as exc:
+            raise TemplateError(
+                f"the model's chat template tried an unsafe operation ({exc}) and was stopped; "
+                "this model file may be malicious: do not use it"
+            ) from exc
+        except TemplateError:
+            raise
+        except Exception as exc:  # a template is code: any failure is the template's
+            raise TemplateError(
+                f"the model's chat template failed ({type(exc).__name__}: {exc}); "
+                "use another model file or a plain completion"
+            ) from exc
+
+    def render(self, messages: Sequence[Message]) -> list[Segment]:
+        # Render with a random marker in place of each message's text, then put the text
+        # back as plain segments: what a user typed can never become a control token.
+        marks = [f"\x00{secrets.token_hex(8)}\x00" for _ in messages]
+        rendered = self._render([{"role": m.role, "content": k} for m, k in zip(messages, marks)])
+        segments: list[Segment] = []
+        rest = rendered
+        for message, mark in zip(messages, marks):
+            before, found, after = rest.partition(mark)
+            if not found or mark in after:
+                return self._render_unmarked(messages)
+            segments += [Segment(before, True), Segment(message.content, False)]
+            rest = after
+        segments.append(Segment(rest, True))
+        return [s for s in segments if s.text]
+
+    def _render_unmarked(self, messages: Sequence[Message]) -> list[Segment]:
+        # The template rewrote message text (trimmed, split, ...) so the markers did not
+        # survive; control tokens are then parsed across the whole prompt, as peers do.
+        rendered = self._render([{"role": m.role, "content": m.content} for m in messages])
+        return [Segment(rendered, True)]

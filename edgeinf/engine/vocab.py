@@ -1,0 +1,67 @@
+"""Text to tokens and back, through the model's own tokenizer."""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from typing import Any
+
+import llama_cpp as ll
+
+from edgeinf.engine.template import Segment
+from edgeinf.errors import EngineError
+
+
+class Vocab:
+    def __init__(self, vocab: Any) -> None:
+        self._vocab = vocab
+        self.n_tokens = int(ll.llama_vocab_n_tokens(vocab))
+        self.add_bos = bool(ll.llama_vocab_get_add_bos(vocab))
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    def text_of(self, token: int) -> str:
+        """A token's text as stored in the vocabulary (for control tokens: their marker)."""
+        raw = ll.llama_vocab_get_text(self._vocab, token)
+        return raw.decode("utf-8", "replace") if raw else ""
+
+    @property
+    def bos_text(self) -> str:
+        bos = ll.llama_vocab_bos(self._vocab)
+        return self.text_of(bos) if bos >= 0 else ""
+
+    @property
+    def eos_text(self) -> str:
+        eos = ll.llama_vocab_eos(self._vocab)
+        return self.text_of(eos) if eos >= 0 else ""
+
+    def is_eog(self, token: int) -> bool:
+        return bool(ll.llama_vocab_is_eog(self._vocab, token))
+
+    def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
+        data = text.encode("utf-8")
+        cap = len(data) + 2
+        buf = (ll.llama_token * cap)()
+        n = ll.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)
+        if n < 0:  # cannot happen with one token per byte plus BOS, but never read past buf
+            raise EngineError("tokenizer produced more tokens than bytes; report this model")
+        return list(buf[:n])
+
+    def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
+        """A rendered chat prompt: control tokens parsed only in the template's own spans."""
+        add_bos = self.add_bos and not (segments and segments[0].text.startswith(self.bos_text))
+        tokens: list[int] = []
+        for i, seg in enumerate(segments):
+            tokens += self.tokenize(seg.text, add_bos=add_bos and i == 0, special=seg.special)
+        return tokens
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a generated token stands for; control tokens render as nothing."""
+        buf = self._piece_buf
+        n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.catalog.store import LocalModel
@@ -36,7 +36,10 @@ class ChatService:
 
     def respond(self, request: ChatRequest) -> Generation:
         prompt = self.engine.chat_tokens(request.messages)
-        return Generation(self.engine, self._seq, prompt, request.sampling)
+        sampling = request.sampling
+        if self.engine.template.stops:  # a base model's transcript must end with its turn
+            sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
+        return Generation(self.engine, self._seq, prompt, sampling)
 
 
 def conversation(user: str, system: str | None = None) -> tuple[Message, ...]:

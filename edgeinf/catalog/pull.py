@@ -51,18 +51,21 @@ def pull(
         failures: list[str] = []
         mismatches: list[str] = []
         with client() as http:
-            for source in entry.sources:
+            for n, source in enumerate(entry.sources, 1):
+                more = "; trying the next source" if n < len(entry.sources) else ""
                 partial = root / f".{entry.file}.{source.kind}.partial"
                 try:
                     digest = _fetch(http, source, partial, index_url, hub_base, progress)
                 except (httpx.HTTPError, OSError, PullError) as exc:
                     failures.append(f"{source.kind}: {_describe(exc)}")
-                    notify(f"{source.kind} source failed ({_describe(exc)}); trying the next one")
+                    if more:
+                        notify(f"{source.kind} source failed ({_describe(exc)}){more}")
                     continue
                 if digest != entry.sha256:
                     partial.unlink(missing_ok=True)
                     mismatches.append(f"{source.kind} gave sha256 {digest[:12]}…")
-                    notify(f"{source.kind} source sent a file with the wrong sha256; discarded")
+                    if more:
+                        notify(f"{source.kind} source sent a file with the wrong sha256{more}")
                     continue
                 os.replace(partial, final)
                 fsync_dir(root)

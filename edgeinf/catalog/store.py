@@ -121,9 +121,7 @@ class ModelStore:
         read_gguf(path)  # refuse anything that would not load
         name = name or path.stem
         if name in self.catalog:
-            raise ModelFileError(
-                f"'{name}' is a catalog model name; choose another with --name"
-            )
+            raise ModelFileError(f"'{name}' is a catalog model name; choose another with --name")
         models = self.registered()
         digest = sha256_file(path)
         self.mark_verified(path, digest)

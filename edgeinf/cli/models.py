@@ -20,15 +20,25 @@ def listing(store: ModelStore) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     local = {m.name: m for m in store.local_files()}
     for name, entry in store.catalog.items():
-        rows.append({"name": name, "kind": "catalog", "role": entry.role,
-                     "path": str(store.path_of(entry)), "size": entry.size})
+        rows.append(
+            {
+                "name": name,
+                "kind": "catalog",
+                "role": entry.role,
+                "path": str(store.path_of(entry)),
+                "size": entry.size,
+            }
+        )
     for name, rec in store.registered().items():
-        rows.append({"name": name, "kind": "registered", "role": None, "path": rec["path"],
-                     "size": None})
+        rows.append(
+            {"name": name, "kind": "registered", "role": None, "path": rec["path"], "size": None}
+        )
     for row in rows:
         model = local.get(row["name"])
         row["present"] = model is not None
-        row["verified"] = bool(model and model.sha256 and store.is_verified(model.path, model.sha256))
+        row["verified"] = bool(
+            model and model.sha256 and store.is_verified(model.path, model.sha256)
+        )
         row["info"] = None
         if model is not None:
             try:
@@ -43,17 +53,34 @@ def _table(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("name", "role", "arch", "params", "quant", "ctx", "tokenizer", "template",
-                  "size", "status", box=None, pad_edge=False)
+    table = Table(
+        "name",
+        "role",
+        "arch",
+        "params",
+        "quant",
+        "ctx",
+        "tokenizer",
+        "template",
+        "size",
+        "status",
+        box=None,
+        pad_edge=False,
+    )
     for r in rows:
         i = r["info"] or {}
         status = ("verified" if r["verified"] else "present") if r["present"] else "not pulled"
         table.add_row(
-            r["name"], r["role"] or r["kind"], i.get("architecture", ""),
-            f"{i['parameters'] / 1e6:.0f}M" if i else "", i.get("quantization", ""),
-            str(i.get("context_length", "")), i.get("tokenizer", ""),
+            r["name"],
+            r["role"] or r["kind"],
+            i.get("architecture", ""),
+            f"{i['parameters'] / 1e6:.0f}M" if i else "",
+            i.get("quantization", ""),
+            str(i.get("context_length", "")),
+            i.get("tokenizer", ""),
             ("yes" if i.get("chat_template") else "no") if i else "",
-            f"{r['size'] / 1e6:.0f} MB" if r["size"] else "", r.get("error", status),
+            f"{r['size'] / 1e6:.0f} MB" if r["size"] else "",
+            r.get("error", status),
         )
     console = Console()
     if not console.is_terminal:  # piped: full names, no wrapping to a guessed width

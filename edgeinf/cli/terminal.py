@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable
 
 # CSI/OSC/other escape sequences and C0/C1 controls other than tab and newline: model output
 # must not move the cursor, retitle the window or hide text on the user's terminal.
 _CONTROL = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: cursor moves, colours, erase
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window title, hyperlinks, clipboard
+    r"|\x1b[@-_]?"  # other escapes, or a lone ESC
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"  # control characters except tab and newline
 )
 
 
@@ -26,11 +28,18 @@ def byte_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda n: None
         return
     from rich.progress import (
-        BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn,
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
     )
 
     columns = (
-        "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=True) as progress:

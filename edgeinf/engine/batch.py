@@ -18,7 +18,7 @@ class Batch:
     def add(self, token: int, pos: int, seq_id: int, output: bool) -> int:
         """Append one token; returns its index (the index to sample from, if output)."""
         b = self.raw
-        i = b.n_tokens
+        i = int(b.n_tokens)
         b.token[i] = token
         b.pos[i] = pos
         b.n_seq_id[i] = 1

@@ -49,16 +49,19 @@ class Engine:
 
     def __init__(self, path: Path, opts: EngineOptions) -> None:
         started = time.perf_counter()
-        gguf = read_gguf(path)  # structure checked before llama.cpp parses a byte
+        # The file's structure and its chat template (code from an untrusted file) are
+        # checked before llama.cpp parses a byte of it.
+        gguf = read_gguf(path)
         template_src = gguf.metadata.get("tokenizer.chat_template")
+        template_src = template_src if isinstance(template_src, str) else None
+        ChatTemplate(template_src)
         check_fits(gguf.file_size, kv_bytes(gguf, opts.n_ctx, opts.kv_type))
         self.path, self.opts, self.gguf = path, opts, gguf
         self._native = native.load(path, opts)
         try:
             self.vocab = Vocab(self._native.vocab)
             self.template = ChatTemplate(
-                template_src if isinstance(template_src, str) else None,
-                bos=self.vocab.bos_text, eos=self.vocab.eos_text,
+                template_src, bos=self.vocab.bos_text, eos=self.vocab.eos_text
             )
             self.n_ctx = int(ll.llama_n_ctx(self._native.ctx))
             self.sliding_window = int(ll.llama_model_n_swa(self._native.model))

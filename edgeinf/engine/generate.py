@@ -39,7 +39,7 @@ class Generation:
         started = time.perf_counter()
         self.reused_tokens = engine.reuse_prefix(seq, self.prompt)
         engine.prefill(seq, self.prompt[self.reused_tokens :])
-        stream = TextStream((*params.stop, *engine.template.stops))
+        stream = TextStream(params.stop)
         out: list[int] = []
         parts: list[str] = []
         finish: FinishReason = "length"

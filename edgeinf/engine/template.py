@@ -70,8 +70,10 @@ class ChatTemplate:
     def _render(self, messages: Sequence[dict[str, str]]) -> str:
         try:
             return self._template.render(
-                messages=messages, add_generation_prompt=True,
-                bos_token=self.bos, eos_token=self.eos,
+                messages=messages,
+                add_generation_prompt=True,
+                bos_token=self.bos,
+                eos_token=self.eos,
             )
         except SecurityError as exc:
             raise TemplateError(
@@ -90,10 +92,12 @@ class ChatTemplate:
         # Render with a random marker in place of each message's text, then put the text
         # back as plain segments: what a user typed can never become a control token.
         marks = [f"\x00{secrets.token_hex(8)}\x00" for _ in messages]
-        rendered = self._render([{"role": m.role, "content": k} for m, k in zip(messages, marks)])
+        rendered = self._render(
+            [{"role": m.role, "content": k} for m, k in zip(messages, marks, strict=True)]
+        )
         segments: list[Segment] = []
         rest = rendered
-        for message, mark in zip(messages, marks):
+        for message, mark in zip(messages, marks, strict=True):
             before, found, after = rest.partition(mark)
             if not found or mark in after:
                 return self._render_unmarked(messages)

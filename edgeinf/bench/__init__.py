@@ -1,0 +1,1 @@
+"""Benchmarks that compare edgeinf with a baseline measured in the same run."""

@@ -1,0 +1,58 @@
+"""Decode speed of edgeinf against llama-cpp-python's streaming path, alternating runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeinf.bench.report import header, summary
+from edgeinf.catalog.store import LocalModel
+from edgeinf.engine.baseline import PeerLlama
+from edgeinf.engine.engine import Engine, SeqState
+from edgeinf.engine.generate import Generation
+from edgeinf.engine.native import library_version
+from edgeinf.engine.options import EngineOptions
+from edgeinf.types import Message, SamplingParams
+
+# Long enough that neither side stops before `tokens`: both are greedy on the same model.
+PROMPT = (
+    "Write a complete Python module implementing a red-black tree with insert, delete, "
+    "search and in-order traversal. Include docstrings and type hints."
+)
+
+
+def bench_decode(
+    model: LocalModel, opts: EngineOptions, tokens: int, repeat: int
+) -> dict[str, Any]:
+    ours_runs: list[float] = []
+    peer_runs: list[float] = []
+    counts: set[int] = set()
+    with Engine(model.path, opts) as engine:
+        prompt = engine.chat_tokens((Message("user", PROMPT),))
+        params = SamplingParams(max_tokens=tokens, temperature=0.0)
+        peer = PeerLlama(model.path, opts)
+        try:
+            for i in range(repeat + 1):  # the first round warms caches and is not counted
+                seq = SeqState(0)
+                engine.trim(seq, 0)
+                gen = Generation(engine, seq, prompt, params)
+                gen.text()
+                engine.trim(seq, 0)
+                assert gen.completion is not None
+                peer_tok_s, peer_n = peer.decode_tok_s(prompt, tokens)
+                if i:
+                    ours_runs.append(gen.completion.timings.decode_tok_s)
+                    peer_runs.append(peer_tok_s)
+                    counts |= {gen.completion.usage.completion_tokens, peer_n}
+        finally:
+            peer.close()
+    ours, peer_s = summary(ours_runs), summary(peer_runs)
+    return {
+        **header(model, library_version()),
+        "threads": opts.threads,
+        "tokens": tokens,
+        "tokens_generated": sorted(counts),
+        "repeat": repeat,
+        "edgeinf": {"decode_tok_s": ours},
+        "llama_cpp_python": {"decode_tok_s": peer_s},
+        "ratio": round(ours["median"] / peer_s["median"], 3),
+    }

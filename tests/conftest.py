@@ -1,0 +1,66 @@
+"""Shared fixtures: real models from the model store, pulled once and reused across runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeinf.catalog import open_store
+from edgeinf.catalog.pull import pull
+from edgeinf.config import Settings, load_settings
+
+TINY = "gemma-3-270m-q4_k_m"
+DRAFT = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+TARGET = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """The user's settings: the model store is shared with `edgeinf pull` on this machine."""
+    return load_settings()
+
+
+def _pulled(settings: Settings, name: str) -> Path:
+    store = open_store(settings)
+    return pull(
+        store.catalog_entry(name),
+        store,
+        index_url=settings.pypi_index_url,
+        hub_base=settings.hub_url,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_path(settings: Settings) -> Path:
+    return _pulled(settings, TINY)
+
+
+@pytest.fixture(scope="session")
+def draft_path(settings: Settings) -> Path:
+    return _pulled(settings, DRAFT)
+
+
+@pytest.fixture(scope="session")
+def target_path(settings: Settings) -> Path:
+    return _pulled(settings, TARGET)
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_path: Path) -> Iterator[object]:
+    from edgeinf.engine.engine import Engine
+    from edgeinf.engine.options import EngineOptions
+
+    with Engine(tiny_path, EngineOptions(n_ctx=1024, threads=2, threads_batch=2)) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def chat_engine(draft_path: Path) -> Iterator[object]:
+    """The 0.5B instruct model: the smallest with a real chat template."""
+    from edgeinf.engine.engine import Engine
+    from edgeinf.engine.options import EngineOptions
+
+    with Engine(draft_path, EngineOptions(n_ctx=1024, threads=2, threads_batch=2)) as engine:
+        yield engine

@@ -1,0 +1,96 @@
+"""A real HTTP server on loopback that plays a model hub and a package index in tests."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Served:
+    """What the server holds, and what it was asked."""
+
+    files: dict[str, bytes] = field(default_factory=dict)  # path -> body
+    json_pages: dict[str, object] = field(default_factory=dict)
+    cut_after: int | None = None  # close the connection after this many body bytes, once
+    requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range)
+
+    def add_wheel(
+        self, package: str, version: str, member: str, data: bytes, wheel_sha: str | None = None
+    ) -> None:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr(member, data)
+        wheel = buf.getvalue()
+        name = f"{package.replace('-', '_')}-{version}-py3-none-any.whl"
+        self.files[f"/packages/{name}"] = wheel
+        digest = wheel_sha or hashlib.sha256(wheel).hexdigest()
+        self.json_pages[f"/simple/{package}/"] = {
+            "files": [
+                {"filename": name, "url": f"../../packages/{name}", "hashes": {"sha256": digest}}
+            ]
+        }
+
+
+def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            served.requests.append((self.path, self.headers.get("Range")))
+            if self.path in served.json_pages:
+                body = json.dumps(served.json_pages[self.path]).encode()
+                self._send(200, body, "application/vnd.pypi.simple.v1+json")
+                return
+            data = served.files.get(self.path)
+            if data is None:
+                self._send(404, b"not found", "text/plain")
+                return
+            start = 0
+            rng = self.headers.get("Range")
+            if rng and rng.startswith("bytes="):
+                start = int(rng[6:].split("-")[0])
+                if start >= len(data):
+                    self._send(416, b"", "text/plain")
+                    return
+            self.send_response(206 if start else 200)
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            body = data[start:]
+            if served.cut_after is not None:
+                self.wfile.write(body[: served.cut_after])
+                served.cut_after = None
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(body)
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+@contextmanager
+def model_server() -> Iterator[tuple[str, Served]]:
+    served = Served()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", served
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -45,6 +45,13 @@ class Settings(BaseSettings):
         "qwen2.5-coder-1.5b-instruct-q4_k_m",
         description="Model used when none is named: a catalog name, registered name or .gguf path.",
     )
+    state_dir: Path = Field(
+        default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "edgeinf",
+        description="Sessions: the index, saved KV state files and quarantined ones (0700).",
+    )
+    sessions_budget_mb: int = Field(
+        2048, ge=0, description="Disk budget for saved KV state; least recently used goes first."
+    )
     catalog_file: Path | None = Field(
         None, description="Extra catalog (JSON) whose entries add to or override the built-in one."
     )

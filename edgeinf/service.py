@@ -2,46 +2,119 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from edgeinf.catalog import open_store, resolve_verified
-from edgeinf.catalog.store import LocalModel
+from edgeinf.catalog.store import LocalModel, sha256_file
 from edgeinf.config import Settings
 from edgeinf.engine.engine import Engine, SeqState
 from edgeinf.engine.generate import Generation
+from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions
+from edgeinf.sessions.ids import check_session_id
+from edgeinf.sessions.keeper import Restore, SessionKeeper
+from edgeinf.sessions.kvfile import Identity
+from edgeinf.sessions.store import SessionStore
 from edgeinf.types import Message, SamplingParams
+
+LOCAL_OWNER = "local"  # the principal of the command line; the server passes its own
 
 
 @dataclass(frozen=True)
 class ChatRequest:
     messages: tuple[Message, ...]
     sampling: SamplingParams
+    session_id: str | None = None
+    owner: str = LOCAL_OWNER
+
+    def __post_init__(self) -> None:
+        if self.session_id is not None:
+            check_session_id(self.session_id)
+
+
+@dataclass
+class Turn:
+    """One answer in progress: iterate `generation`, then call `ChatService.finish`."""
+
+    request: ChatRequest
+    generation: Generation
+    restore: Restore
+    saved: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def restored_tokens(self) -> int:
+        """Prompt tokens whose KV state came from disk rather than a prefill."""
+        if self.restore.source not in ("session", "prefix"):
+            return 0
+        return min(self.restore.tokens, self.generation.reused_tokens)
+
+    @property
+    def prefilled_tokens(self) -> int:
+        return len(self.generation.prompt) - self.generation.reused_tokens + self.restore.prefilled
 
 
 class ChatService:
-    """Owns the loaded engine; callers ask for answers, never touch llama.cpp."""
+    """Owns the loaded engine and the session store; callers never touch llama.cpp."""
 
     def __init__(self, settings: Settings, model_ref: str | None = None) -> None:
         self.settings = settings
         self.model: LocalModel = resolve_verified(
             open_store(settings), model_ref or settings.default_model
         )
-        self.engine = Engine(self.model.path, EngineOptions.from_settings(settings))
+        self.opts = EngineOptions.from_settings(settings)
+        self.engine = Engine(self.model.path, self.opts)
         self._seq = SeqState(seq_id=0)
 
+    @cached_property
+    def keeper(self) -> SessionKeeper:
+        store = SessionStore(self.settings.state_dir, self.settings.sessions_budget_mb << 20)
+        return SessionKeeper(self.engine, store, self.identity)
+
+    @cached_property
+    def identity(self) -> Identity:
+        sha = self.model.sha256 or sha256_file(self.model.path)
+        return Identity(sha, library_version(), self.engine.n_ctx, self.opts.kv_type)
+
     def close(self) -> None:
+        if "keeper" in self.__dict__:
+            self.keeper.close()
+            self.keeper.store.close()
         self.engine.close()
 
-    def respond(self, request: ChatRequest) -> Generation:
-        prompt = self.engine.chat_tokens(request.messages)
+    def history(self, session_id: str, owner: str = LOCAL_OWNER) -> tuple[Message, ...]:
+        row = self.keeper.store.get(session_id, owner)
+        return row.messages if row else ()
+
+    def respond(self, request: ChatRequest) -> Turn:
+        prompt, prefix = self.engine.chat_prompt(request.messages)
+        self.engine.check_prompt(len(prompt), request.sampling.max_tokens)
+        restore = self.keeper.restore(self._seq, request.owner, request.session_id, prompt, prefix)
         sampling = request.sampling
         if self.engine.template.stops:  # a base model's transcript must end with its turn
             sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
-        return Generation(self.engine, self._seq, prompt, sampling)
+        return Turn(request, Generation(self.engine, self._seq, prompt, sampling), restore)
+
+    def finish(self, turn: Turn) -> None:
+        """After the answer was delivered: keep the conversation (in the background)."""
+        req, completion = turn.request, turn.generation.completion
+        if req.session_id is None or completion is None:
+            return
+        messages = (*req.messages, Message("assistant", completion.text))
+        self.keeper.save(
+            self._seq, req.owner, req.session_id, self.model.name, messages, turn.saved
+        )
+
+    def flush(self) -> None:
+        """Wait for background saves (before a short-lived process exits)."""
+        if "keeper" in self.__dict__:
+            self.keeper.saver.flush()
 
 
-def conversation(user: str, system: str | None = None) -> tuple[Message, ...]:
-    head: Sequence[Message] = (Message("system", system),) if system else ()
-    return (*head, Message("user", user))
+def conversation(
+    user: str, system: str | None = None, history: tuple[Message, ...] = ()
+) -> tuple[Message, ...]:
+    """The messages of the next turn: history, with `system` replacing its system prompt."""
+    rest = tuple(m for m in history if m.role != "system")
+    head = (Message("system", system),) if system else history[: len(history) - len(rest)]
+    return (*head, *rest, Message("user", user))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,9 @@ import pytest
 from edgeinf.catalog import open_store
 from edgeinf.catalog.pull import pull
 from edgeinf.config import Settings, load_settings
+
+# Saved sessions of the test run stay out of the user's state directory (models are shared).
+os.environ["EDGEINF_STATE_DIR"] = tempfile.mkdtemp(prefix="edgeinf-test-state-")
 
 TINY = "gemma-3-270m-q4_k_m"
 DRAFT = "qwen2.5-coder-0.5b-instruct-q4_k_m"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 from edgeinf.bench.report import header, summary
@@ -20,11 +23,41 @@ PROMPT = (
 )
 
 
+def llama_bench_tok_s(binary: Path, model: Path, threads: int, tokens: int) -> float:
+    """One run of llama.cpp's own llama-bench (tg only): the ceiling for the bindings."""
+    out = subprocess.run(
+        [
+            str(binary),
+            "-m",
+            str(model),
+            "-t",
+            str(threads),
+            "-p",
+            "0",
+            "-n",
+            str(tokens),
+            "-r",
+            "1",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return float(json.loads(out)[0]["avg_ts"])
+
+
 def bench_decode(
-    model: LocalModel, opts: EngineOptions, tokens: int, repeat: int
+    model: LocalModel,
+    opts: EngineOptions,
+    tokens: int,
+    repeat: int,
+    llama_bench: Path | None = None,
 ) -> dict[str, Any]:
     ours_runs: list[float] = []
     peer_runs: list[float] = []
+    ceiling_runs: list[float] = []
     counts: set[int] = set()
     with Engine(model.path, opts) as engine:
         prompt = engine.chat_tokens((Message("user", PROMPT),))
@@ -43,9 +76,20 @@ def bench_decode(
                     ours_runs.append(gen.completion.timings.decode_tok_s)
                     peer_runs.append(peer_tok_s)
                     counts |= {gen.completion.usage.completion_tokens, peer_n}
+                    if llama_bench:
+                        ceiling_runs.append(
+                            llama_bench_tok_s(llama_bench, model.path, opts.threads, tokens)
+                        )
         finally:
             peer.close()
     ours, peer_s = summary(ours_runs), summary(peer_runs)
+    ceiling: dict[str, Any] = {}
+    if ceiling_runs:
+        bench_s = summary(ceiling_runs)
+        ceiling = {
+            "llama_bench": {"tg_tok_s": bench_s},
+            "ratio_vs_llama_bench": round(ours["median"] / bench_s["median"], 3),
+        }
     return {
         **header(model, library_version()),
         "threads": opts.threads,
@@ -55,4 +99,5 @@ def bench_decode(
         "edgeinf": {"decode_tok_s": ours},
         "llama_cpp_python": {"decode_tok_s": peer_s},
         "ratio": round(ours["median"] / peer_s["median"], 3),
+        **ceiling,
     }

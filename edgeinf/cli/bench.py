@@ -15,7 +15,9 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_verified(open_store(settings), args.model or settings.default_model)
     from edgeinf.bench.decode import bench_decode
 
-    result = bench_decode(model, EngineOptions.from_settings(settings), args.tokens, args.repeat)
+    result = bench_decode(
+        model, EngineOptions.from_settings(settings), args.tokens, args.repeat, args.llama_bench
+    )
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -28,4 +30,9 @@ def run(args: argparse.Namespace) -> int:
             f"  llama-cpp-python  {peer:8.2f} tok/s\n"
             f"  ratio             {result['ratio']:8.3f}x"
         )
+        if "llama_bench" in result:
+            print(
+                f"  llama-bench tg    {result['llama_bench']['tg_tok_s']['median']:8.2f} tok/s "
+                f"(edgeinf at {result['ratio_vs_llama_bench']:.3f}x)"
+            )
     return 0

@@ -7,6 +7,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from edgeinf import __version__
 
@@ -53,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="sampling seed, for repeatable output")
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    p.add_argument("--session", "-s", metavar="ID", help="continue (or start) this conversation")
+
+    p = sub.add_parser("sessions", help="list, show, delete or prune saved conversations")
+    ssub = p.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
+    ls = ssub.add_parser("list", help="saved conversations, most recent first")
+    ls.add_argument("--json", action="store_true")
+    show = ssub.add_parser("show", help="one conversation's messages")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    delete = ssub.add_parser("delete", help="forget a conversation and its saved state")
+    delete.add_argument("ids", nargs="+", metavar="ID")
+    prune = ssub.add_parser("prune", help="evict saved state down to a size")
+    prune.add_argument("--max-mb", type=int, help="target size (default: the disk budget)")
 
     p = sub.add_parser("bench", help="measure against baselines run in the same process")
     bsub = p.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
@@ -61,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tokens", type=int, default=128, help="tokens generated per run")
     b.add_argument("--repeat", type=int, default=5, help="runs of each, alternating")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
+    b.add_argument("--llama-bench", type=Path, help="also run this llama-bench binary, alternating")
     return parser
 
 
@@ -68,6 +83,7 @@ _COMMANDS = {
     "pull": "edgeinf.cli.pull",
     "models": "edgeinf.cli.models",
     "run": "edgeinf.cli.run",
+    "sessions": "edgeinf.cli.sessions",
     "bench": "edgeinf.cli.bench",
 }
 

@@ -9,7 +9,8 @@ from typing import Any
 
 from edgeinf.cli.terminal import strip_controls
 from edgeinf.config import load_settings
-from edgeinf.service import ChatRequest, ChatService, conversation
+from edgeinf.service import ChatRequest, ChatService, Turn, conversation
+from edgeinf.sessions.ids import check_session_id
 from edgeinf.types import SamplingParams
 
 
@@ -27,30 +28,38 @@ def sampling_from(args: argparse.Namespace) -> SamplingParams:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = sampling_from(args)  # bad numbers fail before a model is loaded
+    params = sampling_from(args)  # bad input fails before a model is loaded
+    if args.session is not None:
+        check_session_id(args.session)
     settings = load_settings(threads=args.threads, n_ctx=args.n_ctx, kv_type=args.kv_type)
     service = ChatService(settings, args.model)
     try:
-        gen = service.respond(ChatRequest(conversation(args.prompt, args.system), params))
+        history = service.history(args.session) if args.session else ()
+        messages = conversation(args.prompt, args.system, history)
+        turn = service.respond(ChatRequest(messages, params, session_id=args.session))
         if args.json:
-            gen.text()
+            turn.generation.text()
         else:
             clean = strip_controls if sys.stdout.isatty() else (lambda s: s)
-            for chunk in gen:
+            for chunk in turn.generation:
                 sys.stdout.write(clean(chunk.text))
                 sys.stdout.flush()
             sys.stdout.write("\n")
-        assert gen.completion is not None
+            sys.stdout.flush()
+        service.finish(turn)
+        service.flush()  # the answer is out; keep the conversation before exiting
         if args.json:
-            print(json.dumps(report(service, gen.completion), ensure_ascii=False))
+            print(json.dumps(report(service, turn), ensure_ascii=False))
     finally:
         service.close()
     return 0
 
 
-def report(service: ChatService, completion: Any) -> dict[str, Any]:
-    """The `--json` object; later features add their own keys beside these."""
-    return {
+def report(service: ChatService, turn: Turn) -> dict[str, Any]:
+    """The `--json` object; each feature adds its own key beside these."""
+    completion = turn.generation.completion
+    assert completion is not None
+    out: dict[str, Any] = {
         "text": completion.text,
         "model": service.model.name,
         "finish_reason": completion.finish_reason,
@@ -64,3 +73,11 @@ def report(service: ChatService, completion: Any) -> dict[str, Any]:
             "decode_tok_s": round(completion.timings.decode_tok_s, 2),
         },
     }
+    if turn.request.session_id is not None:
+        out["session"] = {
+            "id": turn.request.session_id,
+            "restored_tokens": turn.restored_tokens,
+            "prefilled_tokens": turn.prefilled_tokens,
+            "saved_bytes": turn.saved.get("saved_bytes", 0),
+        }
+    return out

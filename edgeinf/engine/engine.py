@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Sequence
@@ -89,7 +90,16 @@ class Engine:
     # -- prompts --
 
     def chat_tokens(self, messages: Sequence[Message]) -> list[int]:
-        return self.vocab.tokenize_segments(self.template.render(messages))
+        return self.chat_prompt(messages)[0]
+
+    def chat_prompt(self, messages: Sequence[Message]) -> tuple[list[int], int]:
+        """The prompt's tokens, and how many of them come before the first user message's
+        text: the part that conversations with the same system prompt share."""
+        segments = self.template.render(messages)
+        parts = self.vocab.tokenize_segments(segments)
+        first_user = next((i for i, m in enumerate(messages) if m.role == "user"), -1)
+        cut = next((k for k, s in enumerate(segments) if s.message == first_user), 0)
+        return [t for part in parts for t in part], sum(len(p) for p in parts[:cut])
 
     def check_prompt(self, n_prompt: int, max_tokens: int = 0) -> None:
         """A prompt must leave room for at least one generated token."""
@@ -121,6 +131,29 @@ class Engine:
             common = 0
         self.trim(seq, common)
         return common
+
+    # -- sequence state, for saving to and restoring from disk --
+
+    def export_seq(self, seq: SeqState) -> bytes:
+        """A copy of the sequence's KV cells (llama.cpp's own serialisation)."""
+        size = ll.llama_state_seq_get_size(self._native.ctx, seq.seq_id)
+        buf = (ctypes.c_uint8 * size)()
+        got = ll.llama_state_seq_get_data(self._native.ctx, buf, size, seq.seq_id)
+        return bytes(memoryview(buf)[:got])
+
+    def import_seq(self, seq: SeqState, payload: bytes, tokens: Sequence[int]) -> bool:
+        """Replace the sequence's cells with saved ones; False (sequence empty) if refused."""
+        self.trim(seq, 0)
+        if len(tokens) + 1 > self.n_ctx:
+            return False
+        buf = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
+        ok = ll.llama_state_seq_set_data(self._native.ctx, buf, len(payload), seq.seq_id)
+        last = ll.llama_memory_seq_pos_max(self._native.memory, seq.seq_id)
+        if not ok or last != len(tokens) - 1:
+            ll.llama_memory_seq_rm(self._native.memory, seq.seq_id, -1, -1)
+            return False
+        seq.tokens = list(tokens)
+        return True
 
     # -- decoding --
 

@@ -36,10 +36,14 @@ _PROBE = (Message("system", "probe"), Message("user", "probe"), Message("assista
 
 @dataclass(frozen=True)
 class Segment:
-    """A span of the rendered prompt; `special` spans may contain control tokens."""
+    """A span of the rendered prompt; `special` spans may contain control tokens.
+
+    `message` is the index of the message whose text this span is, None for template text.
+    """
 
     text: str
     special: bool
+    message: int | None = None
 
 
 def _raise(message: str) -> NoReturn:
@@ -97,11 +101,11 @@ class ChatTemplate:
         )
         segments: list[Segment] = []
         rest = rendered
-        for message, mark in zip(messages, marks, strict=True):
+        for i, (message, mark) in enumerate(zip(messages, marks, strict=True)):
             before, found, after = rest.partition(mark)
             if not found or mark in after:
                 return self._render_unmarked(messages)
-            segments += [Segment(before, True), Segment(message.content, False)]
+            segments += [Segment(before, True), Segment(message.content, False, i)]
             rest = after
         segments.append(Segment(rest, True))
         return [s for s in segments if s.text]

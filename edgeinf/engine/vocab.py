@@ -46,13 +46,14 @@ class Vocab:
             raise EngineError("tokenizer produced more tokens than bytes; report this model")
         return list(buf[:n])
 
-    def tokenize_segments(self, segments: Sequence[Segment]) -> list[int]:
-        """A rendered chat prompt: control tokens parsed only in the template's own spans."""
+    def tokenize_segments(self, segments: Sequence[Segment]) -> list[list[int]]:
+        """A rendered chat prompt, one token list per segment: control tokens are parsed
+        only in the template's own spans."""
         add_bos = self.add_bos and not (segments and segments[0].text.startswith(self.bos_text))
-        tokens: list[int] = []
-        for i, seg in enumerate(segments):
-            tokens += self.tokenize(seg.text, add_bos=add_bos and i == 0, special=seg.special)
-        return tokens
+        return [
+            self.tokenize(seg.text, add_bos=add_bos and i == 0, special=seg.special)
+            for i, seg in enumerate(segments)
+        ]
 
     def piece(self, token: int) -> bytes:
         """The bytes a generated token stands for; control tokens render as nothing."""

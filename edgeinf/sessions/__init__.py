@@ -1,0 +1,1 @@
+"""Conversations and their llama.cpp sequence state, kept on disk between processes."""

@@ -1,0 +1,25 @@
+"""Session ids: short, plain ASCII, and never a path."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from edgeinf.errors import InvalidRequestError
+
+_VALID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_session_id(session_id: str) -> str:
+    """Return the id if it is safe to use as a file name; raise InvalidRequestError if not."""
+    if not isinstance(session_id, str) or not _VALID.fullmatch(session_id):
+        shown = repr(session_id[:40]) + ("…" if len(session_id) > 40 else "")
+        raise InvalidRequestError(
+            f"session id {shown} is invalid: use 1-64 ASCII letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return session_id
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(8)

@@ -1,0 +1,164 @@
+"""The session index in SQLite: messages, owners, sizes and last use, for listing and LRU.
+
+Messages live here rather than in the KV file, so a damaged KV file loses nothing: the
+conversation is re-prefilled from its messages.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeinf.types import Message
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    messages TEXT NOT NULL,
+    kv_tokens INTEGER NOT NULL DEFAULT 0,
+    kv_bytes INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    last_used REAL NOT NULL,
+    PRIMARY KEY (owner, id)
+);
+CREATE TABLE IF NOT EXISTS prefixes (
+    key TEXT PRIMARY KEY,
+    kv_tokens INTEGER NOT NULL,
+    kv_bytes INTEGER NOT NULL,
+    last_used REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    owner: str
+    model: str
+    messages: tuple[Message, ...]
+    kv_tokens: int
+    kv_bytes: int
+    created: float
+    last_used: float
+
+
+def _row(r: sqlite3.Row) -> SessionRow:
+    messages = tuple(Message(m["role"], m["content"]) for m in json.loads(r["messages"]))
+    return SessionRow(
+        r["id"],
+        r["owner"],
+        r["model"],
+        messages,
+        r["kv_tokens"],
+        r["kv_bytes"],
+        r["created"],
+        r["last_used"],
+    )
+
+
+class SessionIndex:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def get(self, session_id: str, owner: str) -> SessionRow | None:
+        """The session, if it exists and belongs to `owner` (others cannot tell it exists)."""
+        with self._lock:
+            r = self._db.execute(
+                "SELECT * FROM sessions WHERE id = ? AND owner = ?", (session_id, owner)
+            ).fetchone()
+        return _row(r) if r else None
+
+    def owned_by(self, owner: str) -> list[SessionRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM sessions WHERE owner = ? ORDER BY last_used DESC", (owner,)
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def put_messages(
+        self, session_id: str, owner: str, model: str, messages: tuple[Message, ...]
+    ) -> None:
+        now = time.time()
+        data = json.dumps([{"role": m.role, "content": m.content} for m in messages])
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO sessions (id, owner, model, messages, created, last_used) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(owner, id) DO UPDATE SET "
+                "messages = excluded.messages, model = excluded.model, "
+                "last_used = excluded.last_used",
+                (session_id, owner, model, data, now, now),
+            )
+
+    def set_kv(self, owner: str, session_id: str, kv_tokens: int, kv_bytes: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE sessions SET kv_tokens = ?, kv_bytes = ? WHERE owner = ? AND id = ?",
+                (kv_tokens, kv_bytes, owner, session_id),
+            )
+
+    def delete(self, owner: str, session_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM sessions WHERE owner = ? AND id = ?", (owner, session_id))
+
+    # -- shared prefixes --
+
+    def put_prefix(self, key: str, kv_tokens: int, kv_bytes: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO prefixes VALUES (?, ?, ?, ?)",
+                (key, kv_tokens, kv_bytes, time.time()),
+            )
+
+    def touch_prefix(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE prefixes SET last_used = ? WHERE key = ?", (time.time(), key))
+
+    def delete_prefix(self, key: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM prefixes WHERE key = ?", (key,))
+
+    # -- disk budget --
+
+    def kv_usage(self) -> int:
+        with self._lock:
+            a = self._db.execute("SELECT COALESCE(SUM(kv_bytes), 0) FROM sessions").fetchone()[0]
+            b = self._db.execute("SELECT COALESCE(SUM(kv_bytes), 0) FROM prefixes").fetchone()[0]
+        return int(a) + int(b)
+
+    def lru(self) -> list[tuple[str, str, int]]:
+        """(owner or '' for a shared prefix, id or prefix key, bytes) of every stored KV
+        state, least recently used first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT owner, id, kv_bytes, last_used FROM sessions WHERE kv_bytes > 0 "
+                "UNION ALL SELECT '', key, kv_bytes, last_used FROM prefixes "
+                "ORDER BY 4 ASC"
+            ).fetchall()
+        return [(r[0], r[1], int(r[2])) for r in rows]

@@ -1,0 +1,199 @@
+"""The session store on disk: the SQLite index, KV state files, quarantine and disk budget."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import time
+from pathlib import Path
+
+import psutil
+
+from edgeinf.catalog.store import fsync_dir
+from edgeinf.errors import EdgeinfError
+from edgeinf.sessions.ids import check_session_id
+from edgeinf.sessions.index import SessionIndex, SessionRow
+from edgeinf.sessions.kvfile import Identity, KVFileError, KVState, decode, encode
+
+log = logging.getLogger("edgeinf.sessions")
+FREE_RESERVE = 512 << 20  # saved state never takes the disk's free space below this
+
+
+class StateDirError(EdgeinfError):
+    code = "unsafe_state_dir"
+
+
+class SaveError(EdgeinfError):
+    code = "session_save_failed"
+
+
+def _private_dir(path: Path) -> Path:
+    """Create (0700) or check a directory: not a symlink, not writable by others."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise StateDirError(f"{path} is a symlink or not a directory; remove it and retry")
+    if st.st_mode & 0o077:
+        log.warning("tightening permissions of %s to 0700", path)
+        path.chmod(0o700)
+    return path
+
+
+class SessionStore:
+    def __init__(self, root: Path, budget_bytes: int, free_reserve: int = FREE_RESERVE) -> None:
+        self.root = _private_dir(root)
+        self.kv_dir = _private_dir(root / "kv")
+        self.prefix_dir = _private_dir(root / "prefix")
+        self.quarantine_dir = _private_dir(root / "quarantine")
+        self.budget_bytes = budget_bytes
+        self.free_reserve = free_reserve
+        self.index = SessionIndex(root / "index.sqlite")
+        self._sweep_temp_files()
+
+    def _sweep_temp_files(self) -> None:
+        """Remove temp files left by writers that were killed mid-save."""
+        for tmp in self.root.rglob(".*.tmp"):
+            try:
+                pid = int(tmp.name.rsplit(".", 2)[-2])
+            except ValueError:
+                continue
+            if pid != os.getpid() and not psutil.pid_exists(pid):
+                tmp.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.index.close()
+
+    # -- paths --
+
+    def kv_path(self, owner: str, session_id: str) -> Path:
+        """Each principal has its own directory: ids never collide across principals."""
+        bucket = _private_dir(self.kv_dir / hashlib.sha256(owner.encode()).hexdigest()[:16])
+        return bucket / f"{check_session_id(session_id)}.kv"
+
+    def prefix_path(self, key: str) -> Path:
+        if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError("prefix keys are sha256 hex digests")
+        return self.prefix_dir / f"{key}.kv"
+
+    # -- reading --
+
+    def read_kv(self, path: Path, identity: Identity) -> KVState | None:
+        """The state in `path` if it is intact and made under `identity`; else None.
+
+        A damaged file is moved to quarantine; a file from another model or build is left
+        alone and will be replaced by the next save.
+        """
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cannot open %s (%s); re-prefilling", path.name, exc.strerror)
+            return None
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                state = decode(fh.read())
+        except KVFileError as exc:
+            self.quarantine(path, str(exc))
+            return None
+        if state.identity != identity:
+            log.info("%s was saved for another model or build; re-prefilling", path.name)
+            return None
+        return state
+
+    def quarantine(self, path: Path, why: str) -> None:
+        dest = self.quarantine_dir / f"{path.stem}.{int(time.time() * 1000)}.kv"
+        log.warning("quarantined %s: %s", path.name, why)
+        try:
+            os.replace(path, dest)
+        except OSError:
+            path.unlink(missing_ok=True)
+
+    # -- writing --
+
+    def write_kv(self, path: Path, state: KVState) -> int:
+        """Atomically replace `path`: readers see the old or the new file, never a torn one."""
+        data = encode(state)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise SaveError(
+                f"could not save {path.name} ({exc.strerror}); the previous state is intact. "
+                "Free disk space or check the state directory"
+            ) from exc
+        return len(data)
+
+    def save_session_kv(self, owner: str, session_id: str, state: KVState) -> int:
+        size = len(state.payload) + 4096
+        if not self.make_room(size, keep=(owner, session_id)):
+            log.warning(
+                "session %s state (%d bytes) is over the disk budget; not saved", session_id, size
+            )
+            return 0
+        written = self.write_kv(self.kv_path(owner, session_id), state)
+        self.index.set_kv(owner, session_id, len(state.tokens), written)
+        return written
+
+    def save_prefix(self, key: str, state: KVState) -> int:
+        if not self.make_room(len(state.payload) + 4096, keep=("", key)):
+            return 0
+        written = self.write_kv(self.prefix_path(key), state)
+        self.index.put_prefix(key, len(state.tokens), written)
+        return written
+
+    # -- budget --
+
+    def effective_budget(self) -> int:
+        """The configured budget, shrunk so that the disk keeps some free space."""
+        free = shutil.disk_usage(self.root).free
+        return max(0, min(self.budget_bytes, self.index.kv_usage() + free - self.free_reserve))
+
+    def make_room(self, incoming: int, keep: tuple[str, str] = ("", "")) -> bool:
+        """Evict least recently used states until `incoming` more bytes fit the budget."""
+        budget = self.effective_budget()
+        return incoming <= budget and self.prune(budget - incoming, keep) <= budget - incoming
+
+    def prune(self, target: int, keep: tuple[str, str] = ("", "")) -> int:
+        """Evict least recently used states until at most `target` bytes remain; return
+        the bytes that remain."""
+        usage = self.index.kv_usage()
+        for owner, key, size in self.index.lru():
+            if usage <= target:
+                break
+            if (owner, key) != keep:
+                self.evict(owner, key)
+                usage -= size
+        return usage
+
+    def evict(self, owner: str, key: str) -> None:
+        """Drop a stored KV state (owner '' is a shared prefix); a session keeps its
+        messages and is re-prefilled when it is next used."""
+        if owner:
+            self.kv_path(owner, key).unlink(missing_ok=True)
+            self.index.set_kv(owner, key, 0, 0)
+        else:
+            self.prefix_path(key).unlink(missing_ok=True)
+            self.index.delete_prefix(key)
+
+    # -- sessions --
+
+    def get(self, session_id: str, owner: str) -> SessionRow | None:
+        return self.index.get(check_session_id(session_id), owner)
+
+    def delete(self, session_id: str, owner: str) -> bool:
+        if self.get(session_id, owner) is None:
+            return False
+        self.kv_path(owner, session_id).unlink(missing_ok=True)
+        self.index.delete(owner, session_id)
+        return True

@@ -1,0 +1,69 @@
+"""SIGKILL during saves, many times: every load sees the old or the new state, never a mix."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edgeinf.sessions.kvfile import Identity, KVState
+from edgeinf.sessions.store import SessionStore
+
+KILLS = 200
+IDENTITY = Identity("cd" * 32, "test", 4096, "f16")
+
+# The child saves two versions of one session, alternately, as fast as it can.
+CHILD = """
+import sys
+from pathlib import Path
+from edgeinf.sessions.kvfile import Identity, KVState
+from edgeinf.sessions.store import SessionStore
+store = SessionStore(Path(sys.argv[1]), 1 << 30)
+identity = Identity("cd" * 32, "test", 4096, "f16")
+versions = [KVState(identity, (v,), bytes([v]) * (2 << 20)) for v in (1, 2)]
+path = store.kv_path("local", "s")
+store.write_kv(path, versions[0])
+print("ready", flush=True)
+i = 0
+while True:
+    i += 1
+    store.write_kv(path, versions[i % 2])
+"""
+
+
+def test_killed_saves_never_leave_a_torn_file(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    rng = random.Random(20)
+    outcomes = {1: 0, 2: 0}
+    for _ in range(KILLS):
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(root)], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0, 0.03))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        store = SessionStore(root, 1 << 30)
+        state = store.read_kv(store.kv_path("local", "s"), IDENTITY)
+        assert state is not None, "a killed save left a file that does not load"
+        assert state.payload == bytes([state.tokens[0]]) * (2 << 20)
+        outcomes[state.tokens[0]] += 1
+        assert not list(store.quarantine_dir.iterdir())
+        store.close()
+    assert outcomes[1] and outcomes[2]  # kills landed at different points of the cycle
+    SessionStore(root, 1 << 30).close()
+    assert not list(root.rglob("*.tmp"))  # what killed writers left is swept on open
+
+
+def test_temp_files_of_killed_writers_are_not_mistaken_for_state(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path, 1 << 20)
+    path = store.kv_path("local", "s")
+    store.write_kv(path, KVState(IDENTITY, (1,), b"x" * 100))
+    path.with_name(f".{path.name}.999.tmp").write_bytes(b"torn")
+    state = store.read_kv(path, IDENTITY)
+    assert state is not None and state.payload == b"x" * 100
+    store.close()

@@ -1,0 +1,146 @@
+"""Resumed conversations with a real model: exact continuation, damage and mismatch survived."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edgeinf.config import Settings, load_settings
+from edgeinf.service import ChatRequest, ChatService, Turn, conversation
+from edgeinf.types import Message, SamplingParams
+from tests.cli.test_cli import edgeinf
+from tests.conftest import DRAFT
+
+GREEDY = SamplingParams(max_tokens=40, temperature=0)
+Q1 = "Write a Python function that reverses a string."
+Q2 = "Now make it also remove spaces."
+
+
+def cfg(tmp_path: Path, **kw: object) -> Settings:
+    return load_settings(
+        default_model=DRAFT, n_ctx=2048, threads=2, state_dir=tmp_path / "state", **kw
+    )
+
+
+def turn(service: ChatService, session: str, text: str) -> tuple[Turn, tuple[int, ...]]:
+    messages = conversation(text, history=service.history(session))
+    t = service.respond(ChatRequest(messages, GREEDY, session_id=session))
+    t.generation.text()
+    service.finish(t)
+    service.flush()
+    assert t.generation.completion is not None
+    return t, t.generation.completion.token_ids
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, draft_path: Path) -> tuple[int, ...]:
+    """Turn two of a conversation whose process never stopped."""
+    service = ChatService(cfg(tmp_path_factory.mktemp("u")))
+    try:
+        turn(service, "u", Q1)
+        return turn(service, "u", Q2)[1]
+    finally:
+        service.close()
+
+
+def test_resumed_turn_is_token_for_token_the_uninterrupted_one(
+    tmp_path: Path, uninterrupted: tuple[int, ...]
+) -> None:
+    first = ChatService(cfg(tmp_path))
+    turn(first, "r", Q1)
+    first.close()
+    second = ChatService(cfg(tmp_path))  # a new engine: nothing in memory
+    t, tokens = turn(second, "r", Q2)
+    second.close()
+    assert tokens == uninterrupted
+    assert t.restored_tokens > 50 and t.prefilled_tokens < 40
+
+
+def _damage(how: str) -> Callable[[Path], None]:
+    def apply(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        if how == "truncate":
+            data = data[: len(data) // 2]
+        elif how == "bitflip":
+            data[len(data) // 2] ^= 0x10
+        else:
+            data[1000:200_000] = bytes(199_000)
+        path.write_bytes(bytes(data))
+
+    return apply
+
+
+@pytest.mark.parametrize("how", ["truncate", "bitflip", "zerofill"])
+def test_damaged_state_is_quarantined_and_the_answer_is_still_right(
+    tmp_path: Path, uninterrupted: tuple[int, ...], how: str
+) -> None:
+    first = ChatService(cfg(tmp_path))
+    turn(first, "d", Q1)
+    path = first.keeper.store.kv_path("local", "d")
+    first.close()
+    _damage(how)(path)
+    second = ChatService(cfg(tmp_path))
+    t, tokens = turn(second, "d", Q2)
+    quarantined = list(second.keeper.store.quarantine_dir.iterdir())
+    second.close()
+    assert tokens == uninterrupted
+    assert t.restore.source != "session"
+    assert len(quarantined) == 1
+
+
+def test_state_from_another_kv_type_is_not_restored(tmp_path: Path) -> None:
+    first = ChatService(cfg(tmp_path))
+    turn(first, "m", Q1)
+    first.close()
+    second = ChatService(cfg(tmp_path, kv_type="q8_0"))
+    t, _ = turn(second, "m", Q2)
+    second.close()
+    assert t.restore.source != "session"
+
+
+def test_a_shared_system_prompt_is_prefilled_once(tmp_path: Path) -> None:
+    system = "You are a terse assistant for Python questions. " * 4
+    service = ChatService(cfg(tmp_path))
+    messages = (Message("system", system), Message("user", "What is a list?"))
+    first = service.respond(ChatRequest(messages, GREEDY))
+    first.generation.text()
+    service.flush()
+    service.close()
+    other = ChatService(cfg(tmp_path))
+    messages = (Message("system", system), Message("user", "What is a dict?"))
+    second = other.respond(ChatRequest(messages, GREEDY))
+    second.generation.text()
+    other.close()
+    assert first.restore.source == "none" and second.restore.source == "prefix"
+    assert second.restored_tokens > 40
+
+
+def test_run_session_resumes_in_a_new_process(tmp_path: Path, draft_path: Path) -> None:
+    env = {"EDGEINF_STATE_DIR": str(tmp_path / "state")}
+    args = (
+        "run",
+        "-m",
+        DRAFT,
+        "--json",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "24",
+        "--session",
+        "cli",
+    )
+    one = json.loads(edgeinf(*args, "My name is Ada.", env=env).stdout)
+    two = json.loads(edgeinf(*args, "What is my name?", env=env).stdout)
+    assert one["session"]["restored_tokens"] == 0 and one["session"]["saved_bytes"] > 0
+    assert two["session"]["restored_tokens"] > 20
+    assert "Ada" in two["text"]
+    listed = json.loads(edgeinf("sessions", "list", "--json", env=env).stdout)
+    assert [s["id"] for s in listed] == ["cli"] and listed[0]["messages"] == 4
+
+
+def test_bad_session_id_is_refused_before_loading(tmp_path: Path) -> None:
+    proc = edgeinf("run", "--session", "../../etc", "hi")
+    assert proc.returncode == 1 and "session id" in proc.stderr

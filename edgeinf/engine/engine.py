@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import llama_cpp as ll
+import numpy as np
 
 from edgeinf.catalog.gguf_check import GGUFFile, read_gguf
+from edgeinf.catalog.info import describe
 from edgeinf.engine import native
 from edgeinf.engine.batch import Batch
 from edgeinf.engine.options import EngineOptions
@@ -58,6 +60,7 @@ class Engine:
         ChatTemplate(template_src)
         check_fits(gguf.file_size, kv_bytes(gguf, opts.n_ctx, opts.kv_type))
         self.path, self.opts, self.gguf = path, opts, gguf
+        self.info = describe(gguf)
         self._native = native.load(path, opts)
         try:
             self.vocab = Vocab(self._native.vocab)
@@ -173,6 +176,11 @@ class Engine:
             self.batch.fill(chunk, len(seq.tokens), seq.seq_id)
             self.decode()
             seq.tokens.extend(chunk)
+
+    def logits(self, index: int) -> np.ndarray:
+        """A view (not a copy) of the logits of the last decode's output `index`."""
+        ptr = ll.llama_get_logits_ith(self._native.ctx, index)
+        return np.ctypeslib.as_array(ptr, shape=(self.vocab.n_tokens,))
 
     def step(self, seq: SeqState, token: int) -> None:
         """Evaluate one generated token."""

@@ -1,14 +1,15 @@
-"""Plain decoding: prompt tokens in, a stream of text chunks out, a Completion at the end."""
+"""Decoding one sequence: prompt tokens in, text chunks out, a Completion at the end."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+from edgeinf.engine.decoders import Decoder, DraftStats, PlainDecoder
+from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState
-from edgeinf.engine.sampling import Sampler
-from edgeinf.engine.textstream import TextStream
-from edgeinf.types import Chunk, Completion, FinishReason, SamplingParams, Timings, Usage
+from edgeinf.types import Chunk, Completion, SamplingParams
+
+MakeDecoder = Callable[[Engine, SeqState, SamplingParams], Decoder]
 
 
 class Generation:
@@ -19,11 +20,18 @@ class Generation:
     """
 
     def __init__(
-        self, engine: Engine, seq: SeqState, prompt: Sequence[int], params: SamplingParams
+        self,
+        engine: Engine,
+        seq: SeqState,
+        prompt: Sequence[int],
+        params: SamplingParams,
+        make_decoder: MakeDecoder = PlainDecoder,
     ) -> None:
         engine.check_prompt(len(prompt), params.max_tokens)
         self.engine, self.seq, self.prompt, self.params = engine, seq, list(prompt), params
+        self.make_decoder = make_decoder
         self.completion: Completion | None = None
+        self.draft_stats = DraftStats()
         self.reused_tokens = 0
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -36,46 +44,25 @@ class Generation:
 
     def _run(self) -> Iterator[Chunk]:
         engine, seq, params = self.engine, self.seq, self.params
-        started = time.perf_counter()
+        emitter = Emitter(engine.vocab, params, len(self.prompt))
         self.reused_tokens = engine.reuse_prefix(seq, self.prompt)
         engine.prefill(seq, self.prompt[self.reused_tokens :])
-        stream = TextStream(params.stop)
-        out: list[int] = []
-        parts: list[str] = []
-        finish: FinishReason = "length"
-        first_at = started
-        with Sampler(params, engine.vocab.n_tokens) as sampler:
+        decoder = self.make_decoder(engine, seq, params)
+        try:
+            pending = [decoder.first()]
             while True:
-                token = sampler.sample(engine.ctx, -1)
-                if not out:
-                    first_at = time.perf_counter()
-                if engine.vocab.is_eog(token):
-                    finish = "stop"
+                for token in pending:
+                    if text := emitter.push(token):
+                        yield Chunk(text)
+                    if emitter.finish:
+                        break
+                budget = emitter.budget(len(seq.tokens), engine.n_ctx)
+                if emitter.finish:
                     break
-                out.append(token)
-                text = stream.push(engine.vocab.piece(token))
-                if text:
-                    parts.append(text)
-                    yield Chunk(text)
-                if stream.stopped:
-                    finish = "stop"
-                    break
-                if len(out) >= params.max_tokens or len(seq.tokens) + 1 >= engine.n_ctx:
-                    break
-                engine.step(seq, token)
-        if not stream.stopped and (rest := stream.flush()):
-            parts.append(rest)
+                pending = decoder.advance(pending[-1], budget)
+        finally:
+            decoder.close()
+        if rest := emitter.flush():
             yield Chunk(rest)
-        done = time.perf_counter()
-        decode_s = done - first_at
-        self.completion = Completion(
-            text="".join(parts),
-            finish_reason=finish,
-            usage=Usage(len(self.prompt), len(out)),
-            timings=Timings(
-                ttft_s=first_at - started,
-                total_s=done - started,
-                decode_tok_s=(len(out) - 1) / decode_s if len(out) > 1 and decode_s > 0 else 0.0,
-            ),
-            token_ids=tuple(out),
-        )
+        self.draft_stats = decoder.stats
+        self.completion = emitter.completion()

@@ -75,6 +75,7 @@ def load(path: Path, opts: EngineOptions) -> Native:
     mparams = ll.llama_model_default_params()
     mparams.n_gpu_layers = opts.n_gpu_layers
     mparams.load_mode = ll.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else ll.LLAMA_LOAD_MODE_NONE
+    mparams.use_extra_bufts = opts.repack
     model = ll.llama_model_load_from_file(str(path).encode(), mparams)
     if not model:
         raise EngineError(

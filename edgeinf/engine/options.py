@@ -19,6 +19,10 @@ class EngineOptions:
     n_gpu_layers: int = 0
     kv_type: KvType = "f16"
     use_mmap: bool = True
+    # Repacked weights use other matmul kernels for one token than for a batch, so batched
+    # logits differ from one-at-a-time logits in the last bits; without repacking they are
+    # bitwise equal, which greedy speculative decoding needs to match plain decoding.
+    repack: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings, n_seq_max: int = 1) -> EngineOptions:

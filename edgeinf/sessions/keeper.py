@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass
 
 from edgeinf.engine.engine import Engine, SeqState
@@ -30,6 +31,7 @@ class Restore:
     source: str  # "memory", "session", "prefix" or "none"
     tokens: int
     prefilled: int = 0  # tokens prefilled here to store a new shared prefix
+    seconds: float = 0.0  # spent finding, reading, checking and loading saved state
 
 
 class SessionKeeper:
@@ -48,6 +50,14 @@ class SessionKeeper:
         self, seq: SeqState, owner: str, session_id: str | None, prompt: list[int], prefix: int
     ) -> Restore:
         """Load into `seq` the saved state that covers most of `prompt`."""
+        started = time.perf_counter()
+        found = self._restore(seq, owner, session_id, prompt, prefix)
+        found.seconds = time.perf_counter() - started
+        return found
+
+    def _restore(
+        self, seq: SeqState, owner: str, session_id: str | None, prompt: list[int], prefix: int
+    ) -> Restore:
         in_memory = common_prefix(seq.tokens, prompt)
         if session_id is not None:
             row = self.store.get(session_id, owner)

@@ -1,0 +1,86 @@
+"""Drafters propose the next few tokens cheaply; the target model then checks them at once.
+
+- NgramDrafter: prompt lookup. When the last few tokens occurred earlier in the context,
+  propose what followed them there. Costs nothing; pays when the answer copies its input.
+- ModelDrafter: a small model with the same tokenizer, kept in step with the target: only
+  new tokens are decoded, rejected ones are removed from its KV cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgeinf.engine.engine import Engine, SeqState
+from edgeinf.engine.probs import Transform, probabilities
+from edgeinf.errors import ModelFileError
+
+
+class NgramDrafter:
+    kind = "ngram"
+
+    def __init__(self, n_max: int = 4, n_min: int = 2) -> None:
+        self.n_max, self.n_min = n_max, n_min
+        self._index: dict[tuple[int, ...], int] = {}  # n-gram -> position after its last use
+        self._indexed = 0  # n-grams ending before this position are in the index
+
+    def _catch_up(self, tokens: Sequence[int]) -> None:
+        if len(tokens) < self._indexed:  # the context was cut back: start over
+            self._index.clear()
+            self._indexed = 0
+        # Index every n-gram that ends before the last token, so the current suffix
+        # finds an earlier occurrence, never itself.
+        for end in range(max(self._indexed, self.n_min), len(tokens)):
+            for n in range(self.n_min, min(self.n_max, end) + 1):
+                self._index[tuple(tokens[end - n : end])] = end
+        self._indexed = max(self._indexed, len(tokens))
+
+    def propose(self, tokens: Sequence[int], k: int) -> tuple[list[int], list[None]]:
+        """Up to k tokens that followed the longest earlier match of the context's end."""
+        self._catch_up(tokens)
+        for n in range(self.n_max, self.n_min - 1, -1):
+            if len(tokens) < n:
+                continue
+            start = self._index.get(tuple(tokens[-n:]))
+            if start is not None:
+                draft = list(tokens[start : start + k])
+                return draft, [None] * len(draft)
+        return [], []
+
+
+class ModelDrafter:
+    kind = "draft"
+
+    def __init__(self, engine: Engine, target: Engine) -> None:
+        if engine.info.tokenizer != target.info.tokenizer:
+            raise ModelFileError(
+                f"draft model {engine.path.name} has another tokenizer than "
+                f"{target.path.name}; choose a draft whose tokenizer fingerprint matches "
+                "(see `edgeinf models`)"
+            )
+        self.engine = engine
+        self.seq = SeqState(0)
+
+    def propose(
+        self, tokens: Sequence[int], k: int, transform: Transform | None = None
+    ) -> tuple[list[int], list[np.ndarray | None]]:
+        """k tokens the draft model would write next (greedy, or sampled from `transform`'s
+        distribution, which is returned for each so the target can accept fairly)."""
+        engine, seq = self.engine, self.seq
+        keep = engine.reuse_prefix(seq, list(tokens))
+        engine.prefill(seq, list(tokens[keep:]))
+        drafts: list[int] = []
+        dists: list[np.ndarray | None] = []
+        for i in range(k):
+            logits = engine.logits(-1)
+            if transform is None:
+                token, dist = int(logits.argmax()), None
+            else:
+                dist = probabilities(logits, transform)
+                token = int(transform.rng.choice(len(dist), p=dist))
+            drafts.append(token)
+            dists.append(dist)
+            if i + 1 < k:
+                engine.step(seq, token)
+        return drafts, dists

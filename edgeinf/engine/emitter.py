@@ -1,0 +1,70 @@
+"""From sampled tokens to an answer: text chunks, when to stop, usage and timings."""
+
+from __future__ import annotations
+
+import time
+
+from edgeinf.engine.textstream import TextStream
+from edgeinf.engine.vocab import Vocab
+from edgeinf.types import Completion, FinishReason, SamplingParams, Timings, Usage
+
+
+class Emitter:
+    """One answer being written; shared by plain, speculative and batched decoding."""
+
+    def __init__(self, vocab: Vocab, params: SamplingParams, n_prompt: int) -> None:
+        self.vocab, self.params, self.n_prompt = vocab, params, n_prompt
+        self.stream = TextStream(params.stop)
+        self.tokens: list[int] = []
+        self.parts: list[str] = []
+        self.finish: FinishReason | None = None
+        self.started = time.perf_counter()
+        self.first_at: float | None = None
+
+    def push(self, token: int) -> str:
+        """Take one sampled token; return the text it releases (maybe empty)."""
+        if self.first_at is None:
+            self.first_at = time.perf_counter()
+        if self.vocab.is_eog(token):
+            self.finish = "stop"
+            return ""
+        self.tokens.append(token)
+        text = self.stream.push(self.vocab.piece(token))
+        if self.stream.stopped:
+            self.finish = "stop"
+        if text:
+            self.parts.append(text)
+        return text
+
+    def budget(self, n_cached: int, n_ctx: int) -> int:
+        """How many more tokens this answer may take; 0 ends it for length."""
+        left = min(self.params.max_tokens - len(self.tokens), n_ctx - n_cached - 1)
+        if left <= 0 and self.finish is None:
+            self.finish = "length"
+        return max(left, 0)
+
+    def flush(self) -> str:
+        """Text held back for a stop string that never came."""
+        if self.stream.stopped:
+            return ""
+        rest = self.stream.flush()
+        if rest:
+            self.parts.append(rest)
+        return rest
+
+    def completion(self) -> Completion:
+        done = time.perf_counter()
+        first = self.first_at or done
+        decode_s = done - first
+        n = len(self.tokens)
+        return Completion(
+            text="".join(self.parts),
+            finish_reason=self.finish or "stop",
+            usage=Usage(self.n_prompt, n),
+            timings=Timings(
+                ttft_s=first - self.started,
+                total_s=done - self.started,
+                decode_tok_s=(n - 1) / decode_s if n > 1 and decode_s > 0 else 0.0,
+            ),
+            token_ids=tuple(self.tokens),
+        )

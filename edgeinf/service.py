@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.catalog.store import LocalModel, sha256_file
 from edgeinf.config import Settings
+from edgeinf.engine.batcher import Batcher, Job
 from edgeinf.engine.engine import Engine, SeqState
 from edgeinf.engine.generate import Generation
 from edgeinf.engine.native import library_version
@@ -17,7 +19,7 @@ from edgeinf.sessions.keeper import Restore, SessionKeeper
 from edgeinf.sessions.kvfile import Identity
 from edgeinf.sessions.store import SessionStore
 from edgeinf.speculate import Speculation
-from edgeinf.types import Message, SamplingParams
+from edgeinf.types import Completion, Message, SamplingParams
 
 LOCAL_OWNER = "local"  # the principal of the command line; the server passes its own
 
@@ -36,35 +38,55 @@ class ChatRequest:
 
 @dataclass
 class Turn:
-    """One answer in progress: iterate `generation`, then call `ChatService.finish`."""
+    """One answer and where its prompt's KV state came from."""
 
     request: ChatRequest
-    generation: Generation
     restore: Restore
+    n_prompt: int
+    completion: Completion | None = None
+    batched_reuse: int = 0
     saved: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reused_tokens(self) -> int:
+        return self.batched_reuse
 
     @property
     def restored_tokens(self) -> int:
         """Prompt tokens whose KV state came from disk rather than a prefill."""
         if self.restore.source not in ("session", "prefix"):
             return 0
-        return min(self.restore.tokens, self.generation.reused_tokens)
+        return min(self.restore.tokens, self.reused_tokens)
 
     @property
     def prefilled_tokens(self) -> int:
-        return len(self.generation.prompt) - self.generation.reused_tokens + self.restore.prefilled
+        return self.n_prompt - self.reused_tokens + self.restore.prefilled
+
+
+@dataclass
+class LocalTurn(Turn):
+    """The in-process path: iterate `generation`, then call `ChatService.finish`."""
+
+    generation: Generation = field(kw_only=True)
+
+    @property
+    def reused_tokens(self) -> int:
+        return self.generation.reused_tokens
 
 
 class ChatService:
     """Owns the loaded engine and the session store; callers never touch llama.cpp."""
 
-    def __init__(self, settings: Settings, model_ref: str | None = None) -> None:
+    def __init__(self, settings: Settings, model_ref: str | None = None, parallel: int = 1) -> None:
         self.settings = settings
         self.model: LocalModel = resolve_verified(
             open_store(settings), model_ref or settings.default_model
         )
-        self.opts = EngineOptions.from_settings(settings)
+        self.opts = EngineOptions.from_settings(settings, n_seq_max=parallel)
+        if settings.speculative != "off":
+            self.opts = replace(self.opts, repack=False)  # see EngineOptions.repack
         self.engine = Engine(self.model.path, self.opts)
+        self.batcher: Batcher | None = None
         self._seq = SeqState(seq_id=0)
         self.speculation = self._speculation(settings)
 
@@ -92,9 +114,11 @@ class ChatService:
     @cached_property
     def identity(self) -> Identity:
         sha = self.model.sha256 or sha256_file(self.model.path)
-        return Identity(sha, library_version(), self.engine.n_ctx, self.opts.kv_type)
+        return Identity(sha, library_version(), self.engine.seq_ctx, self.opts.kv_type)
 
     def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.stop(drain_s=0)
         if "keeper" in self.__dict__:
             self.keeper.close()
             self.keeper.store.close()
@@ -105,20 +129,69 @@ class ChatService:
         row = self.keeper.store.get(session_id, owner)
         return row.messages if row else ()
 
-    def respond(self, request: ChatRequest) -> Turn:
+    def respond(self, request: ChatRequest) -> LocalTurn:
         prompt, prefix = self.engine.chat_prompt(request.messages)
         self.engine.check_prompt(len(prompt), request.sampling.max_tokens)
         make_decoder = self.speculation.decoder_for(request.sampling)  # before any restore
         restore = self.keeper.restore(self._seq, request.owner, request.session_id, prompt, prefix)
-        sampling = request.sampling
-        if self.engine.template.stops:  # a base model's transcript must end with its turn
-            sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
-        generation = Generation(self.engine, self._seq, prompt, sampling, make_decoder)
-        return Turn(request, generation, restore)
+        generation = Generation(
+            self.engine, self._seq, prompt, self._chat_sampling(request.sampling), make_decoder
+        )
+        return LocalTurn(request, restore, len(prompt), generation=generation)
 
-    def finish(self, turn: Turn) -> None:
+    def _chat_sampling(self, sampling: SamplingParams) -> SamplingParams:
+        if self.engine.template.stops:  # a base model's transcript must end with its turn
+            return replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
+        return sampling
+
+    def start_batching(self, max_queue: int) -> Batcher:
+        """Serve many requests at once: sequences are decoded together from now on."""
+        self.batcher = Batcher(self.engine, self.opts.n_seq_max, max_queue)
+        return self.batcher
+
+    def submit(
+        self,
+        request: ChatRequest,
+        on_text: Callable[[str], None],
+        on_done: Callable[[Turn | None, BaseException | None], None],
+        prompt: tuple[list[int], int] | None = None,
+        deadline: float | None = None,
+    ) -> Job:
+        """Queue a turn for the batcher; callbacks run on its thread and must not block.
+
+        `prompt` gives raw (tokens, shared-prefix length) instead of the chat template.
+        """
+        assert self.batcher is not None, "call start_batching first"
+        tokens, prefix = prompt or self.engine.chat_prompt(request.messages)
+        self.engine.check_prompt(len(tokens), request.sampling.max_tokens)
+        turn = Turn(request, Restore("none", 0), len(tokens))
+
+        def prepare(seq: SeqState) -> None:
+            turn.restore = self.keeper.restore(
+                seq, request.owner, request.session_id, tokens, prefix
+            )
+
+        def finish(seq: SeqState, completion: Completion) -> None:
+            turn.completion = completion
+            if request.session_id is not None:
+                messages = (*request.messages, Message("assistant", completion.text))
+                self.keeper.save(
+                    seq, request.owner, request.session_id, self.model.name, messages, turn.saved
+                )
+
+        def done(completion: Completion | None, error: BaseException | None) -> None:
+            turn.batched_reuse = job.reused_tokens
+            on_done(turn if completion is not None else None, error)
+
+        sampling = request.sampling if prompt else self._chat_sampling(request.sampling)
+        job = Job(tokens, sampling, on_text, done, prepare, finish, deadline)
+        self.batcher.submit(job)
+        return job
+
+    def finish(self, turn: LocalTurn) -> None:
         """After the answer was delivered: keep the conversation (in the background)."""
-        req, completion = turn.request, turn.generation.completion
+        turn.completion = turn.generation.completion
+        req, completion = turn.request, turn.completion
         if req.session_id is None or completion is None:
             return
         messages = (*req.messages, Message("assistant", completion.text))

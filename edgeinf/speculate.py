@@ -59,7 +59,7 @@ class Speculation:
 
     def decoder_for(self, params: SamplingParams) -> MakeDecoder:
         """A fresh decoder factory per turn: acceptance is tracked per request."""
-        if not self.usable or params.repeat_penalty != 1.0:
+        if not self.usable or params.penalized:
             return PlainDecoder
         return decoder_factory(self.mode, self.cost(), self.drafter)
 

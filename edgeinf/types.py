@@ -34,11 +34,20 @@ class SamplingParams:
     min_p: float = 0.05
     repeat_penalty: float = 1.0
     repeat_last_n: int = 64
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
+        for name in (
+            "temperature",
+            "top_p",
+            "min_p",
+            "repeat_penalty",
+            "frequency_penalty",
+            "presence_penalty",
+        ):
             value = getattr(self, name)
             _check(math.isfinite(value), f"{name} must be a finite number, got {value}")
         _check(self.max_tokens >= 1, f"max_tokens must be at least 1, got {self.max_tokens}")
@@ -48,6 +57,9 @@ class SamplingParams:
         _check(self.top_k >= 0, f"top_k must be >= 0 (0 disables it), got {self.top_k}")
         _check(self.repeat_penalty > 0, f"repeat_penalty must be > 0, got {self.repeat_penalty}")
         _check(self.repeat_last_n >= 0, f"repeat_last_n must be >= 0, got {self.repeat_last_n}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            _check(-2 <= value <= 2, f"{name} must be in [-2, 2], got {value}")
         _check(
             self.seed is None or 0 <= self.seed < 2**32,
             f"seed must be in [0, 2^32), got {self.seed}",
@@ -57,6 +69,15 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    @property
+    def penalized(self) -> bool:
+        """Whether repetition penalties apply (they need the token history)."""
+        return (
+            self.repeat_penalty != 1.0
+            or self.frequency_penalty != 0.0
+            or self.presence_penalty != 0.0
+        )
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--draft", metavar="MODEL", help="draft model for speculative decoding")
 
+    p = sub.add_parser("chat", help="talk to a model in the terminal")
+    _model_flags(p)
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="ID",
+        help="continue a conversation (default: the last one)",
+    )
+    p.add_argument("--url", help="use a running `edgeinf serve` instead of loading a model")
+    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--temperature", "-t", type=float, default=0.7)
+    p.add_argument("--speculative", choices=["auto", "ngram", "draft", "off"])
+    p.add_argument("--draft", metavar="MODEL", help="draft model for speculative decoding")
+
+    p = sub.add_parser("serve", help="serve the OpenAI-compatible API (loopback by default)")
+    _model_flags(p)
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8088)")
+    p.add_argument("--parallel", type=int, help="sequences decoded together (default 2)")
+    p.add_argument("--draft", metavar="MODEL", help="draft model for speculative decoding")
+    p.add_argument("--api-key-file", type=Path, help="file holding the API key clients send")
+
     p = sub.add_parser("sessions", help="list, show, delete or prune saved conversations")
     ssub = p.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
     ls = ssub.add_parser("list", help="saved conversations, most recent first")
@@ -107,6 +130,8 @@ _COMMANDS = {
     "models": "edgeinf.cli.models",
     "run": "edgeinf.cli.run",
     "sessions": "edgeinf.cli.sessions",
+    "serve": "edgeinf.cli.serve",
+    "chat": "edgeinf.cli.chat",
     "bench": "edgeinf.cli.bench",
 }
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from edgeinf.cli.terminal import strip_controls
 from edgeinf.config import load_settings
-from edgeinf.service import ChatRequest, ChatService, Turn, conversation
+from edgeinf.service import ChatRequest, ChatService, LocalTurn, conversation
 from edgeinf.sessions.ids import check_session_id
 from edgeinf.types import SamplingParams
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def report(service: ChatService, turn: Turn) -> dict[str, Any]:
+def report(service: ChatService, turn: LocalTurn) -> dict[str, Any]:
     """The `--json` object; each feature adds its own key beside these."""
     completion = turn.generation.completion
     assert completion is not None

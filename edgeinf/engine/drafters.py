@@ -61,6 +61,7 @@ class ModelDrafter:
             )
         self.engine = engine
         self.seq = SeqState(0)
+        engine.forget(self.seq)  # the drafter owns this sequence of the draft context
 
     def propose(
         self, tokens: Sequence[int], k: int, transform: Transform | None = None

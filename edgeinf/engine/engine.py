@@ -34,6 +34,15 @@ class SeqState:
     tokens: list[int] = field(default_factory=list)
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two sequences share."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
 def kv_bytes(gguf: GGUFFile, n_ctx: int, kv_type: str) -> int:
     """Upper bound of the KV cache size of a context, from the model's shape."""
     meta = gguf.metadata
@@ -68,13 +77,24 @@ class Engine:
                 template_src, bos=self.vocab.bos_text, eos=self.vocab.eos_text
             )
             self.n_ctx = int(ll.llama_n_ctx(self._native.ctx))
+            # Sequences share the cells; each may use an equal part of them.
+            self.seq_ctx = self.n_ctx // max(opts.n_seq_max, 1)
             self.sliding_window = int(ll.llama_model_n_swa(self._native.model))
             self.batch = Batch(opts.n_batch, opts.n_seq_max)
+            self._warm_up()
         except BaseException:
             self._native.free()
             raise
         self.lock = threading.RLock()  # one decode at a time on this context
         self.load_s = time.perf_counter() - started
+
+    def _warm_up(self) -> None:
+        """One throwaway decode, so that the first request does not pay for llama.cpp's
+        first-run allocations and thread start-up (llama.cpp's own tools do the same)."""
+        self.batch.clear()
+        self.batch.add(max(ll.llama_vocab_bos(self._native.vocab), 0), 0, 0, True)
+        self.decode()
+        self.forget(SeqState(0))
 
     @property
     def ctx(self) -> object:
@@ -106,8 +126,8 @@ class Engine:
 
     def check_prompt(self, n_prompt: int, max_tokens: int = 0) -> None:
         """A prompt must leave room for at least one generated token."""
-        if n_prompt + 1 > self.n_ctx:
-            raise ContextLengthExceededError(n_prompt, self.n_ctx, max_tokens)
+        if n_prompt + 1 > self.seq_ctx:
+            raise ContextLengthExceededError(n_prompt, self.seq_ctx, max_tokens)
 
     # -- KV memory --
 
@@ -115,10 +135,15 @@ class Engine:
         """Drop the sequence's cells from position `keep` on."""
         if keep >= len(seq.tokens):
             return
-        if not ll.llama_memory_seq_rm(self._native.memory, seq.seq_id, keep, -1):
-            keep = 0  # this cache cannot cut mid-sequence: start the sequence over
-            ll.llama_memory_seq_rm(self._native.memory, seq.seq_id, -1, -1)
-        del seq.tokens[keep:]
+        if ll.llama_memory_seq_rm(self._native.memory, seq.seq_id, keep, -1):
+            del seq.tokens[keep:]
+        else:  # this cache cannot cut mid-sequence: start the sequence over
+            self.forget(seq)
+
+    def forget(self, seq: SeqState) -> None:
+        """Empty the sequence, whatever cells it holds."""
+        ll.llama_memory_seq_rm(self._native.memory, seq.seq_id, -1, -1)
+        seq.tokens.clear()
 
     def reuse_prefix(self, seq: SeqState, prompt: Sequence[int]) -> int:
         """Keep the cached cells that match the prompt's start; return how many were kept.
@@ -126,10 +151,7 @@ class Engine:
         The last prompt token is always evaluated again so that its logits exist. A
         sliding-window cache has forgotten old cells, so it can only be extended.
         """
-        common = 0
-        limit = min(len(seq.tokens), len(prompt) - 1)
-        while common < limit and seq.tokens[common] == prompt[common]:
-            common += 1
+        common = common_prefix(seq.tokens, prompt[: len(prompt) - 1])
         if self.sliding_window and common < len(seq.tokens):
             common = 0
         self.trim(seq, common)
@@ -147,13 +169,13 @@ class Engine:
     def import_seq(self, seq: SeqState, payload: bytes, tokens: Sequence[int]) -> bool:
         """Replace the sequence's cells with saved ones; False (sequence empty) if refused."""
         self.trim(seq, 0)
-        if len(tokens) + 1 > self.n_ctx:
+        if len(tokens) + 1 > self.seq_ctx:
             return False
         buf = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
         ok = ll.llama_state_seq_set_data(self._native.ctx, buf, len(payload), seq.seq_id)
         last = ll.llama_memory_seq_pos_max(self._native.memory, seq.seq_id)
         if not ok or last != len(tokens) - 1:
-            ll.llama_memory_seq_rm(self._native.memory, seq.seq_id, -1, -1)
+            self.forget(seq)
             return False
         seq.tokens = list(tokens)
         return True

@@ -56,7 +56,7 @@ class Generation:
                         yield Chunk(text)
                     if emitter.finish:
                         break
-                budget = emitter.budget(len(seq.tokens), engine.n_ctx)
+                budget = emitter.budget(len(seq.tokens), engine.seq_ctx)
                 if emitter.finish:
                     break
                 pending = decoder.advance(pending[-1], budget)

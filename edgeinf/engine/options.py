@@ -28,7 +28,7 @@ class EngineOptions:
     def from_settings(cls, settings: Settings, n_seq_max: int = 1) -> EngineOptions:
         threads = settings.threads or physical_cores()
         return cls(
-            n_ctx=settings.n_ctx,
+            n_ctx=settings.n_ctx * n_seq_max,  # each sequence gets the configured context
             n_batch=settings.n_batch,
             n_seq_max=n_seq_max,
             threads=threads,

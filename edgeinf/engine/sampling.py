@@ -15,11 +15,15 @@ class Sampler:
     def __init__(self, params: SamplingParams, n_vocab: int) -> None:
         self._chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         add = ll.llama_sampler_chain_add
-        if params.repeat_penalty != 1.0:
+        if params.penalized:
             add(
                 self._chain,
                 ll.llama_sampler_init_penalties(
-                    n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0
+                    n_vocab,
+                    params.repeat_last_n,
+                    params.repeat_penalty,
+                    params.frequency_penalty,
+                    params.presence_penalty,
                 ),
             )
         if params.greedy:

@@ -7,21 +7,13 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-from edgeinf.engine.engine import Engine, SeqState
+from edgeinf.engine.engine import Engine, SeqState, common_prefix
 from edgeinf.sessions.kvfile import Identity, KVState
 from edgeinf.sessions.saver import Saver
 from edgeinf.sessions.store import SessionStore
 from edgeinf.types import Message
 
 MIN_SHARED_PREFIX = 16  # shorter system prompts cost less to prefill than to look up
-
-
-def common_prefix(a: list[int] | tuple[int, ...], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeinf.config import Settings, load_settings
-from edgeinf.service import ChatRequest, ChatService, Turn, conversation
+from edgeinf.service import ChatRequest, ChatService, LocalTurn, conversation
 from edgeinf.types import Message, SamplingParams
 from tests.cli.test_cli import edgeinf
 from tests.conftest import DRAFT
@@ -25,7 +25,7 @@ def cfg(tmp_path: Path, **kw: object) -> Settings:
     )
 
 
-def turn(service: ChatService, session: str, text: str) -> tuple[Turn, tuple[int, ...]]:
+def turn(service: ChatService, session: str, text: str) -> tuple[LocalTurn, tuple[int, ...]]:
     messages = conversation(text, history=service.history(session))
     t = service.respond(ChatRequest(messages, GREEDY, session_id=session))
     t.generation.text()

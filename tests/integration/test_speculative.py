@@ -42,7 +42,14 @@ PROMPTS = [
     "Write a SQL query that counts orders per customer.",
 ]
 COST = CostModel({1: 1.0, 2: 1.5, 4: 2.5, 8: 4.0}, 0.0)
-OPTS = EngineOptions(n_ctx=2048, threads=2, threads_batch=2)
+# Without weight repacking, batched logits are bitwise those of one-at-a-time decoding.
+OPTS = EngineOptions(n_ctx=2048, threads=2, threads_batch=2, repack=False)
+
+
+@pytest.fixture(scope="module")
+def spec_engine(draft_path: Path) -> Iterator[Engine]:
+    with Engine(draft_path, OPTS) as engine:
+        yield engine
 
 
 def ngram_lanes(k: int = 4) -> list[Lane]:
@@ -67,22 +74,22 @@ def run(
 @pytest.mark.parametrize("max_tokens", [1, 7, 64])
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_greedy_ngram_speculation_is_exactly_plain(
-    chat_engine: Engine, prompt: str, max_tokens: int
+    spec_engine: Engine, prompt: str, max_tokens: int
 ) -> None:
     params = SamplingParams(max_tokens=max_tokens, temperature=0)
-    plain = run(chat_engine, prompt, params)
+    plain = run(spec_engine, prompt, params)
     spec = run(
-        chat_engine, prompt, params, partial(SpeculativeDecoder, lanes=ngram_lanes(), mode="ngram")
+        spec_engine, prompt, params, partial(SpeculativeDecoder, lanes=ngram_lanes(), mode="ngram")
     )
     assert plain.completion and spec.completion
     assert spec.completion.token_ids == plain.completion.token_ids
     assert spec.completion.finish_reason == plain.completion.finish_reason
 
 
-def test_copy_heavy_prompt_gets_long_accepted_drafts(chat_engine: Engine) -> None:
+def test_copy_heavy_prompt_gets_long_accepted_drafts(spec_engine: Engine) -> None:
     params = SamplingParams(max_tokens=120, temperature=0)
     spec = run(
-        chat_engine,
+        spec_engine,
         PROMPTS[0],
         params,
         partial(SpeculativeDecoder, lanes=ngram_lanes(), mode="ngram"),

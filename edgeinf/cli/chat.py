@@ -1,0 +1,248 @@
+"""`edgeinf chat`: the terminal assistant, over the same service as the server."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgeinf.cli.chat_backend import Backend, LocalBackend, RemoteBackend, Stats
+from edgeinf.cli.terminal import strip_controls
+from edgeinf.config import Settings, load_settings, read_api_key
+from edgeinf.errors import EdgeinfError
+from edgeinf.service import conversation
+from edgeinf.sessions.ids import check_session_id, new_session_id
+from edgeinf.types import Message, SamplingParams
+
+if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
+
+HELP = """\
+/help             this help
+/new              start a new conversation
+/sessions         list saved conversations
+/resume ID        continue a saved conversation
+/system TEXT      set the system prompt (empty: remove it)
+/model NAME       switch model (in-process only)
+/route local|remote|auto   where answers come from
+/private on|off   keep this conversation on the device
+/stats            statistics of the last answer
+/clear            clear the screen
+/exit             leave (or Ctrl+D)
+Enter sends; Alt+Enter (or Esc, Enter) adds a line; a line of \"\"\" starts and ends a block.
+Ctrl+C stops an answer and keeps the chat."""
+
+
+def status_line(stats: Stats) -> str:
+    parts = [stats.route]
+    if stats.ttft_s:
+        parts.append(f"ttft {stats.ttft_s:.2f}s")
+    if stats.tok_s:
+        parts.append(f"{stats.tok_s:.0f} tok/s")
+    if stats.acceptance is not None:
+        parts.append(f"accept {stats.acceptance:.0%}")
+    parts.append(f"restored {stats.restored:,} tok")
+    return " · ".join(parts)
+
+
+class Chat:
+    def __init__(
+        self, backend: Backend, settings: Settings, session_id: str, params: SamplingParams
+    ) -> None:
+        from rich.console import Console
+
+        self.backend, self.settings, self.params = backend, settings, params
+        self.console = Console(highlight=False)
+        self.session_id = session_id
+        self.system: str | None = None
+        self.history: tuple[Message, ...] = backend.history(session_id)
+        self.route = "auto"
+        self.private = False
+
+    # -- one answer --
+
+    def ask(self, text: str) -> None:
+        from rich.live import Live
+        from rich.markdown import Markdown
+
+        messages = conversation(text, self.system, self.history)
+        shown = ""
+        try:
+            with Live(
+                Markdown(""),
+                console=self.console,
+                refresh_per_second=10,
+                vertical_overflow="visible",
+            ) as live:
+                for piece in self.backend.stream(messages, self.session_id, self.params):
+                    shown += strip_controls(piece)
+                    live.update(Markdown(shown))
+        except KeyboardInterrupt:
+            self.console.print("[dim]stopped[/dim]")
+            return
+        except EdgeinfError as exc:
+            self.console.print(f"[red]error:[/red] {exc}")
+            return
+        self.history = (*messages, Message("assistant", shown))
+        self.console.print(f"[dim]{status_line(self.backend.last_stats())}[/dim]")
+
+    # -- slash commands --
+
+    def command(self, line: str) -> bool:
+        """Run a slash command; False means leave."""
+        name, _, arg = line[1:].partition(" ")
+        arg = arg.strip()
+        say = self.console.print
+        if name in ("exit", "quit", "bye"):
+            return False
+        if name == "help":
+            say(HELP, markup=False)
+        elif name == "new":
+            self.session_id, self.history = new_session_id(), ()
+            say(f"[dim]new conversation {self.session_id}[/dim]")
+        elif name == "sessions":
+            for sid, n, title in self.backend.sessions():
+                say(f"{sid:<18} {n:>3} msgs  {title}", markup=False)
+        elif name == "resume":
+            self.session_id = check_session_id(arg or self.session_id)
+            self.history = self.backend.history(self.session_id)
+            say(f"[dim]resumed {self.session_id}: {len(self.history)} messages[/dim]")
+        elif name == "system":
+            self.system = arg or None
+            say("[dim]system prompt set[/dim]" if arg else "[dim]system prompt removed[/dim]")
+        elif name == "model":
+            say("[yellow]restart with `edgeinf chat --model NAME` to switch models[/yellow]")
+        elif name == "route":
+            self._route(arg)
+        elif name == "private":
+            self.private = arg != "off"
+            say(f"[dim]private {'on: nothing leaves this device' if self.private else 'off'}[/dim]")
+        elif name == "stats":
+            say(status_line(self.backend.last_stats()), markup=False)
+        elif name == "clear":
+            self.console.clear()
+        else:
+            say(f"unknown command /{name}; /help lists them", markup=False)
+        return True
+
+    def _route(self, arg: str) -> None:
+        if arg not in ("local", "remote", "auto"):
+            self.console.print("use /route local, /route remote or /route auto", markup=False)
+        elif arg == "remote":
+            self.console.print(
+                "no remote model is configured, so answers stay local. Escalation to a remote "
+                "OpenAI-compatible model is not available in this version yet.",
+                markup=False,
+            )
+        else:
+            self.route = arg
+            self.console.print(f"[dim]route {arg}[/dim]")
+
+
+def _read(session: PromptSession[str], first: str) -> str:
+    """A \"\"\" line opens a block that runs to the next \"\"\" line."""
+    if first.strip() != '"""':
+        return first
+    lines: list[str] = []
+    while (line := session.prompt("... ")).strip() != '"""':
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+
+    settings = load_settings(
+        threads=args.threads,
+        n_ctx=args.n_ctx,
+        kv_type=args.kv_type,
+        speculative=args.speculative,
+        draft_model=args.draft,
+    )
+    last = settings.state_dir / "last_chat"
+    session_id = _session_to_use(args.resume, last)
+    backend: Backend = (
+        RemoteBackend(args.url, read_api_key(settings))
+        if args.url
+        else _local(settings, args.model)
+    )
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature)
+    chat = Chat(backend, settings, session_id, params)
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    last.write_text(session_id)
+    chat.console.print(
+        f"[bold]edgeinf chat[/bold] · {backend.model_name} · session "
+        f"{session_id} · /help for commands, Ctrl+D to leave"
+    )
+    if chat.history:
+        chat.console.print(f"[dim]resumed: {len(chat.history)} messages[/dim]")
+    keys = KeyBindings()
+
+    @keys.add("escape", "enter")  # Alt+Enter: a new line instead of sending
+    def _newline(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text("\n")
+
+    prompt: PromptSession[str] = PromptSession(
+        history=FileHistory(str(settings.state_dir / "chat_history")),
+        key_bindings=keys,
+        multiline=False,
+        enable_open_in_editor=False,
+    )
+    try:
+        while True:
+            try:
+                line = _read(prompt, prompt.prompt(">>> "))
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                break
+            if not line.strip():
+                continue
+            if line.startswith("/"):
+                if not chat.command(line.strip()):
+                    break
+                last.write_text(chat.session_id)
+                continue
+            chat.ask(line)
+    finally:
+        backend.close()
+    return 0
+
+
+def _session_to_use(resume: str | None, last: Path) -> str:
+    if resume is None:
+        return new_session_id()
+    if resume == "":
+        if not last.exists():
+            raise EdgeinfError("no earlier chat to resume; start one with `edgeinf chat`")
+        return check_session_id(last.read_text().strip())
+    return check_session_id(resume)
+
+
+def _local(settings: Settings, model: str | None) -> LocalBackend:
+    from edgeinf.catalog import open_store
+    from edgeinf.catalog.pull import pull
+    from edgeinf.cli.terminal import byte_progress
+    from edgeinf.errors import ModelNotFoundError
+
+    try:
+        return LocalBackend(settings, model)
+    except ModelNotFoundError:
+        name = model or settings.default_model
+        store = open_store(settings)
+        if name not in store.catalog:
+            raise
+        print(f"{name} is not downloaded yet; pulling it now (once).", file=sys.stderr)
+        entry = store.catalog[name]
+        with byte_progress(name, entry.size) as advance:
+            pull(
+                entry,
+                store,
+                index_url=settings.pypi_index_url,
+                hub_base=settings.hub_url,
+                progress=advance,
+            )
+        return LocalBackend(settings, model)

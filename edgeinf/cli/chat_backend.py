@@ -1,0 +1,154 @@
+"""Where `edgeinf chat` gets its answers: the service in this process, or a running server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from edgeinf.config import Settings
+from edgeinf.errors import EdgeinfError
+from edgeinf.types import Message, SamplingParams
+
+
+@dataclass
+class Stats:
+    route: str = "local"
+    ttft_s: float = 0.0
+    tok_s: float = 0.0
+    tokens: int = 0
+    acceptance: float | None = None
+    restored: int = 0
+
+
+class Backend(Protocol):
+    model_name: str
+
+    def stream(
+        self, messages: tuple[Message, ...], session_id: str, params: SamplingParams
+    ) -> Iterator[str]: ...
+    def last_stats(self) -> Stats: ...
+    def history(self, session_id: str) -> tuple[Message, ...]: ...
+    def sessions(self) -> list[tuple[str, int, str]]: ...
+    def close(self) -> None: ...
+
+
+class LocalBackend:
+    def __init__(self, settings: Settings, model: str | None) -> None:
+        from edgeinf.service import ChatService
+
+        self.service = ChatService(settings, model)
+        self.model_name = self.service.model.name
+        self._stats = Stats()
+
+    def stream(
+        self, messages: tuple[Message, ...], session_id: str, params: SamplingParams
+    ) -> Iterator[str]:
+        from edgeinf.service import ChatRequest
+
+        turn = self.service.respond(ChatRequest(messages, params, session_id=session_id))
+        try:
+            for chunk in turn.generation:
+                yield chunk.text
+        finally:  # also when the user pressed Ctrl+C: the partial answer is not kept
+            c = turn.generation.completion
+            if c is not None:
+                self.service.finish(turn)
+                d = turn.generation.draft_stats
+                self._stats = Stats(
+                    "local",
+                    c.timings.ttft_s,
+                    c.timings.decode_tok_s,
+                    c.usage.completion_tokens,
+                    d.accepted / d.drafted if d.drafted else None,
+                    turn.restored_tokens,
+                )
+
+    def last_stats(self) -> Stats:
+        return self._stats
+
+    def history(self, session_id: str) -> tuple[Message, ...]:
+        return self.service.history(session_id)
+
+    def sessions(self) -> list[tuple[str, int, str]]:
+        rows = self.service.keeper.store.index.owned_by("local")
+        return [(r.id, len(r.messages), _title(r.messages)) for r in rows]
+
+    def close(self) -> None:
+        self.service.flush()
+        self.service.close()
+
+
+class RemoteBackend:
+    """A running `edgeinf serve`, through its OpenAI-compatible API."""
+
+    def __init__(self, url: str, api_key: str | None) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=300)
+        try:
+            models = self.http.get("/v1/models").raise_for_status().json()["data"]
+        except httpx.HTTPError as exc:
+            raise EdgeinfError(
+                f"cannot reach an edgeinf server at {url} ({exc}); "
+                "start one with `edgeinf serve` or check --url"
+            ) from exc
+        self.model_name = models[0]["id"]
+        self._stats = Stats()
+
+    def stream(
+        self, messages: tuple[Message, ...], session_id: str, params: SamplingParams
+    ) -> Iterator[str]:
+        body = {
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": True,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+        }
+        with self.http.stream(
+            "POST", "/v1/chat/completions", json=body, headers={"X-Session-Id": session_id}
+        ) as resp:
+            if resp.status_code != 200:
+                resp.read()
+                raise EdgeinfError(resp.json()["error"]["message"])
+            for line in resp.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                event = json.loads(line[6:])
+                if "error" in event:
+                    raise EdgeinfError(event["error"]["message"])
+                if usage := event.get("usage"):
+                    self._stats = Stats(
+                        "local",
+                        0.0,
+                        0.0,
+                        usage["completion_tokens"],
+                        None,
+                        usage.get("restored_tokens", 0),
+                    )
+                for choice in event.get("choices", []):
+                    if text := choice.get("delta", {}).get("content"):
+                        yield text
+
+    def last_stats(self) -> Stats:
+        return self._stats
+
+    def history(self, session_id: str) -> tuple[Message, ...]:
+        r = self.http.get(f"/v1/sessions/{session_id}")
+        if r.status_code != 200:
+            return ()
+        return tuple(Message(m["role"], m["content"]) for m in r.json()["messages"])
+
+    def sessions(self) -> list[tuple[str, int, str]]:
+        rows = self.http.get("/v1/sessions").json()["data"]
+        return [(r["id"], r["messages"], "") for r in rows]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _title(messages: tuple[Message, ...]) -> str:
+    first = next((m.content for m in messages if m.role == "user"), "")
+    return first[:50].replace("\n", " ")

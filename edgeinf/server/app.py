@@ -1,0 +1,47 @@
+"""`create_app`: the FastAPI application, its middleware and lifecycle; no globals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from edgeinf import __version__
+from edgeinf.config import Settings, read_api_key
+from edgeinf.server import errors
+from edgeinf.server.routes import router
+from edgeinf.server.runtime import Runtime
+from edgeinf.server.security import Guard
+
+DRAIN_S = 10.0  # on SIGTERM, running answers get this long to finish
+
+
+def create_app(settings: Settings, model_ref: str | None = None) -> FastAPI:
+    rt = Runtime(settings, model_ref)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        rt.start()
+        yield
+        rt.stop(DRAIN_S)
+
+    app = FastAPI(title="edgeinf", version=__version__, lifespan=lifespan)
+    app.state.runtime = rt
+    errors.install(app)
+    app.include_router(router)
+    if settings.cors_origins:  # off unless origins are listed; never with credentials
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Session-Id"],
+        )
+    app.add_middleware(
+        Guard,
+        api_key=read_api_key(settings),
+        allowed_hosts=settings.allowed_hosts,
+        max_body=settings.max_body_bytes,
+    )
+    return app

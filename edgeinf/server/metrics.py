@@ -1,0 +1,112 @@
+"""Prometheus metrics of one server (its own registry: two apps never share counters)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psutil
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edgeinf.service import Turn
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    def __init__(self, depth: Callable[[], tuple[int, int]]) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "edgeinf_requests", "Requests by route and status", ["route", "status"], registry=r
+        )
+        self.prompt_tokens = Counter("edgeinf_prompt_tokens", "Prompt tokens", registry=r)
+        self.completion_tokens = Counter(
+            "edgeinf_completion_tokens", "Generated tokens", registry=r
+        )
+        self.restored = Counter(
+            "edgeinf_restored_tokens", "Prompt tokens restored from saved KV state", registry=r
+        )
+        self.prefilled = Counter("edgeinf_prefilled_tokens", "Prompt tokens prefilled", registry=r)
+        self.drafted = Counter("edgeinf_speculative_drafted", "Tokens drafted", registry=r)
+        self.accepted = Counter(
+            "edgeinf_speculative_accepted", "Drafted tokens accepted", registry=r
+        )
+        self.routes = Counter(
+            "edgeinf_route_decisions",
+            "Where requests were answered",
+            ["target", "reason"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "edgeinf_ttft_seconds",
+            "Time to first token",
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+        )
+        self.decode = Histogram(
+            "edgeinf_decode_tokens_per_second",
+            "Decode speed",
+            registry=r,
+            buckets=(1, 2, 5, 10, 20, 40, 80, 160),
+        )
+        running = Gauge("edgeinf_running_requests", "Requests being decoded", registry=r)
+        waiting = Gauge("edgeinf_queue_depth", "Requests waiting for a slot", registry=r)
+        running.set_function(lambda: depth()[0])
+        waiting.set_function(lambda: depth()[1])
+        rss = Gauge("edgeinf_resident_memory_bytes", "Resident memory of the server", registry=r)
+        process = psutil.Process()
+        rss.set_function(lambda: process.memory_info().rss)
+
+    def answered(self, turn: Turn) -> None:
+        c = turn.completion
+        if c is None:
+            return
+        self.prompt_tokens.inc(c.usage.prompt_tokens)
+        self.completion_tokens.inc(c.usage.completion_tokens)
+        self.restored.inc(turn.restored_tokens)
+        self.prefilled.inc(turn.prefilled_tokens)
+        self.ttft.observe(c.timings.ttft_s)
+        if c.timings.decode_tok_s > 0:
+            self.decode.observe(c.timings.decode_tok_s)
+        self.routes.labels("local", "no_remote_configured").inc()
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+
+class CountRequests:
+    """ASGI middleware: requests by route and final status, for `edgeinf_requests`."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            path = scope["path"] if scope["path"] in _ROUTES else "other"
+            self.metrics.requests.labels(path, str(status)).inc()
+
+
+_ROUTES = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/v1/sessions",
+        "/health",
+        "/ready",
+        "/metrics",
+    }
+)

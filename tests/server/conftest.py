@@ -1,0 +1,85 @@
+"""Real `edgeinf serve` processes on loopback, started and stopped by the tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DRAFT, TINY
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    url: str
+    log: Path
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, wait_ready: bool = True
+) -> Server:
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeinf", "serve", "--port", str(port), *args],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "EDGEINF_STATE_DIR": str(tmp / "state"), **(env or {})},
+    )
+    server = Server(proc, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return server
+        try:
+            r = httpx.get(
+                f"{server.url}/ready" if wait_ready else f"{server.url}/health", timeout=2
+            )
+            if r.status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.stop()
+    raise AssertionError(f"server did not become ready: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[Server]:
+    server = start(tmp_path_factory.mktemp("tiny"), "-m", TINY, "--ctx", "1024", "--parallel", "2")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def chat_server(tmp_path_factory: pytest.TempPathFactory, draft_path: Path) -> Iterator[Server]:
+    server = start(tmp_path_factory.mktemp("chat"), "-m", DRAFT, "--ctx", "2048", "--parallel", "2")
+    yield server
+    server.stop()

@@ -1,0 +1,119 @@
+"""Bounded load test of an OpenAI-compatible server on loopback.
+
+Runs the same requests twice against one server: one after another, then from C concurrent
+streaming clients, and prints TTFT percentiles, aggregate decode throughput and the ratio.
+Only loopback URLs are accepted; the run is bounded by --requests and --timeout.
+
+    python tools/loadtest.py --url http://127.0.0.1:8088 --clients 4 --requests 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from urllib.parse import urlparse
+
+import httpx
+
+PROMPTS = [
+    "Write a Python function that merges two sorted lists.",
+    "Explain what a closure is in JavaScript, with an example.",
+    "Write a SQL query that finds duplicate emails in a users table.",
+    "Write a bash one-liner that counts lines in all .py files.",
+]
+
+
+async def one(http: httpx.AsyncClient, prompt: str, max_tokens: int) -> dict[str, float]:
+    body = {
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+    }
+    started = time.perf_counter()
+    first = 0.0
+    tokens = 0
+    async with http.stream("POST", "/v1/chat/completions", json=body) as resp:
+        if resp.status_code != 200:
+            await resp.aread()
+            return {"status": resp.status_code}
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if event.get("choices") and event["choices"][0].get("delta", {}).get("content"):
+                first = first or time.perf_counter()
+                tokens += 1
+            if usage := event.get("usage"):
+                tokens = usage["completion_tokens"]
+    done = time.perf_counter()
+    return {"status": 200, "ttft": first - started, "tokens": tokens, "start": started, "end": done}
+
+
+async def run(
+    url: str, clients: int, requests: int, max_tokens: int, timeout: float
+) -> dict[str, object]:
+    async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
+        jobs = [PROMPTS[i % len(PROMPTS)] for i in range(requests)]
+        sequential = [await one(http, p, max_tokens) for p in jobs[:clients]]
+        queue = list(jobs)
+
+        async def worker() -> list[dict[str, float]]:
+            out = []
+            while queue:
+                out.append(await one(http, queue.pop(), max_tokens))
+            return out
+
+        results = [
+            r for rs in await asyncio.gather(*(worker() for _ in range(clients))) for r in rs
+        ]
+    ok = [r for r in results if r["status"] == 200]
+    ttfts = sorted(r["ttft"] for r in ok)
+    span = max(r["end"] for r in ok) - min(r["start"] for r in ok)
+    seq_tokens = sum(r["tokens"] for r in sequential if r["status"] == 200)
+    seq_time = sum(r["end"] - r["start"] for r in sequential if r["status"] == 200)
+    concurrent_tok_s = sum(r["tokens"] for r in ok) / span
+    sequential_tok_s = seq_tokens / seq_time
+    return {
+        "url": url,
+        "clients": clients,
+        "requests": requests,
+        "max_tokens": max_tokens,
+        "errors": {
+            str(r["status"]): sum(1 for x in results if x["status"] == r["status"])
+            for r in results
+            if r["status"] != 200
+        },
+        "ttft_p50_s": round(statistics.median(ttfts), 3),
+        "ttft_p99_s": round(ttfts[min(len(ttfts) - 1, int(len(ttfts) * 0.99))], 3),
+        "aggregate_tok_s": round(concurrent_tok_s, 2),
+        "one_after_another_tok_s": round(sequential_tok_s, 2),
+        "ratio": round(concurrent_tok_s / sequential_tok_s, 3),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--url", default="http://127.0.0.1:8088")
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--requests", type=int, default=8)
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--timeout", type=float, default=300)
+    args = p.parse_args()
+    host = urlparse(args.url).hostname or ""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print("load tests target loopback only", file=sys.stderr)
+        return 2
+    report = asyncio.run(
+        run(args.url, args.clients, min(args.requests, 200), args.max_tokens, args.timeout)
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         description="Speculative decoding: auto (draft only when measured to pay), ngram, "
         "draft (needs draft_model) or off.",
     )
+    speculative_exact: bool = Field(
+        False,
+        description="Greedy speculative output bit-identical to plain decoding: loads weights "
+        "without repacking (slower single-token decode on CPUs where repacking helps).",
+    )
     draft_model: str | None = Field(
         None, description="Draft model for speculative decoding (same tokenizer as the model)."
     )

@@ -83,7 +83,7 @@ class ChatService:
             open_store(settings), model_ref or settings.default_model
         )
         self.opts = EngineOptions.from_settings(settings, n_seq_max=parallel)
-        if settings.speculative != "off":
+        if settings.speculative != "off" and settings.speculative_exact:
             self.opts = replace(self.opts, repack=False)  # see EngineOptions.repack
         self.engine = Engine(self.model.path, self.opts)
         self.batcher: Batcher | None = None

@@ -77,7 +77,7 @@ def decoder_factory(mode: str, cost: CostModel, drafter: ModelDrafter | None) ->
         ngram_cost = CostModel(cost.verify, 0.0)
         lanes.append(Lane(NgramDrafter(), Controller(ngram_cost, fixed_k=forced)))
     if drafter is not None and mode in ("auto", "draft"):
-        controller = Controller(cost, fixed_k=forced, acceptance=Acceptance(rate=0.7))
+        controller = Controller(cost, fixed_k=forced, acceptance=Acceptance(prior=0.7))
         lanes.append(Lane(drafter, controller))
     if not lanes:
         return PlainDecoder

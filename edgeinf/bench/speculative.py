@@ -68,8 +68,10 @@ def bench_speculative(
     n_prompts: int,
     max_tokens: int,
     llama_tools: Path | None,
+    exact: bool = False,
 ) -> dict[str, Any]:
-    opts = replace(opts, repack=False)  # batched logits equal one-at-a-time logits
+    if exact:
+        opts = replace(opts, repack=False)  # batched logits equal one-at-a-time logits
     texts = prompts(workload, n_prompts)
     params = SamplingParams(max_tokens=max_tokens, temperature=0)
     spec_modes = ["auto", "ngram"] + (["draft"] if draft else [])
@@ -116,6 +118,7 @@ def bench_speculative(
         "prompts": len(texts),
         "max_tokens": max_tokens,
         "threads": opts.threads,
+        "exact": exact,
         "verify_cost": cost.verify,
         "draft_step_cost": cost.draft_step,
         "modes": modes,

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
             args.prompts,
             args.tokens,
             args.llama_tools,
+            args.exact,
         )
         print(json.dumps(result, indent=2) if args.json else _speculative_table(result))
         return 0

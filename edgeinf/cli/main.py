@@ -116,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="directory of llama.cpp's binaries (tools/build_llama_cpp.sh)",
     )
+    sp.add_argument(
+        "--exact",
+        action="store_true",
+        help="weights without repacking: greedy output bit-identical to plain",
+    )
     sp.add_argument("--json", action="store_true", help="print the report as JSON")
     r = bsub.add_parser("resume", help="next-turn TTFT: re-prefill vs restore from disk")
     r.add_argument("--model", "-m", help="catalog name, registered name or .gguf path")

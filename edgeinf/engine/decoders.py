@@ -43,10 +43,31 @@ class Lane:
 
     drafter: NgramDrafter | ModelDrafter
     controller: Controller
+    # While an n-gram lane is off, its proposals are still checked against what plain
+    # decoding then writes: free evidence of whether drafting would pay now.
+    shadow: list[int] = field(default_factory=list)
+    shadow_len: int = 0
 
     def gain(self) -> float:
         c = self.controller
         return best_k(c.acceptance.rate, c.cost, c.k_max)[1]
+
+    def watch(self, context: list[int]) -> None:
+        if not self.shadow and isinstance(self.drafter, NgramDrafter):
+            self.shadow = self.drafter.propose(context, self.controller.k_max)[0]
+            self.shadow_len = len(self.shadow)
+
+    def saw(self, token: int) -> None:
+        """A token plain decoding produced: score the shadow proposal against it."""
+        if not self.shadow:
+            return
+        if self.shadow[0] == token:
+            self.shadow.pop(0)
+            if self.shadow:
+                return
+        accepted = self.shadow_len - len(self.shadow)
+        self.controller.observe(self.shadow_len, accepted)
+        self.shadow = []
 
 
 class Decoder(Protocol):
@@ -106,7 +127,12 @@ class SpeculativeDecoder(PlainDecoder):
             drafts, dists = self._propose(lane.drafter, token, k)
             if drafts:
                 return self._check(lane, token, drafts, dists)
-        return super().advance(token, budget)
+        for lane in self.lanes:
+            lane.watch([*self.seq.tokens, token])
+        out = super().advance(token, budget)
+        for lane in self.lanes:
+            lane.saw(out[0])
+        return out
 
     def _check(
         self, lane: Lane, token: int, drafts: list[int], dists: list[np.ndarray | None]

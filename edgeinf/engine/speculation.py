@@ -3,7 +3,7 @@
 With acceptance rate a and k drafted tokens, one verification yields on average
 E(k) = (1 - a^(k+1)) / (1 - a) tokens and costs verify(k+1) + k * draft_step, in units
 of one plain decode step. Drafting pays when E(k) / cost(k) > 1; the controller picks the
-k (0 = off) with the best expected speed, and keeps probing now and then when off.
+k (0 = off) with the best expected speed.
 """
 
 from __future__ import annotations
@@ -50,22 +50,33 @@ def best_k(a: float, cost: CostModel, k_max: int) -> tuple[int, float]:
 
 @dataclass
 class Acceptance:
-    """Acceptance rate per drafted token, as a moving average over recent verifications."""
+    """Per-token acceptance rate under the geometric model, from recent verifications.
 
-    rate: float
-    weight: float = 0.15
+    Each verification is a run of accepted drafts ended by a rejection or by the end of the
+    draft; the estimate is accepted / (accepted + rejections), both decayed so that recent
+    text counts most, and pulled towards `prior` while there is little evidence.
+    """
+
+    prior: float = 0.6
+    decay: float = 0.9
+    prior_weight: float = 2.0
     drafted: int = 0
     accepted: int = 0
+    _acc: float = 0.0
+    _rej: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        w = self.prior_weight
+        return (self._acc + self.prior * w) / (self._acc + self._rej + w)
 
     def observe(self, drafted: int, accepted: int) -> None:
         if drafted <= 0:
             return
         self.drafted += drafted
         self.accepted += accepted
-        # A run of m accepted then a rejection says a ≈ m / (m + 1); all k accepted says
-        # at least k / (k + 1): both are the geometric model's estimate from one run.
-        sample = accepted / (accepted + 1) if accepted < drafted else drafted / (drafted + 1)
-        self.rate += self.weight * (sample - self.rate)
+        self._acc = self._acc * self.decay + accepted
+        self._rej = self._rej * self.decay + (1.0 if accepted < drafted else 0.0)
 
 
 @dataclass
@@ -74,22 +85,15 @@ class Controller:
 
     cost: CostModel
     k_max: int = 8
-    probe_every: int = 16
-    acceptance: Acceptance = field(default_factory=lambda: Acceptance(rate=0.6))
+    acceptance: Acceptance = field(default_factory=Acceptance)
     fixed_k: int | None = None  # a forced mode drafts this many, whatever it costs
-    _idle: int = 0
 
     def next_k(self) -> int:
         if self.fixed_k is not None:
             return self.fixed_k
         k, gain = best_k(self.acceptance.rate, self.cost, self.k_max)
         if k > 0 and gain > 1.0:
-            self._idle = 0
             return k
-        self._idle += 1
-        if self._idle >= self.probe_every:  # conditions change (copying starts): look again
-            self._idle = 0
-            return 1
         return 0
 
     def observe(self, drafted: int, accepted: int) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 from edgeinf.bench.report import header, summary
 from edgeinf.catalog.store import LocalModel
 from edgeinf.engine.baseline import PeerLlama
-from edgeinf.engine.engine import Engine, SeqState
-from edgeinf.engine.generate import Generation
+from edgeinf.engine.engine import Engine
+from edgeinf.engine.generate import generate_once
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions
 from edgeinf.types import Message, SamplingParams
@@ -65,11 +65,7 @@ def bench_decode(
         peer = PeerLlama(model.path, opts)
         try:
             for i in range(repeat + 1):  # the first round warms caches and is not counted
-                seq = SeqState(0)
-                engine.trim(seq, 0)
-                gen = Generation(engine, seq, prompt, params)
-                gen.text()
-                engine.trim(seq, 0)
+                gen = generate_once(engine, prompt, params)
                 assert gen.completion is not None
                 peer_tok_s, peer_n = peer.decode_tok_s(prompt, tokens)
                 if i:

@@ -20,8 +20,8 @@ from edgeinf.catalog.store import LocalModel
 from edgeinf.engine.baseline import PeerLlama
 from edgeinf.engine.calibrate import calibrate
 from edgeinf.engine.drafters import ModelDrafter
-from edgeinf.engine.engine import Engine, SeqState
-from edgeinf.engine.generate import Generation
+from edgeinf.engine.engine import Engine
+from edgeinf.engine.generate import Generation, generate_once
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions
 from edgeinf.speculate import decoder_factory
@@ -88,11 +88,13 @@ def bench_speculative(
                 rendered.append("".join(s.text for s in engine.template.render(messages)))
                 tokens = engine.chat_tokens(messages)
                 prompt_tokens.append(tokens)
-                plain = _generate(engine, tokens, params, None)
+                plain = generate_once(engine, tokens, params)
                 tallies["plain"].add(plain, None)
                 assert plain.completion is not None
                 for mode in spec_modes[i % len(spec_modes) :] + spec_modes[: i % len(spec_modes)]:
-                    gen = _generate(engine, tokens, params, decoder_factory(mode, cost, drafter))
+                    gen = generate_once(
+                        engine, tokens, params, decoder_factory(mode, cost, drafter)
+                    )
                     tallies[mode].add(gen, plain.completion.token_ids)
         finally:
             if draft_engine is not None:
@@ -124,18 +126,6 @@ def bench_speculative(
         "modes": modes,
         "peers": peers,
     }
-
-
-def _generate(engine: Engine, tokens: list[int], params: SamplingParams, make: Any) -> Generation:
-    seq = SeqState(0)
-    gen = (
-        Generation(engine, seq, tokens, params, make)
-        if make
-        else Generation(engine, seq, tokens, params)
-    )
-    gen.text()
-    engine.trim(seq, 0)
-    return gen
 
 
 def _peer_lookup(

@@ -7,17 +7,13 @@ import json
 from typing import Any
 
 from edgeinf.catalog import open_store, resolve_verified
-from edgeinf.config import load_settings
+from edgeinf.cli.main import settings_from
 from edgeinf.engine.options import EngineOptions
 from edgeinf.errors import InvalidRequestError
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(
-        threads=getattr(args, "threads", None),
-        n_ctx=getattr(args, "n_ctx", None),
-        kv_type=getattr(args, "kv_type", None),
-    )
+    settings = settings_from(args)
     model = resolve_verified(open_store(settings), args.model or settings.default_model)
     if args.bench_command == "resume":
         from edgeinf.bench.resume import bench_resume

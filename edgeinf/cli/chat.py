@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeinf.cli.chat_backend import Backend, LocalBackend, RemoteBackend, Stats
+from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
-from edgeinf.config import Settings, load_settings, read_api_key
+from edgeinf.config import Settings, read_api_key
 from edgeinf.errors import EdgeinfError
 from edgeinf.service import conversation
 from edgeinf.sessions.ids import check_session_id, new_session_id
@@ -112,7 +113,7 @@ class Chat:
             self.system = arg or None
             say("[dim]system prompt set[/dim]" if arg else "[dim]system prompt removed[/dim]")
         elif name == "model":
-            say("[yellow]restart with `edgeinf chat --model NAME` to switch models[/yellow]")
+            self._switch_model(arg)
         elif name == "route":
             self._route(arg)
         elif name == "private":
@@ -125,6 +126,24 @@ class Chat:
         else:
             say(f"unknown command /{name}; /help lists them", markup=False)
         return True
+
+    def _switch_model(self, name: str) -> None:
+        if not name:
+            self.console.print(f"model: {self.backend.model_name}", markup=False)
+            return
+        if not isinstance(self.backend, LocalBackend):
+            self.console.print(
+                "the server chooses the model; restart it with --model", markup=False
+            )
+            return
+        try:
+            backend = LocalBackend(self.settings, name)
+        except EdgeinfError as exc:  # the current model stays loaded
+            self.console.print(f"[red]error:[/red] {exc}")
+            return
+        self.backend.close()
+        self.backend = backend
+        self.console.print(f"[dim]model {backend.model_name}; the conversation goes on[/dim]")
 
     def _route(self, arg: str) -> None:
         if arg not in ("local", "remote", "auto"):
@@ -155,13 +174,7 @@ def run(args: argparse.Namespace) -> int:
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
-    settings = load_settings(
-        threads=args.threads,
-        n_ctx=args.n_ctx,
-        kv_type=args.kv_type,
-        speculative=args.speculative,
-        draft_model=args.draft,
-    )
+    settings = settings_from(args)
     last = settings.state_dir / "last_chat"
     session_id = _session_to_use(args.resume, last)
     backend: Backend = (
@@ -208,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             chat.ask(line)
     finally:
-        backend.close()
+        chat.backend.close()
     return 0
 
 

@@ -8,8 +8,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from edgeinf import __version__
+
+if TYPE_CHECKING:
+    from edgeinf.config import Settings
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -20,6 +24,24 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="decode threads (default: physical cores)")
     p.add_argument("--ctx", dest="n_ctx", type=int, help="context size in tokens")
     p.add_argument("--kv-type", choices=["f16", "q8_0", "q4_0"], help="KV cache precision")
+
+
+def settings_from(args: argparse.Namespace, **more: Any) -> Settings:
+    """Settings with the flags a command was given (absent ones leave file and env alone)."""
+    from edgeinf.config import load_settings
+
+    flags = {name: getattr(args, attr, None) for name, attr in _SETTING_FLAGS.items()}
+    return load_settings(**flags, **more)
+
+
+# setting name -> argparse destination, for the flags commands share
+_SETTING_FLAGS = {
+    "threads": "threads",
+    "n_ctx": "n_ctx",
+    "kv_type": "kv_type",
+    "speculative": "speculative",
+    "draft_model": "draft",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8088)")
     p.add_argument("--parallel", type=int, help="sequences decoded together (default 2)")
-    p.add_argument("--draft", metavar="MODEL", help="draft model for speculative decoding")
     p.add_argument("--api-key-file", type=Path, help="file holding the API key clients send")
 
     p = sub.add_parser("sessions", help="list, show, delete or prune saved conversations")

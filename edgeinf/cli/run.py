@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
+from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
-from edgeinf.config import load_settings
 from edgeinf.service import ChatRequest, ChatService, LocalTurn, conversation
 from edgeinf.sessions.ids import check_session_id
 from edgeinf.types import SamplingParams
@@ -31,13 +31,7 @@ def run(args: argparse.Namespace) -> int:
     params = sampling_from(args)  # bad input fails before a model is loaded
     if args.session is not None:
         check_session_id(args.session)
-    settings = load_settings(
-        threads=args.threads,
-        n_ctx=args.n_ctx,
-        kv_type=args.kv_type,
-        speculative=args.speculative,
-        draft_model=args.draft,
-    )
+    settings = settings_from(args)
     service = ChatService(settings, args.model)
     try:
         history = service.history(args.session) if args.session else ()

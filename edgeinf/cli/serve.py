@@ -8,7 +8,7 @@ import os
 import socket
 from collections.abc import Iterator
 
-from edgeinf.config import Settings, load_settings, read_api_key
+from edgeinf.config import Settings, read_api_key
 from edgeinf.errors import ConfigError
 from edgeinf.server.security import is_loopback
 
@@ -41,17 +41,15 @@ def run(args: argparse.Namespace) -> int:
                 yield
                 self._captured_signals.clear()
 
+    from edgeinf.cli.main import settings_from
     from edgeinf.server.app import create_app
 
-    settings = load_settings(
+    settings = settings_from(
+        args,
         host=args.host,
         port=args.port,
         parallel=args.parallel,
         api_key_file=args.api_key_file,
-        threads=args.threads,
-        n_ctx=args.n_ctx,
-        kv_type=args.kv_type,
-        draft_model=args.draft,
     )
     check_bind(settings)
     sock = _activation_socket()

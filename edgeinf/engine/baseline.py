@@ -17,6 +17,7 @@ class PeerLlama:
         self._llama = Llama(
             model_path=str(path),
             draft_model=draft_model,
+            logits_all=draft_model is not None,  # its speculative path needs every row
             n_ctx=opts.n_ctx,
             n_batch=opts.n_batch,
             n_ubatch=opts.n_batch,

@@ -66,3 +66,19 @@ class Generation:
             yield Chunk(rest)
         self.draft_stats = decoder.stats
         self.completion = emitter.completion()
+
+
+def generate_once(
+    engine: Engine,
+    prompt: Sequence[int],
+    params: SamplingParams,
+    make_decoder: MakeDecoder = PlainDecoder,
+) -> Generation:
+    """Run a whole answer on an empty sequence 0 and empty it again (benchmarks, tests)."""
+    seq = SeqState(0)
+    gen = Generation(engine, seq, prompt, params, make_decoder)
+    try:
+        gen.text()
+    finally:
+        engine.trim(seq, 0)
+    return gen

@@ -84,7 +84,7 @@ class Controller:
     """Chooses the draft length for the next verification; 0 means decode plainly."""
 
     cost: CostModel
-    k_max: int = 8
+    k_max: int = 16
     acceptance: Acceptance = field(default_factory=Acceptance)
     fixed_k: int | None = None  # a forced mode drafts this many, whatever it costs
 

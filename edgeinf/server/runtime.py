@@ -46,7 +46,10 @@ class Runtime:
 
     def _load(self) -> None:
         try:
-            service = ChatService(self.settings, self.model_ref, parallel=self.settings.parallel)
+            # Requests are decoded together in batches; speculation is for single streams
+            # (`run`, `chat`), so no draft model is loaded here.
+            settings = self.settings.model_copy(update={"speculative": "off"})
+            service = ChatService(settings, self.model_ref, parallel=self.settings.parallel)
             service.start_batching(self.settings.max_queue)
             self.service = service
             log.info("model %s ready", service.model.name)

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeinf.engine.decoders import Lane, SpeculativeDecoder
+from edgeinf.engine.decoders import Lane, PlainDecoder, SpeculativeDecoder
 from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
 from edgeinf.engine.engine import Engine, SeqState
-from edgeinf.engine.generate import Generation, MakeDecoder
+from edgeinf.engine.generate import Generation, MakeDecoder, generate_once
 from edgeinf.engine.options import EngineOptions
 from edgeinf.engine.probs import Transform, probabilities
 from edgeinf.engine.speculation import Controller, CostModel
@@ -57,18 +57,9 @@ def ngram_lanes(k: int = 4) -> list[Lane]:
 
 
 def run(
-    engine: Engine, prompt: str, params: SamplingParams, make: MakeDecoder | None = None
+    engine: Engine, prompt: str, params: SamplingParams, make: MakeDecoder = PlainDecoder
 ) -> Generation:
-    seq = SeqState(0)
-    tokens = engine.chat_tokens([Message("user", prompt)])
-    gen = (
-        Generation(engine, seq, tokens, params, make)
-        if make
-        else Generation(engine, seq, tokens, params)
-    )
-    gen.text()
-    engine.trim(seq, 0)
-    return gen
+    return generate_once(engine, engine.chat_tokens([Message("user", prompt)]), params, make)
 
 
 @pytest.mark.parametrize("max_tokens", [1, 7, 64])

@@ -47,6 +47,22 @@ def status_line(stats: Stats) -> str:
     return " · ".join(parts)
 
 
+def finished_blocks(text: str) -> int:
+    """Where the last complete Markdown block ends: after a blank line outside code."""
+    cut = 0
+    fenced = False
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        pos += len(line)
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            if not fenced and line.endswith("\n"):
+                cut = pos  # a closed code block is finished
+        elif not fenced and not line.strip() and line.endswith("\n"):
+            cut = pos
+    return cut
+
+
 class Chat:
     def __init__(
         self, backend: Backend, settings: Settings, session_id: str, params: SamplingParams
@@ -69,6 +85,7 @@ class Chat:
 
         messages = conversation(text, self.system, self.history)
         shown = ""
+        done = 0  # text before this index is printed for good
         try:
             with Live(
                 Markdown(""),
@@ -76,9 +93,15 @@ class Chat:
                 refresh_per_second=10,
                 vertical_overflow="visible",
             ) as live:
+                # Only the block being written lives in the redrawn area; finished blocks are
+                # printed above it once, so a long answer never redraws off-screen (flicker).
                 for piece in self.backend.stream(messages, self.session_id, self.params):
                     shown += strip_controls(piece)
-                    live.update(Markdown(shown))
+                    cut = max(finished_blocks(shown), self._overflow_cut(shown, done))
+                    if cut > done:
+                        live.console.print(Markdown(shown[done:cut]))
+                        done = cut
+                    live.update(Markdown(shown[done:]))
         except KeyboardInterrupt:
             self.console.print("[dim]stopped[/dim]")
             return
@@ -87,6 +110,16 @@ class Chat:
             return
         self.history = (*messages, Message("assistant", shown))
         self.console.print(f"[dim]{status_line(self.backend.last_stats())}[/dim]")
+
+    def _overflow_cut(self, text: str, done: int) -> int:
+        """A paragraph taller than the screen cannot be redrawn in place: settle all but
+        its last half-screen, at a space (never inside a code block)."""
+        fits = max(self.console.size.height - 4, 4) * self.console.size.width
+        tail = text[done:]
+        if len(tail) <= fits or tail.count("```") % 2:
+            return 0
+        cut = text.rfind(" ", done, len(text) - fits // 2)
+        return cut + 1 if cut > done else 0
 
     # -- slash commands --
 

@@ -12,7 +12,7 @@ from edgeinf.catalog.store import LocalModel
 from edgeinf.engine.baseline import PeerLlama
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.generate import generate_once
-from edgeinf.engine.native import library_version
+from edgeinf.engine.native import library_version, system_info
 from edgeinf.engine.options import EngineOptions
 from edgeinf.types import Message, SamplingParams
 
@@ -87,7 +87,7 @@ def bench_decode(
             "ratio_vs_llama_bench": round(ours["median"] / bench_s["median"], 3),
         }
     return {
-        **header(model, library_version()),
+        **header(model, library_version(), system_info()),
         "threads": opts.threads,
         "tokens": tokens,
         "tokens_generated": sorted(counts),

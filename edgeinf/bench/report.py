@@ -35,7 +35,7 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def header(model: LocalModel, library: str) -> dict[str, Any]:
+def header(model: LocalModel, library: str, system: str) -> dict[str, Any]:
     return {
         "command": " ".join(["edgeinf", *sys.argv[1:]]),
         "machine": {
@@ -46,6 +46,7 @@ def header(model: LocalModel, library: str) -> dict[str, Any]:
             "os": platform.platform(),
         },
         "llama_cpp": library,
+        "llama_cpp_system_info": system,
         "model": {"name": model.name, "sha256": (model.sha256 or "")[:12]},
     }
 

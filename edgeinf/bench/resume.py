@@ -19,7 +19,7 @@ from typing import Any
 from edgeinf.bench.report import header, summary
 from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
-from edgeinf.engine.native import library_version
+from edgeinf.engine.native import library_version, system_info
 from edgeinf.service import ChatRequest, ChatService
 from edgeinf.types import Message, SamplingParams
 
@@ -78,7 +78,12 @@ def bench_resume(
     with tempfile.TemporaryDirectory(prefix="edgeinf-bench-") as tmp:
         for length in lengths:
             rows.append(_one_length(settings, model, Path(tmp), n_ctx, length, repeat))
-    return {**header(model, library_version()), "n_ctx": n_ctx, "repeat": repeat, "lengths": rows}
+    return {
+        **header(model, library_version(), system_info()),
+        "n_ctx": n_ctx,
+        "repeat": repeat,
+        "lengths": rows,
+    }
 
 
 def _one_length(

@@ -22,7 +22,7 @@ from edgeinf.engine.calibrate import calibrate
 from edgeinf.engine.drafters import ModelDrafter
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.generate import Generation, generate_once
-from edgeinf.engine.native import library_version
+from edgeinf.engine.native import library_version, system_info
 from edgeinf.engine.options import EngineOptions
 from edgeinf.speculate import decoder_factory
 from edgeinf.types import Message, SamplingParams
@@ -114,7 +114,7 @@ def bench_speculative(
     for peer in peers.values():
         peer["auto_vs_peer"] = round(modes["auto"]["decode_tok_s"] / peer["decode_tok_s"], 3)
     return {
-        **header(target, library_version()),
+        **header(target, library_version(), system_info()),
         "draft": draft.name if draft else None,
         "workload": workload,
         "prompts": len(texts),

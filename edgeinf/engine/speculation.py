@@ -60,8 +60,6 @@ class Acceptance:
     prior: float = 0.6
     decay: float = 0.9
     prior_weight: float = 2.0
-    drafted: int = 0
-    accepted: int = 0
     _acc: float = 0.0
     _rej: float = 0.0
 
@@ -73,8 +71,6 @@ class Acceptance:
     def observe(self, drafted: int, accepted: int) -> None:
         if drafted <= 0:
             return
-        self.drafted += drafted
-        self.accepted += accepted
         self._acc = self._acc * self.decay + accepted
         self._rej = self._rej * self.decay + (1.0 if accepted < drafted else 0.0)
 

@@ -63,6 +63,3 @@ class Vocab:
             buf = ctypes.create_string_buffer(-n)
             n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return b"".join(self.piece(t) for t in tokens).decode("utf-8", "replace")

@@ -166,12 +166,15 @@ class Engine:
         got = ll.llama_state_seq_get_data(self._native.ctx, buf, size, seq.seq_id)
         return bytes(memoryview(buf)[:got])
 
-    def import_seq(self, seq: SeqState, payload: bytes, tokens: Sequence[int]) -> bool:
+    def import_seq(self, seq: SeqState, payload: bytes | memoryview, tokens: Sequence[int]) -> bool:
         """Replace the sequence's cells with saved ones; False (sequence empty) if refused."""
         self.trim(seq, 0)
         if len(tokens) + 1 > self.seq_ctx:
             return False
-        buf = (ctypes.c_uint8 * len(payload)).from_buffer_copy(payload)
+        view = memoryview(payload)
+        array = ctypes.c_uint8 * view.nbytes
+        # A writable buffer (a file read into a bytearray) is handed over without a copy.
+        buf = array.from_buffer_copy(view) if view.readonly else array.from_buffer(view)
         ok = ll.llama_state_seq_set_data(self._native.ctx, buf, len(payload), seq.seq_id)
         last = ll.llama_memory_seq_pos_max(self._native.memory, seq.seq_id)
         if not ok or last != len(tokens) - 1:

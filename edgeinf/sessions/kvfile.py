@@ -44,7 +44,7 @@ class Identity:
 class KVState:
     identity: Identity
     tokens: tuple[int, ...]
-    payload: bytes
+    payload: bytes | memoryview  # a view into the file's buffer when read: no copy
 
 
 def encode(state: KVState) -> bytes:
@@ -60,7 +60,7 @@ def encode(state: KVState) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
-def decode(data: bytes | memoryview) -> KVState:
+def decode(data: bytes | bytearray | memoryview) -> KVState:
     view = memoryview(data)
     if len(view) < _PREFIX.size + _DIGEST:
         raise KVFileError(f"state file of {len(view)} bytes is truncated")
@@ -82,4 +82,4 @@ def decode(data: bytes | memoryview) -> KVState:
         raise KVFileError(f"state file header is malformed ({exc})") from exc
     if payload_len != len(body) - start:
         raise KVFileError("state file payload length does not match its header")
-    return KVState(identity, tokens, bytes(body[start:]))
+    return KVState(identity, tokens, body[start:])

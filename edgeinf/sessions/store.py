@@ -95,7 +95,9 @@ class SessionStore:
             return None
         try:
             with os.fdopen(fd, "rb") as fh:
-                state = decode(fh.read())
+                buf = bytearray(os.fstat(fh.fileno()).st_size)  # one copy, then views
+                fh.readinto(buf)
+                state = decode(buf)
         except KVFileError as exc:
             self.quarantine(path, str(exc))
             return None

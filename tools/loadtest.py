@@ -15,6 +15,7 @@ import json
 import statistics
 import sys
 import time
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -27,13 +28,20 @@ PROMPTS = [
 ]
 
 
-async def one(http: httpx.AsyncClient, prompt: str, max_tokens: int) -> dict[str, float]:
+async def one(http: httpx.AsyncClient, prompt: str, max_tokens: int) -> dict[str, Any]:
     body = {
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": True,
     }
+    try:
+        return await _stream(http, body)
+    except httpx.HTTPError as exc:  # a dropped connection is an error of the server's
+        return {"status": type(exc).__name__}
+
+
+async def _stream(http: httpx.AsyncClient, body: dict[str, object]) -> dict[str, Any]:
     started = time.perf_counter()
     first = 0.0
     tokens = 0
@@ -62,7 +70,7 @@ async def run(
         sequential = [await one(http, p, max_tokens) for p in jobs[:clients]]
         queue = list(jobs)
 
-        async def worker() -> list[dict[str, float]]:
+        async def worker() -> list[dict[str, Any]]:
             out = []
             while queue:
                 out.append(await one(http, queue.pop(), max_tokens))

@@ -50,6 +50,7 @@ class Runtime:
             # (`run`, `chat`), so no draft model is loaded here.
             settings = self.settings.model_copy(update={"speculative": "off"})
             service = ChatService(settings, self.model_ref, parallel=self.settings.parallel)
+            _ = service.keeper  # opened once here, before two threads could race to open it
             service.start_batching(self.settings.max_queue)
             self.service = service
             log.info("model %s ready", service.model.name)

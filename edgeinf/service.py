@@ -14,14 +14,12 @@ from edgeinf.engine.engine import Engine, SeqState
 from edgeinf.engine.generate import Generation
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions
-from edgeinf.sessions.ids import check_session_id
+from edgeinf.sessions.ids import LOCAL_OWNER, check_session_id
 from edgeinf.sessions.keeper import Restore, SessionKeeper
 from edgeinf.sessions.kvfile import Identity
 from edgeinf.sessions.store import SessionStore
 from edgeinf.speculate import Speculation
 from edgeinf.types import Completion, Message, SamplingParams
-
-LOCAL_OWNER = "local"  # the principal of the command line; the server passes its own
 
 
 @dataclass(frozen=True)

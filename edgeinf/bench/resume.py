@@ -168,11 +168,12 @@ def _save_turn(
 
 
 def _saved_messages(state: Path, session: str) -> tuple[Message, ...]:
+    from edgeinf.sessions.ids import LOCAL_OWNER
     from edgeinf.sessions.store import SessionStore
 
     store = SessionStore(state, 1 << 40)
     try:
-        row = store.get(session, "local")
+        row = store.get(session, LOCAL_OWNER)
         assert row is not None
         return row.messages
     finally:

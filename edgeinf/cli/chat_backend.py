@@ -9,6 +9,7 @@ from typing import Protocol
 
 from edgeinf.config import Settings
 from edgeinf.errors import EdgeinfError
+from edgeinf.sessions.ids import LOCAL_OWNER
 from edgeinf.types import Message, SamplingParams
 
 
@@ -72,7 +73,7 @@ class LocalBackend:
         return self.service.history(session_id)
 
     def sessions(self) -> list[tuple[str, int, str]]:
-        rows = self.service.keeper.store.index.owned_by("local")
+        rows = self.service.keeper.store.index.owned_by(LOCAL_OWNER)
         return [(r.id, len(r.messages), _title(r.messages)) for r in rows]
 
     def close(self) -> None:

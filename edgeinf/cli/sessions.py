@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from edgeinf.config import load_settings
 from edgeinf.errors import InvalidRequestError
-from edgeinf.service import LOCAL_OWNER
+from edgeinf.sessions.ids import LOCAL_OWNER
 from edgeinf.sessions.index import SessionRow
 from edgeinf.sessions.store import SessionStore
 

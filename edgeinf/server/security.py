@@ -11,10 +11,10 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeinf.server.errors import BodyTooLarge, body
+from edgeinf.sessions.ids import LOCAL_OWNER
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 OPEN_PATHS = frozenset({"/health", "/ready"})  # no data behind them: no key needed
-LOCAL_PRINCIPAL = "local"
 
 
 def is_loopback(host: str) -> bool:
@@ -23,7 +23,7 @@ def is_loopback(host: str) -> bool:
 
 def principal_of(key: str | None) -> str:
     """Who owns sessions: one principal per API key (hashed), or the local user."""
-    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else LOCAL_PRINCIPAL
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16] if key else LOCAL_OWNER
 
 
 def _host_only(value: str) -> str:

@@ -7,6 +7,10 @@ import secrets
 
 from edgeinf.errors import InvalidRequestError
 
+# The owner of sessions made on the command line (and by a server without an API key);
+# a server with a key owns its sessions under a principal derived from the key.
+LOCAL_OWNER = "local"
+
 _VALID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 

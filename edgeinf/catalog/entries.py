@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from edgeinf.errors import ConfigError
 
-Role = Literal["target", "draft", "tiny"]
+Role = Literal["target", "draft", "tiny", "encoder"]
 
 
 @dataclass(frozen=True)

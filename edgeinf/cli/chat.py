@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from edgeinf.cli.chat_backend import Backend, LocalBackend, RemoteBackend, Stats
+from edgeinf.cli.chat_backend import Backend, LocalBackend, RemoteBackend, Routing, Stats
 from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
 from edgeinf.config import Settings, read_api_key
@@ -18,6 +18,8 @@ from edgeinf.types import Message, SamplingParams
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
+
+    from edgeinf.route.policy import Override
 
 HELP = """\
 /help             this help
@@ -74,7 +76,7 @@ class Chat:
         self.session_id = session_id
         self.system: str | None = None
         self.history: tuple[Message, ...] = backend.history(session_id)
-        self.route = "auto"
+        self.route: Override = "auto"
         self.private = False
 
     # -- one answer --
@@ -95,7 +97,9 @@ class Chat:
             ) as live:
                 # Only the block being written lives in the redrawn area; finished blocks are
                 # printed above it once, so a long answer never redraws off-screen (flicker).
-                for piece in self.backend.stream(messages, self.session_id, self.params):
+                routing = Routing(self.route, self.private)
+                pieces = self.backend.stream(messages, self.session_id, self.params, routing)
+                for piece in pieces:
                     shown += strip_controls(piece)
                     cut = max(finished_blocks(shown), self._overflow_cut(shown, done))
                     if cut > done:
@@ -178,18 +182,21 @@ class Chat:
         self.backend = backend
         self.console.print(f"[dim]model {backend.model_name}; the conversation goes on[/dim]")
 
+    @property
+    def _local(self) -> bool:
+        return isinstance(self.backend, LocalBackend)
+
     def _route(self, arg: str) -> None:
-        if arg not in ("local", "remote", "auto"):
-            self.console.print("use /route local, /route remote or /route auto", markup=False)
-        elif arg == "remote":
-            self.console.print(
-                "no remote model is configured, so answers stay local. Escalation to a remote "
-                "OpenAI-compatible model is not available in this version yet.",
-                markup=False,
-            )
-        else:
-            self.route = arg
+        if arg in ("local", "remote", "auto"):
+            self.route = cast("Override", arg)
             self.console.print(f"[dim]route {arg}[/dim]")
+            if arg == "remote" and not self.settings.remote_url and self._local:
+                self.console.print(
+                    "no remote model is configured (remote_url), so answers stay local",
+                    markup=False,
+                )
+        else:
+            self.console.print("use /route local, /route remote or /route auto", markup=False)
 
 
 def _read(session: PromptSession[str], first: str) -> str:

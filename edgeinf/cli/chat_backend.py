@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgeinf.config import Settings
 from edgeinf.errors import EdgeinfError
 from edgeinf.sessions.ids import LOCAL_OWNER
 from edgeinf.types import Message, SamplingParams
+
+if TYPE_CHECKING:
+    from edgeinf.route.policy import Override
+    from edgeinf.service import ChatRequest
 
 
 @dataclass
@@ -23,11 +27,23 @@ class Stats:
     restored: int = 0
 
 
+@dataclass(frozen=True)
+class Routing:
+    """The chat's /route and /private settings, sent with every question."""
+
+    route: Override = "auto"
+    private: bool = False
+
+
 class Backend(Protocol):
     model_name: str
 
     def stream(
-        self, messages: tuple[Message, ...], session_id: str, params: SamplingParams
+        self,
+        messages: tuple[Message, ...],
+        session_id: str,
+        params: SamplingParams,
+        routing: Routing,
     ) -> Iterator[str]: ...
     def last_stats(self) -> Stats: ...
     def history(self, session_id: str) -> tuple[Message, ...]: ...
@@ -37,18 +53,47 @@ class Backend(Protocol):
 
 class LocalBackend:
     def __init__(self, settings: Settings, model: str | None) -> None:
+        from edgeinf.route.dispatch import Dispatcher
         from edgeinf.service import ChatService
 
         self.service = ChatService(settings, model)
         self.model_name = self.service.model.name
+        self.dispatcher = Dispatcher(
+            settings, self.model_name, self.service.identity.model_sha256, notify=lambda s: None
+        )
         self._stats = Stats()
 
     def stream(
-        self, messages: tuple[Message, ...], session_id: str, params: SamplingParams
+        self,
+        messages: tuple[Message, ...],
+        session_id: str,
+        params: SamplingParams,
+        routing: Routing,
     ) -> Iterator[str]:
+        from edgeinf.route.dispatch import fell_back
+        from edgeinf.route.remote import RemoteError
         from edgeinf.service import ChatRequest
 
-        turn = self.service.respond(ChatRequest(messages, params, session_id=session_id))
+        request = ChatRequest(messages, params, session_id=session_id)
+        decision = self.dispatcher.decide(
+            messages, params, routing.route, routing.private, session_id=session_id
+        )
+        if decision.target == "remote":
+            pieces: list[str] = []
+            try:
+                answer = self.dispatcher.ask(messages, params, pieces.append)
+            except RemoteError as exc:
+                decision = fell_back(decision, exc)
+                yield f"[{exc}; the local model answers]\n\n"
+            else:
+                yield answer.text
+                self.service.record(request, answer.text)
+                self._stats = Stats(f"remote ({decision.reason})", tokens=answer.completion_tokens)
+                return
+        yield from self._local(request, "local · fallback" if decision.fallback else "local")
+
+    def _local(self, request: ChatRequest, route: str) -> Iterator[str]:
+        turn = self.service.respond(request)
         try:
             for chunk in turn.generation:
                 yield chunk.text
@@ -58,7 +103,7 @@ class LocalBackend:
                 self.service.finish(turn)
                 d = turn.generation.draft_stats
                 self._stats = Stats(
-                    "local",
+                    route,
                     c.timings.ttft_s,
                     c.timings.decode_tok_s,
                     c.usage.completion_tokens,
@@ -77,6 +122,7 @@ class LocalBackend:
         return [(r.id, len(r.messages), _title(r.messages)) for r in rows]
 
     def close(self) -> None:
+        self.dispatcher.close()
         self.service.flush()
         self.service.close()
 
@@ -100,13 +146,19 @@ class RemoteBackend:
         self._stats = Stats()
 
     def stream(
-        self, messages: tuple[Message, ...], session_id: str, params: SamplingParams
+        self,
+        messages: tuple[Message, ...],
+        session_id: str,
+        params: SamplingParams,
+        routing: Routing,
     ) -> Iterator[str]:
         body = {
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "stream": True,
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
+            "route": routing.route,
+            "private": routing.private,
         }
         with self.http.stream(
             "POST", "/v1/chat/completions", json=body, headers={"X-Session-Id": session_id}
@@ -122,7 +174,7 @@ class RemoteBackend:
                     raise EdgeinfError(event["error"]["message"])
                 if usage := event.get("usage"):
                     self._stats = Stats(
-                        "local",
+                        _route_label(event.get("route")),
                         0.0,
                         0.0,
                         usage["completion_tokens"],
@@ -148,6 +200,12 @@ class RemoteBackend:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _route_label(route: dict[str, Any] | None) -> str:
+    if not route:
+        return "local"
+    return str(route["target"]) + (" · fallback" if route.get("fallback") else "")
 
 
 def _title(messages: tuple[Message, ...]) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeinf import __version__
+from edgeinf.cli.route_args import add_route_parser
 
 if TYPE_CHECKING:
     from edgeinf.config import Settings
@@ -24,6 +25,16 @@ def _model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="decode threads (default: physical cores)")
     p.add_argument("--ctx", dest="n_ctx", type=int, help="context size in tokens")
     p.add_argument("--kv-type", choices=["f16", "q8_0", "q4_0"], help="KV cache precision")
+
+
+def _remote_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remote-url", help="OpenAI-compatible endpoint to escalate to (https)")
+    p.add_argument("--remote-model", help="model name at the remote endpoint")
+    p.add_argument(
+        "--route",
+        choices=["auto", "local", "remote"],
+        help="where answers come from (default auto: the router decides)",
+    )
 
 
 def settings_from(args: argparse.Namespace, **more: Any) -> Settings:
@@ -41,6 +52,9 @@ _SETTING_FLAGS = {
     "kv_type": "kv_type",
     "speculative": "speculative",
     "draft_model": "draft",
+    "remote_url": "remote_url",
+    "remote_model": "remote_model",
+    "route": "route",
 }
 
 
@@ -83,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="speculative decoding (default auto: only when it pays here)",
     )
     p.add_argument("--draft", metavar="MODEL", help="draft model for speculative decoding")
+    _remote_flags(p)
+    p.add_argument(
+        "--private", action="store_true", help="never send this conversation off the device"
+    )
 
     p = sub.add_parser("chat", help="talk to a model in the terminal")
     _model_flags(p)
@@ -98,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", "-t", type=float, default=0.7)
     p.add_argument("--speculative", choices=["auto", "ngram", "draft", "off"])
     p.add_argument("--draft", metavar="MODEL", help="draft model for speculative decoding")
+    _remote_flags(p)
 
     p = sub.add_parser("serve", help="serve the OpenAI-compatible API (loopback by default)")
     _model_flags(p)
@@ -105,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default 8088)")
     p.add_argument("--parallel", type=int, help="sequences decoded together (default 2)")
     p.add_argument("--api-key-file", type=Path, help="file holding the API key clients send")
+    _remote_flags(p)
 
     p = sub.add_parser("sessions", help="list, show, delete or prune saved conversations")
     ssub = p.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
@@ -148,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--context", default="512,2048,4096", help="conversation lengths in tokens")
     r.add_argument("--repeat", type=int, default=3, help="fresh-process runs of each")
     r.add_argument("--json", action="store_true", help="print the report as JSON")
+    rb = bsub.add_parser("route", help="router decision latency for a 200-token prompt")
+    rb.add_argument("--model", "-m", help="the local model")
+    rb.add_argument("--remote-model", help="model name at the remote endpoint")
+    rb.add_argument("--repeat", type=int, default=200, help="decisions timed")
+    rb.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_route_parser(sub)
     return parser
 
 
@@ -159,6 +185,7 @@ _COMMANDS = {
     "serve": "edgeinf.cli.serve",
     "chat": "edgeinf.cli.chat",
     "bench": "edgeinf.cli.bench",
+    "route": "edgeinf.cli.route",
 }
 
 

@@ -40,7 +40,7 @@ def listing(store: ModelStore) -> list[dict[str, Any]]:
             model and model.sha256 and store.is_verified(model.path, model.sha256)
         )
         row["info"] = None
-        if model is not None:
+        if model is not None and model.path.suffix == ".gguf":
             try:
                 row["info"] = asdict(inspect(model.path))
                 row["size"] = row["info"]["file_size"]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
+from edgeinf.route.dispatch import Dispatcher, fell_back
+from edgeinf.route.remote import RemoteAnswer, RemoteError
 from edgeinf.service import ChatRequest, ChatService, LocalTurn, conversation
 from edgeinf.sessions.ids import check_session_id
 from edgeinf.types import SamplingParams
@@ -33,26 +37,66 @@ def run(args: argparse.Namespace) -> int:
         check_session_id(args.session)
     settings = settings_from(args)
     service = ChatService(settings, args.model)
+    dispatcher = Dispatcher(settings, service.model.name, service.identity.model_sha256)
     try:
         history = service.history(args.session) if args.session else ()
-        messages = conversation(args.prompt, args.system, history)
-        turn = service.respond(ChatRequest(messages, params, session_id=args.session))
-        if args.json:
-            turn.generation.text()
-        else:
-            clean = strip_controls if sys.stdout.isatty() else (lambda s: s)
+        request = ChatRequest(
+            conversation(args.prompt, args.system, history), params, session_id=args.session
+        )
+        decision = dispatcher.decide(
+            request.messages, params, private=args.private, session_id=args.session
+        )
+        write = _writer(args.json)
+        out: dict[str, Any] = {}
+        if decision.target == "remote":
+            try:
+                answer = dispatcher.ask(request.messages, params, write)
+                service.record(request, answer.text)
+                out = remote_report(answer, settings.remote_model)
+                decision = replace(decision, attempts=answer.attempts)
+            except RemoteError as exc:
+                print(f"edgeinf: {exc}; answering locally", file=sys.stderr)
+                if exc.partial:
+                    write("\n[remote answer cut off; the local model answers below]\n")
+                decision = fell_back(decision, exc)
+        if decision.target == "local":
+            turn = service.respond(request)
             for chunk in turn.generation:
-                sys.stdout.write(clean(chunk.text))
-                sys.stdout.flush()
-            sys.stdout.write("\n")
-            sys.stdout.flush()
-        service.finish(turn)
+                write(chunk.text)
+            service.finish(turn)
+            out = report(service, turn)
+        write("\n")
         service.flush()  # the answer is out; keep the conversation before exiting
         if args.json:
-            print(json.dumps(report(service, turn), ensure_ascii=False))
+            out["route"] = decision.as_dict()
+            print(json.dumps(out, ensure_ascii=False))
     finally:
+        dispatcher.close()
         service.close()
     return 0
+
+
+def _writer(quiet: bool) -> Callable[[str], None]:
+    """Stream text to stdout (nothing with --json); control sequences cleaned on a terminal."""
+    if quiet:
+        return lambda s: None
+    clean = strip_controls if sys.stdout.isatty() else (lambda s: s)
+
+    def write(text: str) -> None:
+        sys.stdout.write(clean(text))
+        sys.stdout.flush()
+
+    return write
+
+
+def remote_report(answer: RemoteAnswer, model: str | None) -> dict[str, Any]:
+    return {
+        "text": answer.text,
+        "model": model,
+        "finish_reason": answer.finish_reason,
+        "tokens": {"prompt": answer.prompt_tokens, "completion": answer.completion_tokens},
+        "timings": {"total_s": round(answer.seconds, 4)},
+    }
 
 
 def report(service: ChatService, turn: LocalTurn) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edgeinf.route.policy import Decision
 from edgeinf.service import Turn
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,7 +69,10 @@ class Metrics:
         self.ttft.observe(c.timings.ttft_s)
         if c.timings.decode_tok_s > 0:
             self.decode.observe(c.timings.decode_tok_s)
-        self.routes.labels("local", "no_remote_configured").inc()
+
+    def routed(self, decision: Decision) -> None:
+        reason = f"{decision.reason}_fallback" if decision.fallback else decision.reason
+        self.routes.labels(decision.target, reason).inc()
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -9,6 +9,7 @@ import time
 
 from edgeinf.config import Settings
 from edgeinf.errors import EdgeinfError
+from edgeinf.route.dispatch import Dispatcher
 from edgeinf.server.errors import RETRY_AFTER_S, ApiError
 from edgeinf.server.metrics import Metrics
 from edgeinf.service import ChatService
@@ -36,6 +37,7 @@ class Runtime:
     def __init__(self, settings: Settings, model_ref: str | None) -> None:
         self.settings, self.model_ref = settings, model_ref
         self.service: ChatService | None = None
+        self.dispatcher: Dispatcher | None = None
         self.error: str | None = None
         self.started = time.time()
         self.metrics = Metrics(self.depth)
@@ -52,6 +54,10 @@ class Runtime:
             service = ChatService(settings, self.model_ref, parallel=self.settings.parallel)
             _ = service.keeper  # opened once here, before two threads could race to open it
             service.start_batching(self.settings.max_queue)
+            dispatcher = Dispatcher(settings, service.model.name, service.identity.model_sha256)
+            if dispatcher.remote is not None and settings.route == "auto":
+                _ = dispatcher.router  # loaded now, not on the first request
+            self.dispatcher = dispatcher
             self.service = service
             log.info("model %s ready", service.model.name)
             sd_notify("READY=1")
@@ -87,3 +93,5 @@ class Runtime:
                 self.service.batcher.stop(drain_s)
             self.service.flush()
             self.service.close()
+        if self.dispatcher is not None:
+            self.dispatcher.close()

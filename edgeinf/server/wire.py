@@ -61,6 +61,9 @@ class Sampling(BaseModel):
 
 class ChatCompletionRequest(Sampling):
     messages: list[WireMessage] = Field(min_length=1, max_length=2048)
+    # edgeinf: where to answer (default: the server's `route` setting), and privacy
+    route: Literal["auto", "local", "remote"] | None = None
+    private: bool = False
 
 
 class CompletionRequest(Sampling):

@@ -103,3 +103,10 @@ class SessionKeeper:
             result["saved_bytes"] = self.store.save_session_kv(owner, session_id, state)
 
         self.saver.submit(job)
+
+    def record(
+        self, owner: str, session_id: str, model: str, messages: tuple[Message, ...]
+    ) -> None:
+        """Keep the messages of a turn answered elsewhere; the saved state still covers their
+        common prefix, so the next local turn prefills only what is new."""
+        self.saver.submit(lambda: self.store.index.put_messages(session_id, owner, model, messages))

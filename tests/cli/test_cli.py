@@ -16,7 +16,7 @@ from tests.model_server import model_server
 
 
 def edgeinf(
-    *args: str, env: dict[str, str] | None = None, timeout: int = 300
+    *args: str, env: dict[str, str] | None = None, timeout: int = 300, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edgeinf", *args],
@@ -24,6 +24,7 @@ def edgeinf(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        input=stdin,
     )
 
 

@@ -1,0 +1,147 @@
+"""Fit a router from graded answers: labels, features, cross-validated regularisation, the
+threshold for a target escalation rate, and the router directory (card, ONNX head, model card)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edgeinf.route import evaluate
+from edgeinf.route.collect import Answer
+from edgeinf.route.encoder import SentenceEncoder
+from edgeinf.route.features import SHAPE_FEATURES, featurize, query_text
+from edgeinf.route.head import Logistic, fit, to_onnx
+from edgeinf.route.router import CARD, FORMAT, HEAD, Kind
+from edgeinf.tasks import Task, grade
+
+L2_GRID = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+
+
+@dataclass(frozen=True)
+class Graded:
+    """Tasks with both models' correctness; `remote_ok` is all True for a local-failure router
+    (it is read against a remote that is always right)."""
+
+    tasks: list[Task]
+    local_ok: npt.NDArray[np.bool_]
+    remote_ok: npt.NDArray[np.bool_]
+
+    @property
+    def kinds(self) -> list[str]:
+        return [t.kind for t in self.tasks]
+
+    def subset(self, kind: str) -> npt.NDArray[np.intp]:
+        return np.flatnonzero(np.asarray(self.kinds) == kind)
+
+
+def graded(tasks: list[Task], local: dict[str, Answer], remote: dict[str, Answer] | None) -> Graded:
+    local_ok = np.asarray([grade(t, local[t.id].text) for t in tasks])
+    remote_ok = (
+        np.asarray([grade(t, remote[t.id].text) for t in tasks])
+        if remote is not None
+        else np.ones(len(tasks), dtype=bool)
+    )
+    return Graded(tasks, local_ok, remote_ok)
+
+
+def labels(kind: Kind, data: Graded) -> npt.NDArray[np.float64]:
+    """pair: escalating gains (remote right, local wrong); local-failure: local wrong."""
+    if kind == "pair":
+        return (data.remote_ok & ~data.local_ok).astype(float)
+    return (~data.local_ok).astype(float)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    model: Logistic
+    l2: float
+    oof: npt.NDArray[np.float64]  # out-of-fold scores, for honest metrics
+    train_scores: npt.NDArray[np.float64]
+
+
+def fit_router(
+    x: npt.NDArray[np.float32], y: npt.NDArray[np.float64], data: Graded, k: int = 5
+) -> Fitted:
+    """The regularisation with the best cross-validated APGR, refitted on everything."""
+    k = max(2, min(k, len(y)))
+    best: tuple[float, float, npt.NDArray[np.float64]] | None = None
+    for l2 in L2_GRID:
+
+        def fit_predict(
+            train: npt.NDArray[np.intp], held: npt.NDArray[np.intp], l2: float = l2
+        ) -> npt.NDArray[np.float64]:
+            return fit(x[train], y[train], l2).predict(x[held])
+
+        oof = evaluate.out_of_fold(y, data.kinds, fit_predict, k)
+        apgr = evaluate.curve(oof, data.local_ok, data.remote_ok).apgr
+        if best is None or apgr > best[0]:
+            best = (apgr, l2, oof)
+    assert best is not None
+    model = fit(x, y, best[1])
+    return Fitted(model, best[1], best[2], model.predict(x))
+
+
+def metrics(data: Graded, oof: npt.NDArray[np.float64]) -> dict[str, Any]:
+    """Cross-validated figures, overall and per task kind."""
+
+    def block(idx: npt.NDArray[np.intp]) -> dict[str, Any]:
+        lo, ro, s = data.local_ok[idx], data.remote_ok[idx], oof[idx]
+        c = evaluate.curve(s, lo, ro)
+        oracle = evaluate.curve((~lo).astype(float), lo, ro)
+        return {
+            "n": len(idx),
+            "local_accuracy": round(float(lo.mean()), 4),
+            "remote_accuracy": round(float(ro.mean()), 4),
+            "apgr": round(c.apgr, 4),
+            "pgr_at_50": round(c.pgr_at(0.5), 4),
+            "random_apgr": round(evaluate.random_apgr(lo, ro), 4),
+            "local_failure_oracle_apgr": round(oracle.apgr, 4),
+        }
+
+    out = {"all": block(np.arange(len(data.tasks)))}
+    for kind in sorted(set(data.kinds)):
+        out[kind] = block(data.subset(kind))
+    return out
+
+
+def features(encoder: SentenceEncoder, tasks: list[Task]) -> npt.NDArray[np.float32]:
+    return featurize(encoder, [query_text(t.messages) for t in tasks])
+
+
+def write_router(
+    out: Path, fitted: Fitted, card: dict[str, Any], escalation_rate: float, model_card: str
+) -> Path:
+    """Write the router atomically: a new directory is filled, then renamed into place."""
+    quantiles = np.quantile(fitted.train_scores, np.linspace(0, 1, 101))
+    threshold = float(np.quantile(fitted.train_scores, 1.0 - escalation_rate))
+    body = {
+        "format": FORMAT,
+        **card,
+        "features": list(SHAPE_FEATURES),
+        "l2": fitted.l2,
+        "threshold": round(threshold, 6),
+        "escalation_rate": escalation_rate,
+        "quantiles": [round(float(q), 6) for q in quantiles],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.mkdir()
+    (tmp / HEAD).write_bytes(to_onnx(fitted.model))
+    (tmp / CARD).write_text(json.dumps(body, indent=2) + "\n")
+    (tmp / "CARD.md").write_text(model_card)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        tmp.rename(out)
+    return out

@@ -1,0 +1,103 @@
+"""`edgeinf route train` against a real remote process serving the 1.5B model, and
+`edgeinf route score` with the routers edgeinf ships."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.cli.test_cli import assert_one_line_error, edgeinf
+from tests.conftest import DRAFT, TARGET
+from tests.server.conftest import Server
+
+
+def chat_requests(server: Server) -> float:
+    metrics = httpx.get(f"{server.url}/metrics").text
+    found = re.search(
+        r'edgeinf_requests_total\{route="/v1/chat/completions",status="200"\} (\S+)', metrics
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.slow
+def test_train_answers_with_both_models_and_writes_a_router(
+    tmp_path: Path, remote_15b: Server, draft_path: Path, encoder: tuple[Path, Path]
+) -> None:
+    out = tmp_path / "router"
+    args = (
+        "route", "train", "-m", DRAFT, "--remote-url", f"{remote_15b.url}/v1",
+        "--remote-model", TARGET, "--limit", "4", "--max-tokens", "48", "--concurrency", "2",
+        "--out", str(out),
+    )  # fmt: skip
+    env = {"EDGEINF_STATE_DIR": str(tmp_path / "state")}
+    proc = edgeinf(*args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["metrics"]["all"]["n"] == 4
+    assert result["remote_tokens"] > 0
+    assert "remote: 4/4 answered" in proc.stderr
+    card = json.loads((out / "router.json").read_text())
+    assert (card["kind"], card["remote_model"], card["local_model"]) == ("pair", TARGET, DRAFT)
+    assert (out / "head.onnx").stat().st_size > 1000
+    assert "edgeinf route train" in (out / "CARD.md").read_text()
+    # a second run reads every answer back: the remote is not asked again
+    before = chat_requests(remote_15b)
+    again = edgeinf(*args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert chat_requests(remote_15b) == before
+    # and the router is used by `route score`
+    scored = edgeinf(
+        "route", "score", "-m", DRAFT, "--json", "What is 2 + 2?",
+        env={**env, "EDGEINF_ROUTER_DIR": str(out), "EDGEINF_REMOTE_MODEL": TARGET},
+    )  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    decision = json.loads(scored.stdout)
+    assert decision["router"] == "pair" and 0 <= decision["score"] <= 1
+
+
+@pytest.mark.slow
+def test_score_uses_the_shipped_pair_router_and_reads_json_lines(
+    tmp_path: Path, draft_path: Path, encoder: tuple[Path, Path]
+) -> None:
+    lines = [
+        {"prompt": "Write a Python function that reverses a linked list."},
+        {"prompt": "A farmer has 12 cows and buys 3 times as many. How many now?"},
+        {"prompt": "hello"},
+    ]
+    proc = edgeinf(
+        "route", "score", "-m", DRAFT, "--remote-model", TARGET, "--file", "-",
+        env={"EDGEINF_STATE_DIR": str(tmp_path)},
+        stdin="".join(json.dumps(x) + "\n" for x in lines),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(out) == 3
+    for d in out:
+        assert d["router"] == "pair"
+        assert d["target"] == ("remote" if d["score"] >= d["threshold"] else "local")
+        assert d["reason"] == "router"
+
+
+@pytest.mark.slow
+def test_the_15b_as_local_model_falls_back_to_its_local_failure_router(
+    tmp_path: Path, target_path: Path, encoder: tuple[Path, Path]
+) -> None:
+    proc = edgeinf(
+        "route", "score", "-m", TARGET, "--remote-model", "some-cloud-model", "--json", "Hi",
+        env={"EDGEINF_STATE_DIR": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["router"] == "local-failure"
+
+
+def test_score_bad_input_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "in.jsonl"
+    bad.write_text('{"prompt": "ok"}\nnot json\n')
+    proc = edgeinf("route", "score", "--file", str(bad), env={"EDGEINF_STATE_DIR": str(tmp_path)})
+    assert_one_line_error(proc, "line 2", "fix that line")
+    proc = edgeinf("route", "score", env={"EDGEINF_STATE_DIR": str(tmp_path)})
+    assert_one_line_error(proc, "--file")

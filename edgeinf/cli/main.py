@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key-file", type=Path, help="file holding the API key clients send")
     _remote_flags(p)
 
+    p = sub.add_parser("quantize", help="rewrite a model at another precision (llama.cpp)")
+    p.add_argument("src", help="model to read: catalog name, registered name or .gguf path")
+    p.add_argument("dst", help="the .gguf file to write (must not exist)")
+    p.add_argument("--type", required=True, help="Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, F16, ...")
+    p.add_argument("--name", help="name to register it under (default: the file name)")
+    p.add_argument("--threads", type=int, help="threads (default: physical cores)")
+
     p = sub.add_parser("sessions", help="list, show, delete or prune saved conversations")
     ssub = p.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
     ls = ssub.add_parser("list", help="saved conversations, most recent first")
@@ -186,6 +193,7 @@ _COMMANDS = {
     "chat": "edgeinf.cli.chat",
     "bench": "edgeinf.cli.bench",
     "route": "edgeinf.cli.route",
+    "quantize": "edgeinf.cli.quantize",
 }
 
 

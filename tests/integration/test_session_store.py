@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,22 +87,6 @@ def test_symlinked_state_file_is_not_followed(tmp_path: Path) -> None:
     assert store.read_kv(store.kv_path("local", "s"), IDENTITY) is None
     assert secret.read_bytes() == b"not yours"
     store.close()
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 4 MB filesystem, so that writes fail with ENOSPC."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True
-    )
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_disk_full_leaves_the_old_state_intact(tiny_disk: Path) -> None:

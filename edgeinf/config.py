@@ -165,10 +165,15 @@ class Settings(BaseSettings):
 
 
 def load_settings(**flags: Any) -> Settings:
-    """Build settings; flags that are None are left to the file and environment."""
+    """Build settings; flags that are None are left to the file and environment, and what
+    nobody set may come from `edgeinf tune`'s measurements."""
+    from edgeinf.profile import tuned_defaults  # profile -> catalog -> config: import late
+
     given = {k: v for k, v in flags.items() if v is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
+        tuned = tuned_defaults(settings.state_dir, settings.model_fields_set)
+        return settings.model_copy(update=tuned) if tuned else settings
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

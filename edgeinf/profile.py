@@ -36,3 +36,16 @@ class DeviceProfile:
         data.setdefault(section, {})[key] = value
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(self.path, json.dumps(data, indent=2).encode())
+
+
+def profile_path(state_dir: Path) -> Path:
+    return state_dir / "profile.json"
+
+
+TUNED = ("threads", "kv_type")  # settings `edgeinf tune` may choose
+
+
+def tuned_defaults(state_dir: Path, given: set[str]) -> dict[str, Any]:
+    """What `edgeinf tune` chose for the settings nobody set explicitly."""
+    chosen = DeviceProfile(profile_path(state_dir)).get("defaults", "runtime") or {}
+    return {k: chosen[k] for k in TUNED if k in chosen and k not in given}

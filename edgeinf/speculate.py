@@ -13,7 +13,7 @@ from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.generate import MakeDecoder
 from edgeinf.engine.speculation import Acceptance, Controller, CostModel
-from edgeinf.profile import DeviceProfile
+from edgeinf.profile import DeviceProfile, profile_path
 from edgeinf.types import SamplingParams
 
 log = logging.getLogger("edgeinf.speculate")
@@ -34,7 +34,7 @@ class Speculation:
         self.mode = settings.speculative
         self.target = target
         self.drafter = ModelDrafter(draft, target) if draft is not None else None
-        self._profile = DeviceProfile(settings.state_dir / "profile.json")
+        self._profile = DeviceProfile(profile_path(settings.state_dir))
         self._key = f"{target_id[:16]}:{draft_id[:16]}:{target.opts.threads}:{target.opts.kv_type}"
         self._cost: CostModel | None = None
 

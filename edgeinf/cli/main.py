@@ -133,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="name to register it under (default: the file name)")
     p.add_argument("--threads", type=int, help="threads (default: physical cores)")
 
+    p = sub.add_parser("tune", help="measure quant levels, KV types and threads; keep the best")
+    p.add_argument("--model", "-m", help="model to tune for (its other precisions are found)")
+    p.add_argument("--quick", action="store_true", help="fewer tokens: about a minute a row")
+    p.add_argument("--plot", type=Path, help="PNG to write (default: edgeinf-tune-MODEL.png)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
     p = sub.add_parser("sessions", help="list, show, delete or prune saved conversations")
     ssub = p.add_subparsers(dest="sessions_command", metavar="ACTION", required=True)
     ls = ssub.add_parser("list", help="saved conversations, most recent first")
@@ -194,6 +200,7 @@ _COMMANDS = {
     "bench": "edgeinf.cli.bench",
     "route": "edgeinf.cli.route",
     "quantize": "edgeinf.cli.quantize",
+    "tune": "edgeinf.cli.tune",
 }
 
 

@@ -1,0 +1,52 @@
+"""One measurement in a fresh process, so that its peak memory is its own:
+
+    python -m edgeinf.tune.child '{"path": ..., "n_ctx": ..., "kv_type": ..., ...}'
+
+prints one JSON object: prefill and decode speed, perplexity, peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from edgeinf.engine.engine import Engine, SeqState, kv_bytes
+from edgeinf.engine.generate import generate_once
+from edgeinf.engine.options import EngineOptions
+from edgeinf.engine.perplexity import perplexity
+from edgeinf.tune import corpus
+from edgeinf.types import SamplingParams
+
+CHUNK = 512
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    threads = int(job["threads"])
+    opts = EngineOptions(
+        n_ctx=CHUNK * 2, n_batch=CHUNK, threads=threads, threads_batch=threads,
+        kv_type=job["kv_type"],
+    )  # fmt: skip
+    with Engine(Path(job["path"]), opts) as engine:
+        tokens = engine.vocab.tokenize(corpus.text(), add_bos=False)
+        out: dict[str, Any] = {"kv_bytes_per_token": kv_bytes(engine.gguf, 1, job["kv_type"])}
+        seq = SeqState(0)
+        started = time.perf_counter()
+        engine.prefill(seq, tokens[:CHUNK])
+        out["prefill_tok_s"] = round(CHUNK / (time.perf_counter() - started), 2)
+        engine.trim(seq, 0)
+        params = SamplingParams(max_tokens=int(job["decode_tokens"]), temperature=0.0)
+        gen = generate_once(engine, tokens[:32], params)
+        assert gen.completion is not None
+        out["decode_tok_s"] = round(gen.completion.timings.decode_tok_s, 2)
+        if job.get("ppl_tokens"):
+            out["perplexity"] = round(perplexity(engine, tokens[: int(job["ppl_tokens"])]), 4)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(json.loads(sys.argv[1]))))

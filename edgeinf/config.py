@@ -137,6 +137,11 @@ class Settings(BaseSettings):
         le=1,
         description="Target share of queries sent to the remote; sets the router's threshold.",
     )
+    route_cascade: bool = Field(
+        False,
+        description="After a local answer, sample a second one; if they disagree, ask the "
+        "remote (costs a second local answer every time).",
+    )
     route_requests_per_day: int = Field(
         500, ge=0, description="Remote requests allowed per day (UTC); then answers stay local."
     )

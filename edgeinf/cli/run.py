@@ -11,6 +11,7 @@ from typing import Any
 
 from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
+from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE, agree
 from edgeinf.route.dispatch import Dispatcher, fell_back
 from edgeinf.route.remote import RemoteAnswer, RemoteError
 from edgeinf.service import ChatRequest, ChatService, LocalTurn, conversation
@@ -65,6 +66,16 @@ def run(args: argparse.Namespace) -> int:
                 write(chunk.text)
             service.finish(turn)
             out = report(service, turn)
+            escalate = dispatcher.escalation(decision, request.messages, params)
+            if escalate is not None and not _agrees(service, request, out["text"]):
+                try:
+                    write(CASCADE_NOTICE)
+                    answer = dispatcher.ask(request.messages, params, write)
+                    service.record(request, answer.text)
+                    out = remote_report(answer, settings.remote_model)
+                    decision = replace(escalate, attempts=answer.attempts)
+                except RemoteError as exc:
+                    print(f"edgeinf: {exc}; keeping the local answer", file=sys.stderr)
         write("\n")
         service.flush()  # the answer is out; keep the conversation before exiting
         if args.json:
@@ -74,6 +85,16 @@ def run(args: argparse.Namespace) -> int:
         dispatcher.close()
         service.close()
     return 0
+
+
+CASCADE_NOTICE = "\n\n[the local model was unsure (two samples disagreed); the remote answers]\n\n"
+
+
+def _agrees(service: ChatService, request: ChatRequest, first: str) -> bool:
+    """The cascade's signal: a second, sampled local answer agrees with the first."""
+    sampling = replace(request.sampling, temperature=SECOND_SAMPLE_TEMPERATURE, seed=1)
+    turn = service.respond(ChatRequest(request.messages, sampling))
+    return agree(first, turn.generation.text())
 
 
 def _writer(quiet: bool) -> Callable[[str], None]:

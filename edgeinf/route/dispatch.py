@@ -150,6 +150,21 @@ class Dispatcher:
             self.ledger.remember(owner, session_id, decision.target, private)
         return decision
 
+    def escalation(
+        self, decision: Decision, messages: tuple[Message, ...], sampling: SamplingParams
+    ) -> Decision | None:
+        """After a local answer the cascade judged unsure: may the remote answer instead?"""
+        if not (self.settings.route_cascade and decision.reason in ("router", "no_router")):
+            return None
+        facts = Facts(
+            override="remote",
+            remote_configured=self.remote is not None,
+            remote_up=self.remote is not None and not self.remote.breaker.is_open,
+            within_budget=self.ledger.within_budget(_estimate(messages, sampling)),
+        )
+        again = decide(facts)
+        return replace(again, reason="cascade") if again.target == "remote" else None
+
     def ask(
         self,
         messages: tuple[Message, ...],

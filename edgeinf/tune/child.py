@@ -8,8 +8,10 @@ prints one JSON object: prefill and decode speed, perplexity, peak resident memo
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -48,5 +50,18 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _exit_with_parent() -> None:
+    """A measurement nobody waits for any more stops (its parent was killed)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 if __name__ == "__main__":
+    _exit_with_parent()
     print(json.dumps(measure(json.loads(sys.argv[1]))))

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from edgeinf.errors import ConfigError
+from edgeinf.route.breaker import Breaker
 from edgeinf.route.remote import (
-    Breaker,
     RemoteAuthError,
     RemoteClient,
     RemoteConfig,

@@ -22,7 +22,7 @@ from edgeinf.route.encoder import SentenceEncoder
 from edgeinf.route.policy import Facts, decide
 from edgeinf.route.report import pair_report
 from edgeinf.route.router import Router, find, shipped_routers, trained_routers
-from edgeinf.route.train import features, fit_router, graded, labels, metrics, write_router
+from edgeinf.route.train import features, fit_router, graded, metrics, targets, write_router
 from edgeinf.tasks import Task, load
 from edgeinf.types import Message
 
@@ -82,7 +82,7 @@ def train(args: argparse.Namespace) -> int:
     data = graded(tasks, local, remote)
     encoder = SentenceEncoder(*encoder_files(settings))
     x = features(encoder, tasks)
-    fitted = fit_router(x, labels(args.kind, data), data)
+    fitted = fit_router(x, targets(args.kind, data), data)
     figures = metrics(data, fitted.oof)
     remote_tokens = sum(a.prompt_tokens + a.completion_tokens for a in (remote or {}).values())
     card = {
@@ -90,6 +90,7 @@ def train(args: argparse.Namespace) -> int:
         "local_model": name,
         "local_sha256": sha,
         "remote_model": settings.remote_model if args.kind == "pair" else None,
+        "target": fitted.target,
         "trained_on": {
             "tasks": sorted({t.kind for t in tasks}),
             "n": len(tasks),

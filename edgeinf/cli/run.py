@@ -51,10 +51,8 @@ def run(args: argparse.Namespace) -> int:
         out: dict[str, Any] = {}
         if decision.target == "remote":
             try:
-                answer = dispatcher.ask(request.messages, params, write)
-                service.record(request, answer.text)
-                out = remote_report(answer, settings.remote_model)
-                decision = replace(decision, attempts=answer.attempts)
+                out = _remote(dispatcher, service, request, write)
+                decision = replace(decision, attempts=out.pop("attempts"))
             except RemoteError as exc:
                 print(f"edgeinf: {exc}; answering locally", file=sys.stderr)
                 if exc.partial:
@@ -70,10 +68,8 @@ def run(args: argparse.Namespace) -> int:
             if escalate is not None and not _agrees(service, request, out["text"]):
                 try:
                     write(CASCADE_NOTICE)
-                    answer = dispatcher.ask(request.messages, params, write)
-                    service.record(request, answer.text)
-                    out = remote_report(answer, settings.remote_model)
-                    decision = replace(escalate, attempts=answer.attempts)
+                    out = _remote(dispatcher, service, request, write)
+                    decision = replace(escalate, attempts=out.pop("attempts"))
                 except RemoteError as exc:
                     print(f"edgeinf: {exc}; keeping the local answer", file=sys.stderr)
         write("\n")
@@ -108,6 +104,15 @@ def _writer(quiet: bool) -> Callable[[str], None]:
         sys.stdout.flush()
 
     return write
+
+
+def _remote(
+    dispatcher: Dispatcher, service: ChatService, request: ChatRequest, write: Callable[[str], None]
+) -> dict[str, Any]:
+    """The remote's answer streamed out and kept in the session; the `--json` object."""
+    answer = dispatcher.ask(request.messages, request.sampling, write)
+    service.record(request, answer.text)
+    return {**remote_report(answer, dispatcher.settings.remote_model), "attempts": answer.attempts}
 
 
 def remote_report(answer: RemoteAnswer, model: str | None) -> dict[str, Any]:

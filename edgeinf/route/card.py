@@ -17,20 +17,28 @@ def model_card(card: dict[str, Any], args: argparse.Namespace) -> str:
     remote = card["remote_model"] or "a remote that is always right (local-failure router)"
     what = (
         "the probability that the remote answers correctly where the local model does not"
-        if card["kind"] == "pair"
+        if card["target"] == "gain"
         else "the probability that the local model answers wrongly"
+    )
+    chosen = (
+        "For this pair, predicting the local model's failure ranked the remote's gains better "
+        "on held-out tasks than predicting the gains directly, so that is what it learned."
+        if card["kind"] == "pair" and card["target"] == "local_failure"
+        else ""
     )
     return f"""# Router: {card["local_model"]} -> {remote}
 
 Scores {what}, from the last user message: all-MiniLM-L6-v2 sentence embedding (int8 ONNX)
 plus length and structure signals, a logistic regression (ONNX head). Higher means escalate.
+{chosen}
 
 Trained on {card["trained_on"]["n"]} tasks ({", ".join(card["trained_on"]["tasks"])}): GSM8K
 training-split problems (numeric answer) and HumanEval problems (executed tests), both models
 greedy. Remote cost of the run: {card["trained_on"]["remote_tokens"]} tokens.
 
 Cross-validated (5 folds, stratified by task; every score below comes from a model that did not
-see the question):
+see the question; the target and regularisation were picked by the same folds, so the figures
+lean slightly optimistic):
 
 | tasks | n | local | remote | APGR | PGR@50% | random APGR | local-failure oracle APGR |
 |---|---|---|---|---|---|---|---|

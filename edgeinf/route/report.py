@@ -11,7 +11,7 @@ import numpy.typing as npt
 from edgeinf.route import evaluate
 from edgeinf.route.cascade import agree
 from edgeinf.route.collect import Answer
-from edgeinf.route.train import Graded, fit_router, labels, metrics
+from edgeinf.route.train import Graded, fit_router, metrics, targets
 
 RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -24,11 +24,11 @@ def pair_report(
     second: dict[str, Answer],
     folds: int,
 ) -> dict[str, Any]:
-    pair = fit_router(x, labels("pair", data), data, folds)
+    pair = fit_router(x, targets("pair", data), data, folds)
     out: dict[str, Any] = {
-        "pair_router": metrics(data, pair.oof),
+        "pair_router": {"target": pair.target, **metrics(data, pair.oof)},
         "local_failure_router": metrics(
-            data, fit_router(x, labels("local-failure", data), data, folds).oof
+            data, fit_router(x, targets("local-failure", data), data, folds).oof
         ),
     }
     curve = evaluate.curve(pair.oof, data.local_ok, data.remote_ok)

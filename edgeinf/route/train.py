@@ -50,41 +50,53 @@ def graded(tasks: list[Task], local: dict[str, Answer], remote: dict[str, Answer
     return Graded(tasks, local_ok, remote_ok)
 
 
-def labels(kind: Kind, data: Graded) -> npt.NDArray[np.float64]:
-    """pair: escalating gains (remote right, local wrong); local-failure: local wrong."""
+def targets(kind: Kind, data: Graded) -> dict[str, npt.NDArray[np.float64]]:
+    """What a router may learn to predict. A pair router tries both the gain (remote right,
+    local wrong) and the local model's failure, and keeps whichever ranks gains better on
+    held-out tasks: with a few hundred tasks the sparser gain labels can lose."""
+    failure = (~data.local_ok).astype(float)
     if kind == "pair":
-        return (data.remote_ok & ~data.local_ok).astype(float)
-    return (~data.local_ok).astype(float)
+        return {"gain": (data.remote_ok & ~data.local_ok).astype(float), "local_failure": failure}
+    return {"local_failure": failure}
 
 
 @dataclass(frozen=True)
 class Fitted:
     model: Logistic
+    target: str
     l2: float
     oof: npt.NDArray[np.float64]  # out-of-fold scores, for honest metrics
     train_scores: npt.NDArray[np.float64]
 
 
 def fit_router(
-    x: npt.NDArray[np.float32], y: npt.NDArray[np.float64], data: Graded, k: int = 5
+    x: npt.NDArray[np.float32],
+    candidates: dict[str, npt.NDArray[np.float64]],
+    data: Graded,
+    k: int = 5,
 ) -> Fitted:
-    """The regularisation with the best cross-validated APGR, refitted on everything."""
-    k = max(2, min(k, len(y)))
-    best: tuple[float, float, npt.NDArray[np.float64]] | None = None
-    for l2 in L2_GRID:
+    """The target and regularisation with the best cross-validated APGR, refitted on all."""
+    k = max(2, min(k, len(data.tasks)))
+    best: tuple[float, str, float, npt.NDArray[np.float64]] | None = None
+    for name, y in candidates.items():
+        for l2 in L2_GRID:
 
-        def fit_predict(
-            train: npt.NDArray[np.intp], held: npt.NDArray[np.intp], l2: float = l2
-        ) -> npt.NDArray[np.float64]:
-            return fit(x[train], y[train], l2).predict(x[held])
+            def fit_predict(
+                train: npt.NDArray[np.intp],
+                held: npt.NDArray[np.intp],
+                y: npt.NDArray[np.float64] = y,
+                l2: float = l2,
+            ) -> npt.NDArray[np.float64]:
+                return fit(x[train], y[train], l2).predict(x[held])
 
-        oof = evaluate.out_of_fold(y, data.kinds, fit_predict, k)
-        apgr = evaluate.curve(oof, data.local_ok, data.remote_ok).apgr
-        if best is None or apgr > best[0]:
-            best = (apgr, l2, oof)
+            oof = evaluate.out_of_fold(y, data.kinds, fit_predict, k)
+            apgr = evaluate.curve(oof, data.local_ok, data.remote_ok).apgr
+            if best is None or apgr > best[0]:
+                best = (apgr, name, l2, oof)
     assert best is not None
-    model = fit(x, y, best[1])
-    return Fitted(model, best[1], best[2], model.predict(x))
+    _, name, l2, oof = best
+    model = fit(x, candidates[name], l2)
+    return Fitted(model, name, l2, oof, model.predict(x))
 
 
 def metrics(data: Graded, oof: npt.NDArray[np.float64]) -> dict[str, Any]:
@@ -124,6 +136,7 @@ def write_router(
         "format": FORMAT,
         **card,
         "features": list(SHAPE_FEATURES),
+        "target": fitted.target,
         "l2": fitted.l2,
         "threshold": round(threshold, 6),
         "escalation_rate": escalation_rate,

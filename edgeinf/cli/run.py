@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         )
         write = _writer(args.json)
         out: dict[str, Any] = {}
+        local: LocalTurn | None = None
         if decision.target == "remote":
             try:
                 out = _remote(dispatcher, service, request, write)
@@ -59,21 +60,24 @@ def run(args: argparse.Namespace) -> int:
                     write("\n[remote answer cut off; the local model answers below]\n")
                 decision = fell_back(decision, exc)
         if decision.target == "local":
-            turn = service.respond(request)
-            for chunk in turn.generation:
+            local = service.respond(request)
+            for chunk in local.generation:
                 write(chunk.text)
-            service.finish(turn)
-            out = report(service, turn)
+            service.finish(local)
             escalate = dispatcher.escalation(decision, request.messages, params)
-            if escalate is not None and not _agrees(service, request, out["text"]):
+            first = local.generation.completion
+            if escalate and first and not _agrees(service, request, first.text):
                 try:
                     write(CASCADE_NOTICE)
                     out = _remote(dispatcher, service, request, write)
                     decision = replace(escalate, attempts=out.pop("attempts"))
+                    local = None
                 except RemoteError as exc:
                     print(f"edgeinf: {exc}; keeping the local answer", file=sys.stderr)
         write("\n")
         service.flush()  # the answer is out; keep the conversation before exiting
+        if local is not None:
+            out = report(service, local)  # after the save: it reports the saved bytes
         if args.json:
             out["route"] = decision.as_dict()
             print(json.dumps(out, ensure_ascii=False))

@@ -19,6 +19,7 @@ from edgeinf.profile import DeviceProfile, profile_path
 
 KV_TYPES = ("f16", "q8_0", "q4_0")
 KV_PPL_TOLERANCE = 0.005  # a smaller KV cache is the default only if perplexity rises less
+KV_MEMORY_SHARE = 0.25  # of available memory, for the KV cache of every sequence at full context
 
 
 def measure(
@@ -91,8 +92,7 @@ def tune(
     _relative(quants, "decode_tok_s", "perplexity")
     _relative(kvs, "decode_tok_s", "perplexity")
     best_threads = max(threads, key=lambda r: r["decode_tok_s"])["threads"]
-    ok_kv = [r for r in kvs if r["ppl_change"] <= KV_PPL_TOLERANCE]
-    kv_type = min(ok_kv, key=lambda r: r["kv_bytes_per_token"])["kv_type"]
+    kv_type = choose_kv(kvs, settings.n_ctx * settings.parallel)
     defaults = {
         "threads": best_threads,
         "kv_type": kv_type,
@@ -103,6 +103,19 @@ def tune(
     profile.put("defaults", "runtime", defaults)
     profile.put("tune", model.name, rows)
     return {"defaults": defaults, "rows": rows, "profile": str(profile.path)}
+
+
+def choose_kv(kvs: list[dict[str, Any]], tokens: int) -> str:
+    """The fastest KV cache type while the cache for `tokens` fits easily in free memory;
+    else the smallest one whose perplexity cost stays under the tolerance."""
+    import psutil
+
+    roomy = psutil.virtual_memory().available * KV_MEMORY_SHARE
+    fits = [r for r in kvs if r["kv_bytes_per_token"] * tokens <= roomy]
+    if fits:
+        return str(max(fits, key=lambda r: r["decode_tok_s"])["kv_type"])
+    ok = [r for r in kvs if r["ppl_change"] <= KV_PPL_TOLERANCE] or kvs[:1]
+    return str(min(ok, key=lambda r: r["kv_bytes_per_token"])["kv_type"])
 
 
 def _relative(rows: list[dict[str, Any]], speed: str, quality: str) -> None:

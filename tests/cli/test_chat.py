@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import pexpect
@@ -50,7 +51,10 @@ def test_chat_answers_survives_ctrl_c_and_resumes(tmp_path: Path, draft_path: Pa
 
     say(child, "Write a very long essay about the history of Europe.")
     child.expect_exact("history of Europe.")  # the echo of what was typed
-    child.expect(r"[A-Za-z]+ [A-Za-z]+ [A-Za-z]+ [A-Za-z]+")  # the answer is streaming
+    # The echo is redrawn as the line is accepted; only after that does the answer stream.
+    # A long greedy essay is still streaming 3 s later, well past the first token.
+    time.sleep(3)
+    child.expect(r"[A-Za-z]+ [A-Za-z]+ [A-Za-z]+ [A-Za-z]+")
     child.sendcontrol("c")
     child.expect("stopped")
     child.expect_exact(PROMPT)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.cli.test_cli import edgeinf
-from tests.conftest import DRAFT
+from tests.conftest import DRAFT, TARGET
 from tests.route.conftest import FaultRemote
 
 QUESTION = "What is two plus two?"
@@ -115,4 +115,18 @@ def test_the_daily_budget_holds_across_processes(
     assert first["route"]["target"] == "remote"
     assert (second["route"]["target"], second["route"]["reason"]) == ("local", "budget")
     assert second["route"]["fallback"] is True
+    assert fault_remote.stats()["chat_requests"] == 1
+
+
+@pytest.mark.slow
+def test_the_cascade_escalates_when_two_local_samples_disagree(
+    fault_remote: FaultRemote, tmp_path: Path, draft_path: Path, encoder: tuple[Path, Path]
+) -> None:
+    env = {"EDGEINF_ROUTE_CASCADE": "1", "EDGEINF_ROUTE_ESCALATION_RATE": "0"}
+    ask = "Write a random six-digit number and nothing else."
+    out = run(fault_remote, tmp_path, "--remote-model", TARGET, ask, env=env)
+    assert (out["route"]["target"], out["route"]["reason"]) == ("remote", "cascade")
+    assert out["text"] == "The remote model says: forty-two."
+    private = run(fault_remote, tmp_path, "--remote-model", TARGET, "--private", ask, env=env)
+    assert private["route"]["reason"] == "private"
     assert fault_remote.stats()["chat_requests"] == 1

@@ -10,7 +10,7 @@ from edgeinf.config import Settings
 from edgeinf.errors import InvalidRequestError
 from edgeinf.route.dispatch import encoder_files
 from edgeinf.route.encoder import SentenceEncoder
-from edgeinf.route.router import Router, find, shipped_routers, trained_routers
+from edgeinf.route.router import Router, candidates, find
 from edgeinf.tasks import gsm8k
 from edgeinf.types import Message
 
@@ -25,8 +25,7 @@ def prompt_of(encoder: SentenceEncoder, n_tokens: int) -> str:
 def bench_route(
     settings: Settings, local_sha256: str, remote_model: str | None, repeat: int
 ) -> dict[str, Any]:
-    candidates = [*trained_routers(settings.state_dir), *shipped_routers()]
-    found = find(candidates, local_sha256, remote_model)
+    found = find(candidates(settings.router_dir, settings.state_dir), local_sha256, remote_model)
     if found is None:
         raise InvalidRequestError("no router for this model; train one: edgeinf route train")
     started = time.perf_counter()

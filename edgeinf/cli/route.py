@@ -21,7 +21,7 @@ from edgeinf.route.dispatch import encoder_files
 from edgeinf.route.encoder import SentenceEncoder
 from edgeinf.route.policy import Facts, decide
 from edgeinf.route.report import pair_report
-from edgeinf.route.router import Router, find, shipped_routers, trained_routers
+from edgeinf.route.router import Router, candidates, find
 from edgeinf.route.train import features, fit_router, graded, metrics, targets, write_router
 from edgeinf.tasks import Task, load
 from edgeinf.types import Message
@@ -108,23 +108,16 @@ def train(args: argparse.Namespace) -> int:
 def score(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     prompts = _prompts(args)
-    name, sha = _local(settings, args.model)
-    candidates = (
-        [settings.router_dir]
-        if settings.router_dir
-        else [*trained_routers(settings.state_dir), *shipped_routers()]
-    )
-    found = find(candidates, sha, settings.remote_model)
+    _, sha = _local(settings, args.model)
+    found = find(candidates(settings.router_dir, settings.state_dir), sha, settings.remote_model)
     router = Router(*found, SentenceEncoder(*encoder_files(settings))) if found else None
-    rate = settings.route_escalation_rate
     for prompt in prompts:
         facts = Facts(remote_configured=True)
         if router is not None:
-            threshold = router.card.threshold if rate is None else router.card.threshold_for(rate)
             facts = Facts(
                 remote_configured=True,
                 score=router.score((Message("user", prompt),)),
-                threshold=threshold,
+                threshold=router.card.threshold_at(settings.route_escalation_rate),
             )
         d = decide(facts)
         out = {"target": d.target, "score": d.score, "threshold": d.threshold, "reason": d.reason}
@@ -134,7 +127,6 @@ def score(args: argparse.Namespace) -> int:
             print(json.dumps(out), flush=True)
         else:
             print(f"{d.target} (score {d.score}, threshold {d.threshold}, {d.reason})")
-    del name
     return 0
 
 

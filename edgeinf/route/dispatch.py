@@ -24,7 +24,7 @@ from edgeinf.route.remote import (
     RemoteConfig,
     RemoteError,
 )
-from edgeinf.route.router import Router, find, shipped_routers, trained_routers
+from edgeinf.route.router import Router, candidates, find
 from edgeinf.types import Message, SamplingParams
 
 Notify = Callable[[str], None]
@@ -91,15 +91,7 @@ class Dispatcher:
     def router(self) -> Router | None:
         """The pair router if one was trained for this pair, else the local-failure one."""
         s = self.settings
-        candidates = (
-            [s.router_dir]
-            if s.router_dir
-            else [
-                *trained_routers(s.state_dir),
-                *shipped_routers(),
-            ]
-        )
-        found = find(candidates, self.local_sha256, s.remote_model)
+        found = find(candidates(s.router_dir, s.state_dir), self.local_sha256, s.remote_model)
         if found is None:
             self.notify(
                 f"no router for {self.local_model}; answers stay local unless a request asks "
@@ -114,10 +106,6 @@ class Dispatcher:
                 "one for this pair: edgeinf route train"
             )
         return Router(path, card, SentenceEncoder(*encoder_files(s, self.notify)))
-
-    def threshold(self, router: Router) -> float:
-        rate = self.settings.route_escalation_rate
-        return router.card.threshold if rate is None else router.card.threshold_for(rate)
 
     def is_private(self, messages: tuple[Message, ...]) -> bool:
         return any(p.search(m.content) for m in messages for p in self.patterns)
@@ -144,7 +132,11 @@ class Dispatcher:
         )
         router = self.router if facts.remote_configured and override == "auto" else None
         if router is not None and not private:
-            facts = replace(facts, score=router.score(messages), threshold=self.threshold(router))
+            facts = replace(
+                facts,
+                score=router.score(messages),
+                threshold=router.card.threshold_at(self.settings.route_escalation_rate),
+            )
         decision = decide(facts)
         if session_id:
             self.ledger.remember(owner, session_id, decision.target, private)

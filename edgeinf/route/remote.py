@@ -165,9 +165,12 @@ class RemoteClient:
                 if exc.partial:  # text already reached the caller: a retry would repeat it
                     raise RemoteError(self._say(why), attempts, exc.partial) from None
                 continue
-            except RemoteAuthError as exc:
-                self.breaker.record(True)  # the remote is up; our key is wrong
+            except RemoteError as exc:  # refused (key, redirect, bad request): the remote is up
+                self.breaker.record(True)
                 exc.attempts = attempts
+                raise
+            except BaseException:  # our side stopped reading (the client left): not its fault
+                self.breaker.record(True)
                 raise
             self.breaker.record(True)
             return RemoteAnswer(

@@ -56,10 +56,22 @@ class Card:
                 f"router {directory} is unreadable ({exc}); retrain it with `edgeinf route train`"
             ) from exc
 
+    def threshold_at(self, rate: float | None) -> float:
+        """The trained threshold, or the one for the configured escalation rate."""
+        return self.threshold if rate is None else self.threshold_for(rate)
+
     def threshold_for(self, rate: float) -> float:
         """The score above which about `rate` of the training queries would escalate."""
         q = np.asarray(self.quantiles)
         return float(np.interp(1.0 - rate, np.linspace(0, 1, len(q)), q))
+
+
+def candidates(router_dir: Path | None, state_dir: Path) -> list[Path]:
+    """Where routers are looked for: the configured one alone, else those trained here
+    (first) and those shipped with edgeinf."""
+    if router_dir is not None:
+        return [router_dir]
+    return [*trained_routers(state_dir), *shipped_routers()]
 
 
 def shipped_routers() -> list[Path]:

@@ -37,6 +37,7 @@ def spawn(tmp: Path, *args: str) -> pexpect.spawn:
         timeout=120,
         dimensions=(40, 100),
     )
+    child.logfile_read = (tmp / "terminal.log").open("a")  # what the user saw, for failures
     child.expect_exact(PROMPT)
     return child
 
@@ -56,7 +57,10 @@ def test_chat_answers_survives_ctrl_c_and_resumes(tmp_path: Path, draft_path: Pa
     time.sleep(3)
     child.expect(r"[A-Za-z]+ [A-Za-z]+ [A-Za-z]+ [A-Za-z]+")
     child.sendcontrol("c")
-    child.expect("stopped")
+    try:
+        child.expect("stopped")
+    except pexpect.TIMEOUT:
+        raise AssertionError((tmp_path / "terminal.log").read_text()[-3000:]) from None
     child.expect_exact(PROMPT)
 
     say(child, "/help")

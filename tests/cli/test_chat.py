@@ -28,6 +28,10 @@ def spawn(tmp: Path, *args: str) -> pexpect.spawn:
         "TERM": "xterm-256color",
         "COLUMNS": "100",
         "LINES": "40",
+        # pexpect is not a terminal emulator: it never answers a cursor-position request, and
+        # while prompt_toolkit waits for one the terminal stays raw, so Ctrl+C would be typed
+        # input instead of an interrupt.
+        "PROMPT_TOOLKIT_NO_CPR": "1",
     }
     child = pexpect.spawn(
         sys.executable,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -214,6 +215,9 @@ def run(args: argparse.Namespace) -> int:
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
+    # Ctrl+C stops an answer. A process started in the background of a script inherits
+    # SIGINT ignored, which would make Ctrl+C do nothing once it is brought to a terminal.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = settings_from(args)
     last = settings.state_dir / "last_chat"
     session_id = _session_to_use(args.resume, last)

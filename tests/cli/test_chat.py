@@ -28,9 +28,7 @@ def spawn(tmp: Path, *args: str) -> pexpect.spawn:
         "TERM": "xterm-256color",
         "COLUMNS": "100",
         "LINES": "40",
-        # pexpect is not a terminal emulator: it never answers a cursor-position request, and
-        # while prompt_toolkit waits for one the terminal stays raw, so Ctrl+C would be typed
-        # input instead of an interrupt.
+        # pexpect is not a terminal emulator: it never answers cursor-position requests.
         "PROMPT_TOOLKIT_NO_CPR": "1",
     }
     child = pexpect.spawn(

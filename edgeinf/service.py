@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from edgeinf.catalog import open_store, resolve_verified
-from edgeinf.catalog.store import LocalModel, sha256_file
+from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
 from edgeinf.engine.batcher import Batcher, Job
 from edgeinf.engine.engine import Engine, SeqState
@@ -111,7 +111,7 @@ class ChatService:
 
     @cached_property
     def identity(self) -> Identity:
-        sha = self.model.sha256 or sha256_file(self.model.path)
+        sha = self.model.digest()
         return Identity(sha, library_version(), self.engine.seq_ctx, self.opts.kv_type)
 
     def close(self) -> None:

@@ -27,6 +27,10 @@ class LocalModel:
     sha256: str | None  # expected digest, when the catalog or registry knows one
     entry: CatalogEntry | None
 
+    def digest(self) -> str:
+        """The file's sha256: the known one, else computed (a path given directly)."""
+        return self.sha256 or sha256_file(self.path)
+
 
 def _suggest(ref: str, known: list[str]) -> str:
     close = difflib.get_close_matches(ref, known, n=1)

@@ -17,10 +17,8 @@ def run(args: argparse.Namespace) -> int:
     model = resolve_verified(open_store(settings), args.model or settings.default_model)
     if args.bench_command == "route":
         from edgeinf.bench.route import bench_route
-        from edgeinf.catalog.store import sha256_file
 
-        sha = model.sha256 or sha256_file(model.path)
-        out = bench_route(settings, sha, settings.remote_model, args.repeat)
+        out = bench_route(settings, model.digest(), settings.remote_model, args.repeat)
         print(json.dumps(out, indent=2 if not args.json else None))
         return 0
     if args.bench_command == "resume":

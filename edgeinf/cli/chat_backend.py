@@ -79,9 +79,8 @@ class LocalBackend:
             messages, params, routing.route, routing.private, session_id=session_id
         )
         if decision.target == "remote":
-            pieces: list[str] = []
             try:
-                answer = self.dispatcher.ask(messages, params, pieces.append)
+                answer = self.dispatcher.ask(messages, params, lambda s: None)
             except RemoteError as exc:
                 decision = fell_back(decision, exc)
                 yield f"[{exc}; the local model answers]\n\n"

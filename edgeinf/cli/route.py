@@ -9,14 +9,13 @@ from dataclasses import replace
 from urllib.parse import urlsplit
 
 from edgeinf.catalog import open_store, resolve_verified
-from edgeinf.catalog.store import sha256_file
 from edgeinf.cli.main import settings_from
 from edgeinf.config import Settings
 from edgeinf.errors import InvalidRequestError
 from edgeinf.route.answering import local_answers, remote_answers
 from edgeinf.route.card import model_card
 from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE
-from edgeinf.route.collect import cache_path, load_cached
+from edgeinf.route.collect import cache_path, load_cached, second_sample_path
 from edgeinf.route.dispatch import encoder_files
 from edgeinf.route.encoder import SentenceEncoder
 from edgeinf.route.policy import Facts, decide
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _local(settings: Settings, ref: str | None) -> tuple[str, str]:
     model = resolve_verified(open_store(settings), ref or settings.default_model)
-    return model.name, model.sha256 or sha256_file(model.path)
+    return model.name, model.digest()
 
 
 def _tasks(args: argparse.Namespace) -> list[Task]:
@@ -71,7 +70,7 @@ def train(args: argparse.Namespace) -> int:
             settings,
             args.model,
             tasks,
-            local_path.with_name(f"{local_path.stem}@t0.7.jsonl"),
+            second_sample_path(local_path),
             args.concurrency,
             SECOND_SAMPLE_TEMPERATURE,
         )
@@ -161,7 +160,7 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
         raise InvalidRequestError("no cached answers for this pair; run `edgeinf route train`")
     data = graded(tasks, local, remote)
     x = features(SentenceEncoder(*encoder_files(settings)), tasks)
-    second = load_cached(local_path.with_name(f"{local_path.stem}@t0.7.jsonl"))
+    second = load_cached(second_sample_path(local_path))
     report = {
         "local": name,
         "remote": settings.remote_model,

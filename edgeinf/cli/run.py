@@ -12,7 +12,7 @@ from typing import Any
 from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
 from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE, agree
-from edgeinf.route.dispatch import Dispatcher, fell_back
+from edgeinf.route.dispatch import CUT_NOTICE, Dispatcher, fell_back
 from edgeinf.route.remote import RemoteAnswer, RemoteError
 from edgeinf.service import ChatRequest, ChatService, LocalTurn, conversation
 from edgeinf.sessions.ids import check_session_id
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             except RemoteError as exc:
                 print(f"edgeinf: {exc}; answering locally", file=sys.stderr)
                 if exc.partial:
-                    write("\n[remote answer cut off; the local model answers below]\n")
+                    write(CUT_NOTICE)
                 decision = fell_back(decision, exc)
         if decision.target == "local":
             local = service.respond(request)

@@ -35,6 +35,11 @@ def cache_path(state_dir: Path, who: str) -> Path:
     return state_dir / ANSWERS_DIR / f"{safe}.jsonl"
 
 
+def second_sample_path(local: Path) -> Path:
+    """Where the cascade's second local answers are kept, beside the first ones."""
+    return local.with_name(f"{local.stem}@t0.7.jsonl")
+
+
 def load_cached(path: Path) -> dict[str, Answer]:
     """Rows of a cache file; a torn last line (a killed run) is skipped."""
     out: dict[str, Answer] = {}

@@ -25,9 +25,11 @@ from edgeinf.route.remote import (
     RemoteError,
 )
 from edgeinf.route.router import Router, candidates, find
+from edgeinf.sessions.ids import LOCAL_OWNER
 from edgeinf.types import Message, SamplingParams
 
 Notify = Callable[[str], None]
+CUT_NOTICE = "\n\n[the remote answer was cut off; the local model answers below]\n\n"
 
 
 def _say(msg: str) -> None:
@@ -116,19 +118,14 @@ class Dispatcher:
         sampling: SamplingParams,
         override: Override | None = None,
         private: bool = False,
-        owner: str = "",
+        owner: str = LOCAL_OWNER,
         session_id: str | None = None,
     ) -> Decision:
         last, was_private = self.ledger.session(owner, session_id) if session_id else (None, False)
         private = private or was_private or self.is_private(messages)
         override = override or self.settings.route
-        facts = Facts(
-            override=override,
-            private=private,
-            remote_configured=self.remote is not None,
-            remote_up=self.remote is not None and not self.remote.breaker.is_open,
-            within_budget=self.ledger.within_budget(_estimate(messages, sampling)),
-            last_target=last,
+        facts = replace(
+            self._facts(override, messages, sampling), private=private, last_target=last
         )
         router = self.router if facts.remote_configured and override == "auto" else None
         if router is not None and not private:
@@ -148,14 +145,19 @@ class Dispatcher:
         """After a local answer the cascade judged unsure: may the remote answer instead?"""
         if not (self.settings.route_cascade and decision.reason in ("router", "no_router")):
             return None
-        facts = Facts(
-            override="remote",
+        again = decide(self._facts("remote", messages, sampling))
+        return replace(again, reason="cascade") if again.target == "remote" else None
+
+    def _facts(
+        self, override: Override, messages: tuple[Message, ...], sampling: SamplingParams
+    ) -> Facts:
+        """What the remote's configuration, state and today's budget say."""
+        return Facts(
+            override=override,
             remote_configured=self.remote is not None,
             remote_up=self.remote is not None and not self.remote.breaker.is_open,
             within_budget=self.ledger.within_budget(_estimate(messages, sampling)),
         )
-        again = decide(facts)
-        return replace(again, reason="cascade") if again.target == "remote" else None
 
     def ask(
         self,

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from edgeinf.route.dispatch import Dispatcher, fell_back
+from edgeinf.route.dispatch import CUT_NOTICE, Dispatcher, fell_back
 from edgeinf.route.policy import Decision
 from edgeinf.route.remote import RemoteAnswer, RemoteError
 from edgeinf.server.answer import (
@@ -27,8 +27,6 @@ from edgeinf.server.answer import (
 )
 from edgeinf.server.wire import now
 from edgeinf.service import ChatRequest
-
-CUT_NOTICE = "\n\n[the remote answer was cut off; the local model answers below]\n\n"
 
 
 class _ClientGone(Exception):

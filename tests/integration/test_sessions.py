@@ -73,6 +73,7 @@ def _damage(how: str) -> Callable[[Path], None]:
     return apply
 
 
+@pytest.mark.reliability(21)
 @pytest.mark.parametrize("how", ["truncate", "bitflip", "zerofill"])
 def test_damaged_state_is_quarantined_and_the_answer_is_still_right(
     tmp_path: Path, uninterrupted: tuple[int, ...], how: str
@@ -91,6 +92,7 @@ def test_damaged_state_is_quarantined_and_the_answer_is_still_right(
     assert len(quarantined) == 1
 
 
+@pytest.mark.reliability(22)
 def test_state_from_another_kv_type_is_not_restored(tmp_path: Path) -> None:
     first = ChatService(cfg(tmp_path))
     turn(first, "m", Q1)
@@ -141,6 +143,7 @@ def test_run_session_resumes_in_a_new_process(tmp_path: Path, draft_path: Path) 
     assert [s["id"] for s in listed] == ["cli"] and listed[0]["messages"] == 4
 
 
+@pytest.mark.reliability(9)
 def test_bad_session_id_is_refused_before_loading(tmp_path: Path) -> None:
     proc = edgeinf("run", "--session", "../../etc", "hi")
     assert proc.returncode == 1 and "session id" in proc.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from edgeinf.route.policy import HYSTERESIS, Facts, decide
 
 REMOTE = Facts(remote_configured=True, score=0.9, threshold=0.5)
@@ -13,6 +15,7 @@ def test_the_router_sends_high_scores_away_and_keeps_low_ones() -> None:
     assert (low.target, low.reason, low.fallback) == ("local", "router", False)
 
 
+@pytest.mark.reliability(31)
 def test_private_wins_over_everything() -> None:
     for override in ("auto", "remote"):
         facts = Facts(

@@ -40,6 +40,7 @@ def ask(c: RemoteClient) -> tuple[str | RemoteError, float]:
         return exc, time.monotonic() - started
 
 
+@pytest.mark.reliability(30)
 def test_streams_an_answer_and_sends_the_key_only_in_its_header(fault_remote: FaultRemote) -> None:
     pieces: list[str] = []
     answer = client(fault_remote).chat(ASK, PARAMS, pieces.append)
@@ -52,6 +53,7 @@ def test_streams_an_answer_and_sends_the_key_only_in_its_header(fault_remote: Fa
     assert KEY not in repr(client(fault_remote).config)
 
 
+@pytest.mark.reliability(27)
 def test_a_hung_remote_is_retried_then_answers(fault_remote: FaultRemote) -> None:
     fault_remote.script("hang")
     text, took = ask(client(fault_remote))
@@ -60,6 +62,7 @@ def test_a_hung_remote_is_retried_then_answers(fault_remote: FaultRemote) -> Non
     assert took < TOTAL_S
 
 
+@pytest.mark.reliability(27)
 def test_a_remote_that_always_hangs_gives_up_at_the_deadline(fault_remote: FaultRemote) -> None:
     fault_remote.script(default="hang")
     error, took = ask(client(fault_remote))
@@ -68,6 +71,7 @@ def test_a_remote_that_always_hangs_gives_up_at_the_deadline(fault_remote: Fault
     assert error.attempts == fault_remote.stats()["chat_requests"] >= 2
 
 
+@pytest.mark.reliability(27)
 def test_dripping_bytes_cannot_outlast_the_total_deadline(fault_remote: FaultRemote) -> None:
     fault_remote.script(default="drip")
     error, took = ask(client(fault_remote))
@@ -77,6 +81,7 @@ def test_dripping_bytes_cannot_outlast_the_total_deadline(fault_remote: FaultRem
     assert error.attempts == 1  # the deadline left no time for a second attempt
 
 
+@pytest.mark.reliability(28)
 def test_429_waits_as_long_as_retry_after_says(fault_remote: FaultRemote) -> None:
     fault_remote.script("429:1")
     text, took = ask(client(fault_remote))
@@ -85,6 +90,7 @@ def test_429_waits_as_long_as_retry_after_says(fault_remote: FaultRemote) -> Non
     assert fault_remote.stats()["chat_requests"] == 2
 
 
+@pytest.mark.reliability(28)
 def test_429_with_a_wait_past_the_deadline_gives_up_at_once(fault_remote: FaultRemote) -> None:
     fault_remote.script("429:120")
     error, took = ask(client(fault_remote))
@@ -94,6 +100,7 @@ def test_429_with_a_wait_past_the_deadline_gives_up_at_once(fault_remote: FaultR
     assert took < 0.5
 
 
+@pytest.mark.reliability(28)
 def test_5xx_is_retried_up_to_the_limit(fault_remote: FaultRemote) -> None:
     fault_remote.script(default="500")
     error, _ = ask(client(fault_remote, retries=2))
@@ -104,6 +111,7 @@ def test_5xx_is_retried_up_to_the_limit(fault_remote: FaultRemote) -> None:
     assert text == "The remote model says: forty-two."
 
 
+@pytest.mark.reliability(28, 30)
 def test_401_is_reported_not_retried_and_never_echoes_the_key(fault_remote: FaultRemote) -> None:
     fault_remote.script(default="401")
     error, _ = ask(client(fault_remote))
@@ -113,6 +121,7 @@ def test_401_is_reported_not_retried_and_never_echoes_the_key(fault_remote: Faul
     assert "remote_api_key_file" in str(error)
 
 
+@pytest.mark.reliability(29)
 def test_a_closed_port_fails_fast(fault_remote: FaultRemote) -> None:
     fault_remote.stop()
     error, took = ask(client(fault_remote, retries=2))
@@ -121,6 +130,7 @@ def test_a_closed_port_fails_fast(fault_remote: FaultRemote) -> None:
     assert took < TOTAL_S
 
 
+@pytest.mark.reliability(27)
 def test_a_stream_cut_midway_is_not_retried_and_keeps_what_arrived(
     fault_remote: FaultRemote,
 ) -> None:
@@ -131,6 +141,7 @@ def test_a_stream_cut_midway_is_not_retried_and_keeps_what_arrived(
     assert error.attempts == fault_remote.stats()["chat_requests"] == 1
 
 
+@pytest.mark.reliability(29)
 def test_the_breaker_opens_after_failures_then_probes(fault_remote: FaultRemote) -> None:
     breaker = Breaker(failures=3, reset_s=0.5)
     c = client(fault_remote, retries=0, breaker=breaker)
@@ -151,6 +162,7 @@ def test_the_breaker_opens_after_failures_then_probes(fault_remote: FaultRemote)
     assert not breaker.is_open
 
 
+@pytest.mark.reliability(32)
 def test_redirects_are_not_followed(fault_remote: FaultRemote) -> None:
     fault_remote.script("307")
     error, _ = ask(client(fault_remote))
@@ -159,6 +171,7 @@ def test_redirects_are_not_followed(fault_remote: FaultRemote) -> None:
     assert error.attempts == fault_remote.stats()["chat_requests"] == 1
 
 
+@pytest.mark.reliability(32)
 @pytest.mark.parametrize(
     "url",
     [
@@ -173,12 +186,14 @@ def test_plain_http_off_loopback_and_keys_in_urls_are_refused(url: str) -> None:
         RemoteConfig(url, "m")
 
 
+@pytest.mark.reliability(32)
 def test_loopback_http_and_https_are_accepted() -> None:
     for url in ("http://127.0.0.1:9/v1", "http://localhost:9/v1", "http://[::1]:9/v1"):
         RemoteConfig(url, "m")
     RemoteConfig("https://api.example.com/v1", "m")
 
 
+@pytest.mark.reliability(28)
 def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_s("3") == 3.0
     assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past

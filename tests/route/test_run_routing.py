@@ -36,6 +36,7 @@ def run(
     return out
 
 
+@pytest.mark.reliability(27)
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("default", "attempts"),
@@ -59,6 +60,7 @@ def test_a_failing_remote_still_gets_the_user_a_local_answer(
     assert "answering locally" in out["stderr"]
 
 
+@pytest.mark.reliability(27)
 @pytest.mark.slow
 def test_closed_port_and_cut_stream_fall_back(
     fault_remote: FaultRemote, tmp_path: Path, draft_path: Path
@@ -87,6 +89,7 @@ def test_the_remote_answers_and_the_session_keeps_its_turn(
     assert nxt["session"]["prefilled_tokens"] > 0
 
 
+@pytest.mark.reliability(31)
 @pytest.mark.slow
 def test_private_conversations_never_reach_the_remote(
     fault_remote: FaultRemote, tmp_path: Path, draft_path: Path

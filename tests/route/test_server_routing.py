@@ -68,6 +68,7 @@ def test_remote_answers_stream_through_the_openai_client(
     assert reply.model == "big"
 
 
+@pytest.mark.reliability(27)
 @pytest.mark.slow
 def test_a_stream_cut_midway_is_finished_by_the_local_model(
     routed_server: Server, fault_remote: FaultRemote
@@ -79,6 +80,7 @@ def test_a_stream_cut_midway_is_finished_by_the_local_model(
     assert (route["target"], route["fallback"]) == ("local", True)
 
 
+@pytest.mark.reliability(27, 29)
 @pytest.mark.slow
 def test_a_dead_remote_costs_a_fallback_not_an_error(
     routed_server: Server, fault_remote: FaultRemote
@@ -97,6 +99,7 @@ def test_a_dead_remote_costs_a_fallback_not_an_error(
     assert 'edgeinf_route_decisions_total{reason="offline_fallback",target="local"} 1.0' in metrics
 
 
+@pytest.mark.reliability(31)
 @pytest.mark.slow
 def test_private_requests_send_zero_bytes_to_the_remote(
     routed_server: Server, fault_remote: FaultRemote

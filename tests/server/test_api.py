@@ -71,6 +71,7 @@ def test_health_ready_and_metrics(tiny_server: Server) -> None:
         assert name in text
 
 
+@pytest.mark.reliability(10)
 @pytest.mark.parametrize(
     "field, value",
     [
@@ -95,6 +96,7 @@ def test_bad_numbers_and_types_are_400_before_compute(
     assert r.json()["error"]["type"] == "invalid_request_error"
 
 
+@pytest.mark.reliability(10)
 def test_nan_is_refused(tiny_server: Server) -> None:
     raw = '{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
     r = httpx.post(
@@ -105,6 +107,7 @@ def test_nan_is_refused(tiny_server: Server) -> None:
     assert r.status_code == 400
 
 
+@pytest.mark.reliability(11)
 def test_prompt_longer_than_context(tiny_server: Server) -> None:
     r = httpx.post(
         f"{tiny_server.url}/v1/completions", json={"prompt": "word " * 3000, "max_tokens": 4}
@@ -113,6 +116,7 @@ def test_prompt_longer_than_context(tiny_server: Server) -> None:
     assert r.json()["error"]["code"] == "context_length_exceeded"
 
 
+@pytest.mark.reliability(11)
 def test_body_over_the_cap_is_413(tiny_server: Server) -> None:
     r = httpx.post(
         f"{tiny_server.url}/v1/completions", json={"prompt": "x" * (2 << 20), "max_tokens": 1}
@@ -120,6 +124,7 @@ def test_body_over_the_cap_is_413(tiny_server: Server) -> None:
     assert r.status_code == 413
 
 
+@pytest.mark.reliability(2)
 def test_client_supplied_chat_template_is_refused(tiny_server: Server) -> None:
     r = httpx.post(
         f"{tiny_server.url}/v1/chat/completions",
@@ -131,12 +136,14 @@ def test_client_supplied_chat_template_is_refused(tiny_server: Server) -> None:
     assert r.status_code == 400 and "template" in r.json()["error"]["message"]
 
 
+@pytest.mark.reliability(6)
 @pytest.mark.parametrize("host", ["evil.example", "", "127.0.0.1.evil.example:80"])
 def test_foreign_host_header_is_403(tiny_server: Server, host: str) -> None:
     r = httpx.get(f"{tiny_server.url}/v1/models", headers={"Host": host})
     assert r.status_code == 403
 
 
+@pytest.mark.reliability(7)
 def test_no_cors_header_for_unlisted_origins(tiny_server: Server) -> None:
     r = httpx.options(
         f"{tiny_server.url}/v1/chat/completions",
@@ -171,6 +178,7 @@ def test_sessions_over_http(chat_server: Server) -> None:
     assert httpx.get(f"{chat_server.url}/v1/sessions/http-1").status_code == 404
 
 
+@pytest.mark.reliability(9)
 @pytest.mark.parametrize("sid", ["../x", "a/b", "x" * 200, "a%00b"])
 def test_bad_session_ids_are_400(tiny_server: Server, sid: str) -> None:
     r = httpx.post(

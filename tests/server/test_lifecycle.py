@@ -31,6 +31,7 @@ def key_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Ite
     server.stop()
 
 
+@pytest.mark.reliability(8)
 @pytest.mark.parametrize(
     "headers, query",
     [
@@ -51,6 +52,7 @@ def test_missing_wrong_padded_or_query_keys_are_401(
     assert KEY not in r.text
 
 
+@pytest.mark.reliability(8)
 def test_right_key_is_served_and_never_logged(key_server: Server) -> None:
     r = httpx.get(f"{key_server.url}/v1/models", headers={"Authorization": f"Bearer {KEY}"})
     assert r.status_code == 200
@@ -58,6 +60,7 @@ def test_right_key_is_served_and_never_logged(key_server: Server) -> None:
     assert KEY not in key_server.log.read_text()
 
 
+@pytest.mark.reliability(5)
 def test_binding_beyond_loopback_without_a_key_is_refused(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "edgeinf", "serve", "--host", "0.0.0.0", "-m", TINY],
@@ -70,6 +73,7 @@ def test_binding_beyond_loopback_without_a_key_is_refused(tmp_path: Path) -> Non
     assert "without an API key" in proc.stderr
 
 
+@pytest.mark.reliability(14)
 def test_overload_gets_503_with_retry_after_and_the_rest_complete(
     tmp_path: Path, tiny_path: Path
 ) -> None:
@@ -102,6 +106,7 @@ def _running(server: Server) -> float:
     raise AssertionError("no running gauge")
 
 
+@pytest.mark.reliability(15)
 def test_client_disconnect_mid_stream_frees_its_sequence(tiny_server: Server) -> None:
     with httpx.stream(
         "POST", f"{tiny_server.url}/v1/completions", json={**LONG, "stream": True}, timeout=60
@@ -117,6 +122,7 @@ def test_client_disconnect_mid_stream_frees_its_sequence(tiny_server: Server) ->
     assert again.status_code == 200
 
 
+@pytest.mark.reliability(15)
 def test_client_disconnect_of_a_plain_request_frees_it(tiny_server: Server) -> None:
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{tiny_server.url}/v1/completions", json=LONG, timeout=0.5)
@@ -126,6 +132,7 @@ def test_client_disconnect_of_a_plain_request_frees_it(tiny_server: Server) -> N
     assert _running(tiny_server) == 0
 
 
+@pytest.mark.reliability(16)
 def test_deadline_cuts_a_long_answer(tmp_path: Path, tiny_path: Path) -> None:
     server = start(tmp_path, "-m", TINY, "--ctx", "2048", env={"EDGEINF_REQUEST_TIMEOUT_S": "1"})
     try:
@@ -139,6 +146,7 @@ def test_deadline_cuts_a_long_answer(tmp_path: Path, tiny_path: Path) -> None:
         server.stop()
 
 
+@pytest.mark.reliability(17)
 def test_sigterm_mid_stream_ends_it_cleanly_and_exits_0(tmp_path: Path, tiny_path: Path) -> None:
     server = start(tmp_path, "-m", TINY, "--ctx", "1024")
     with httpx.stream(
@@ -155,6 +163,7 @@ def test_sigterm_mid_stream_ends_it_cleanly_and_exits_0(tmp_path: Path, tiny_pat
     assert server.proc.wait(timeout=30) == 0
 
 
+@pytest.mark.reliability(18)
 def test_not_ready_while_loading_and_after_a_failed_load(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + bytes(100))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import gguf
@@ -44,12 +45,14 @@ def test_valid_file_reports_its_metadata(small_gguf: Path) -> None:
     assert info.chat_template and info.vocab_size == 3
 
 
+@pytest.mark.reliability(3)
 def test_wrong_magic(small_gguf: Path, tmp_path: Path) -> None:
     bad = _patched(small_gguf, tmp_path / "bad.gguf", 0, b"GGML")
     with pytest.raises(ModelFileError, match="wrong magic"):
         read_gguf(bad)
 
 
+@pytest.mark.reliability(3)
 @pytest.mark.parametrize("offset, what", [(8, "tensor count"), (16, "metadata count")])
 def test_absurd_counts_are_refused_at_once(
     small_gguf: Path, tmp_path: Path, offset: int, what: str
@@ -59,6 +62,7 @@ def test_absurd_counts_are_refused_at_once(
         read_gguf(bad)
 
 
+@pytest.mark.reliability(3)
 def test_truncated_file(small_gguf: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(small_gguf.read_bytes()[:-64])
@@ -66,6 +70,7 @@ def test_truncated_file(small_gguf: Path, tmp_path: Path) -> None:
         read_gguf(cut)
 
 
+@pytest.mark.reliability(3)
 def test_truncated_real_model(tiny_path: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
     with tiny_path.open("rb") as fh:
@@ -74,6 +79,7 @@ def test_truncated_real_model(tiny_path: Path, tmp_path: Path) -> None:
         read_gguf(cut)
 
 
+@pytest.mark.reliability(3)
 def test_tensor_offset_past_the_end(small_gguf: Path, tmp_path: Path) -> None:
     raw = small_gguf.read_bytes()
     at = raw.index(b"blk.0.w") + len(b"blk.0.w") + 4 + 2 * 8 + 4  # name, n_dims, dims, type
@@ -82,6 +88,7 @@ def test_tensor_offset_past_the_end(small_gguf: Path, tmp_path: Path) -> None:
         read_gguf(bad)
 
 
+@pytest.mark.reliability(3)
 def test_empty_and_tiny_files(tmp_path: Path) -> None:
     for size in (0, 3, 23):
         path = tmp_path / f"f{size}.gguf"
@@ -90,12 +97,16 @@ def test_empty_and_tiny_files(tmp_path: Path) -> None:
             read_gguf(path)
 
 
-def test_random_corruption_gives_typed_errors_only(small_gguf: Path, tmp_path: Path) -> None:
+@pytest.mark.reliability(3)
+def test_random_corruption_gives_typed_errors_only(
+    small_gguf: Path, tmp_path: Path, record_property: Callable[[str, object], None]
+) -> None:
     """Bytes flipped anywhere in the header: a ModelFileError or a clean read, nothing else."""
     raw = small_gguf.read_bytes()
     header_end = raw.index(b"blk.0.w") + 64
     rng = random.Random(1234)
     path = tmp_path / "fuzz.gguf"
+    record_property("malformed_files", 500)
     for _ in range(500):
         data = bytearray(raw)
         for _ in range(rng.randint(1, 4)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from collections.abc import Callable
 
 import pytest
 
@@ -19,6 +20,7 @@ def test_round_trip() -> None:
     assert decode(encode(STATE)) == STATE
 
 
+@pytest.mark.reliability(21)
 @pytest.mark.parametrize("cut", [0, 1, 10, 100, 5000, 32])
 def test_truncated_file_is_refused(cut: int) -> None:
     data = encode(STATE)
@@ -26,7 +28,11 @@ def test_truncated_file_is_refused(cut: int) -> None:
         decode(data[: len(data) - cut] if cut else b"")
 
 
-def test_every_single_bit_flip_in_the_header_is_caught() -> None:
+@pytest.mark.reliability(21)
+def test_every_single_bit_flip_in_the_header_is_caught(
+    record_property: Callable[[str, object], None],
+) -> None:
+    record_property("malformed_files", 400)
     data = bytearray(encode(STATE))
     for i in range(200):
         for bit in (0, 7):
@@ -36,6 +42,7 @@ def test_every_single_bit_flip_in_the_header_is_caught() -> None:
                 decode(bytes(flipped))
 
 
+@pytest.mark.reliability(21)
 def test_zero_filled_block_is_caught() -> None:
     data = bytearray(encode(STATE))
     data[1000:3000] = bytes(2000)
@@ -43,7 +50,11 @@ def test_zero_filled_block_is_caught() -> None:
         decode(bytes(data))
 
 
-def test_random_damage_gives_typed_errors_only() -> None:
+@pytest.mark.reliability(21)
+def test_random_damage_gives_typed_errors_only(
+    record_property: Callable[[str, object], None],
+) -> None:
+    record_property("malformed_files", 500)
     rng = random.Random(7)
     data = encode(STATE)
     for _ in range(500):

@@ -8,6 +8,7 @@ from edgeinf.errors import InvalidRequestError
 from edgeinf.types import SamplingParams
 
 
+@pytest.mark.reliability(10)
 @pytest.mark.parametrize(
     "field, value",
     [

@@ -28,18 +28,21 @@ BAD = [
 ]
 
 
+@pytest.mark.reliability(9)
 @pytest.mark.parametrize("session_id", BAD)
 def test_bad_ids_are_refused(session_id: str) -> None:
     with pytest.raises(InvalidRequestError, match="session id"):
         check_session_id(session_id)
 
 
+@pytest.mark.reliability(9)
 def test_error_message_is_bounded_for_huge_ids() -> None:
     with pytest.raises(InvalidRequestError) as info:
         check_session_id("y" * 10_000)
     assert len(str(info.value)) < 300
 
 
+@pytest.mark.reliability(9)
 @pytest.mark.parametrize("session_id", ["chat-1", "A_b-9", new_session_id()])
 def test_good_ids_resolve_inside_the_state_directory(session_id: str, tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "state", 1 << 20)
@@ -48,6 +51,7 @@ def test_good_ids_resolve_inside_the_state_directory(session_id: str, tmp_path: 
     store.close()
 
 
+@pytest.mark.reliability(23)
 def test_state_directories_are_private(tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "state", 1 << 20)
     for d in (store.root, store.kv_dir, store.prefix_dir, store.quarantine_dir):

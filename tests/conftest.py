@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from edgeinf.catalog import open_store
@@ -86,3 +92,46 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class FaultRemote:
+    proc: subprocess.Popen[bytes]
+    base: str  # http://127.0.0.1:PORT
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/v1"
+
+    def script(self, *steps: str, default: str = "ok") -> None:
+        httpx.post(f"{self.base}/_script", json={"steps": list(steps), "default": default})
+
+    def stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.base}/_stats").json())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture()
+def fault_remote() -> Iterator[FaultRemote]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.fault_remote", str(port)])
+    remote = FaultRemote(proc, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            remote.stats()
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    yield remote
+    remote.stop()

@@ -3,8 +3,8 @@
     python -m tests.fault_remote PORT
 
 POST /_script with {"steps": [...], "default": "ok"} sets what the next chat requests get, one
-step each: ok, hang, drip, cut, 429:SECONDS, 500, 401, 307. GET /_stats says what it saw: chat
-requests, connections, bytes received, Authorization headers.
+step each: ok, hang, drip, cut, escapes, 429:SECONDS, 500, 401, 400, 307. GET /_stats says
+what it saw: chat requests, connections, bytes received, Authorization headers.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 ANSWER = ["The remote ", "model says: ", "forty-two."]
+# An answer that tries to retitle the window, write the clipboard and hide text on a terminal.
+ESCAPES = ["Hello \x1b]0;pwned-title\x07", "\x1b]52;c;cHduZWQ=\x07there, ", "\x1b[8mfriend."]
+FORGED = "2026-01-01 00:00:00,000 CRITICAL edgeinf: forged"
 _lock = threading.Lock()
 state: dict[str, Any] = {
     "steps": [],
@@ -107,6 +110,11 @@ class Handler(BaseHTTPRequestHandler):
         if step == "307":  # to another host: a client must not carry its key there
             self._send(307, b"{}", {"Location": "http://127.0.0.2:9/v1/chat/completions"})
             return
+        if step == "400":  # a refusal whose text tries to forge a log line and echoes the key
+            auth = self.headers.get("Authorization")
+            said = f"no such model\r\n{FORGED}\x1b[2J\x1b]0;title\x07 {auth}"
+            self._send(400, json.dumps({"error": {"message": said}}).encode())
+            return
         if step in ("500", "401"):
             self._send(int(step), b'{"error": {"message": "no"}}')
             return
@@ -120,7 +128,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.5)
             return
-        pieces = ANSWER[:1] if step == "cut" else ANSWER
+        pieces = ANSWER[:1] if step == "cut" else ESCAPES if step == "escapes" else ANSWER
         for piece in pieces:
             self.wfile.write(_chunk(piece))
             self.wfile.flush()

@@ -77,7 +77,7 @@ class Chat:
         self.session_id = session_id
         self.system: str | None = None
         self.history: tuple[Message, ...] = backend.history(session_id)
-        self.route: Override = "auto"
+        self.route: Override = settings.route  # --route or the setting; /route changes it
         self.private = False
 
     # -- one answer --

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         port=settings.port,
         fd=sock.fileno() if sock else None,
         log_level="info" if args.verbose else "warning",
+        log_config=None,  # uvicorn's records go through our escaping handler (edgeinf.logs)
         timeout_graceful_shutdown=15,
         server_header=False,
     )

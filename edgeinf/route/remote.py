@@ -7,6 +7,7 @@ failures are retried. The API key goes out in one header and appears nowhere els
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import ipaddress
 import json
@@ -35,6 +36,10 @@ class RemoteError(EdgeinfError):
         super().__init__(message)
         self.attempts = attempts
         self.partial = partial  # text already streamed before the remote failed
+
+
+DETAIL_BYTES = 4096  # read of a refusal's body
+DETAIL_CHARS = 200  # of it, in the error
 
 
 class RemoteAuthError(RemoteError):
@@ -203,7 +208,7 @@ class RemoteClient:
         parts: list[str] = []
         try:
             with self._http.stream("POST", url, json=body, timeout=timeout) as resp:
-                _check_status(resp)
+                _check_status(resp, cfg.api_key)
                 finish, usage = _read_events(resp, deadline, parts, on_text)
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out: {type(exc).__name__}", partial="".join(parts)) from None
@@ -234,7 +239,7 @@ def _body(model: str, messages: tuple[Message, ...], s: SamplingParams) -> dict[
     return body
 
 
-def _check_status(resp: httpx.Response) -> None:
+def _check_status(resp: httpx.Response, key: str | None) -> None:
     code = resp.status_code
     if code == 200:
         return
@@ -248,7 +253,25 @@ def _check_status(resp: httpx.Response) -> None:
         raise RemoteError(
             f"the remote redirected (HTTP {code}); set remote_url to the final address", 1
         )
-    raise RemoteError(f"the remote rejected the request (HTTP {code}); check remote_model", 1)
+    raise RemoteError(
+        f"the remote rejected the request (HTTP {code}: {_said(resp, key)}); check remote_model",
+        1,
+    )
+
+
+def _said(resp: httpx.Response, key: str | None) -> str:
+    """What a refusing remote said, bounded; the key is cut out should a remote echo it."""
+    raw = b""
+    for chunk in resp.iter_raw():
+        raw += chunk
+        if len(raw) >= DETAIL_BYTES:
+            break
+    text = raw[:DETAIL_BYTES].decode("utf-8", "replace")
+    with contextlib.suppress(ValueError, TypeError, KeyError):
+        text = str(json.loads(text)["error"]["message"])
+    if key:
+        text = text.replace(key, "[key]")
+    return text[:DETAIL_CHARS].strip() or "no reason given"
 
 
 def _read_events(

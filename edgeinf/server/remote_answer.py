@@ -4,6 +4,7 @@ the same response, marked as a fallback."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -28,6 +29,8 @@ from edgeinf.server.answer import (
 from edgeinf.server.wire import now
 from edgeinf.service import ChatRequest
 
+log = logging.getLogger("edgeinf.route")
+
 
 class _ClientGone(Exception):
     """Raised in the remote's reading thread to stop it when the client left."""
@@ -50,8 +53,7 @@ async def remote_answer(
             dispatcher.ask, creq.messages, creq.sampling, lambda s: None
         )
     except RemoteError as exc:
-        fallback = fell_back(decision, exc)
-        rt.metrics.routed(fallback)
+        fallback = _fall_back(request, decision, exc)
         pipe, job, model = start(request, creq)
         return await respond(request, pipe, job, model, False, True, fallback)
     decision = _answered(request, creq, decision, answer)
@@ -131,8 +133,7 @@ async def _stream(
                 yield b"data: [DONE]\n\n"
                 return
             else:
-                fallback = fell_back(decision, value)
-                rt.metrics.routed(fallback)
+                fallback = _fall_back(request, decision, value)
                 if value.partial:
                     yield sse_event(rid, model, True, _delta(CUT_NOTICE))
                 pipe, job, local_model = start(request, creq)
@@ -145,3 +146,11 @@ async def _stream(
 
 def _delta(text: str) -> dict[str, Any]:
     return {"index": 0, "delta": {"content": text}, "finish_reason": None}
+
+
+def _fall_back(request: Request, decision: Decision, error: RemoteError) -> Decision:
+    """The remote failed: the operator learns why, the client gets a local answer."""
+    log.warning("remote failed, answering locally: %s", error)
+    fallback = fell_back(decision, error)
+    runtime(request).metrics.routed(fallback)
+    return fallback

@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.conftest import DRAFT
+from tests.conftest import DRAFT, FaultRemote
 
 PROMPT = ">>>"
 
@@ -84,3 +84,21 @@ def test_chat_answers_survives_ctrl_c_and_resumes(tmp_path: Path, draft_path: Pa
     assert ttft < 2.0
     say(again, "/exit")
     again.expect(pexpect.EOF)
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(13)
+def test_escapes_in_an_answer_never_reach_the_terminal(
+    tmp_path: Path, draft_path: Path, fault_remote: FaultRemote
+) -> None:
+    fault_remote.script(default="escapes")
+    child = spawn(
+        tmp_path, "--route", "remote", "--remote-url", fault_remote.url, "--remote-model", "big"
+    )
+    say(child, "Say hello.")
+    child.expect("Hello there, friend.")
+    child.expect_exact(PROMPT)
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    seen = (tmp_path / "terminal.log").read_text()
+    assert "pwned-title" not in seen and "]52;" not in seen and "\x1b[8m" not in seen

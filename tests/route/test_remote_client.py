@@ -17,7 +17,7 @@ from edgeinf.route.remote import (
     retry_after_s,
 )
 from edgeinf.types import Message, SamplingParams
-from tests.route.conftest import FaultRemote
+from tests.conftest import FaultRemote
 
 ASK = (Message("user", "What is six times seven?"),)
 PARAMS = SamplingParams(max_tokens=16, temperature=0)
@@ -119,6 +119,16 @@ def test_401_is_reported_not_retried_and_never_echoes_the_key(fault_remote: Faul
     assert error.attempts == fault_remote.stats()["chat_requests"] == 1
     assert KEY not in str(error)
     assert "remote_api_key_file" in str(error)
+
+
+@pytest.mark.reliability(28, 30)
+def test_4xx_says_why_once_and_never_repeats_an_echoed_key(fault_remote: FaultRemote) -> None:
+    fault_remote.script(default="400")
+    error, _ = ask(client(fault_remote))
+    assert type(error) is RemoteError
+    assert error.attempts == fault_remote.stats()["chat_requests"] == 1
+    assert "HTTP 400: no such model" in str(error) and "check remote_model" in str(error)
+    assert KEY not in str(error) and "[key]" in str(error)
 
 
 @pytest.mark.reliability(29)

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from tests.cli.test_cli import edgeinf
-from tests.conftest import DRAFT, TARGET
-from tests.route.conftest import FaultRemote
+from tests.conftest import DRAFT, TARGET, FaultRemote
 
 QUESTION = "What is two plus two?"
 

@@ -10,8 +10,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import DRAFT
-from tests.route.conftest import FaultRemote
+from tests.conftest import DRAFT, FaultRemote
+from tests.fault_remote import FORGED
 from tests.server.conftest import Server, start
 
 QUESTION = "What is two plus two?"
@@ -119,3 +119,28 @@ def test_private_requests_send_zero_bytes_to_the_remote(
     assert text and route["reason"] == "private"
     stats = fault_remote.stats()
     assert (stats["connections"], stats["bytes"], stats["chat_requests"]) == (0, 0, 0)
+
+
+@pytest.mark.reliability(13, 30)
+def test_what_a_remote_says_cannot_forge_log_lines_or_leak_the_key(
+    tmp_path: Path, fault_remote: FaultRemote, draft_path: Path
+) -> None:
+    key = "sk-remote-secret-for-tests"
+    server = start(
+        tmp_path, "-m", DRAFT, "--ctx", "1024", "--route", "remote",
+        "--remote-url", fault_remote.url, "--remote-model", "big",
+        env={"EDGEINF_REMOTE_API_KEY": key}, verbose=True,
+    )  # fmt: skip
+    try:
+        fault_remote.script(default="400")
+        text, route = stream(server)
+        assert text and route["fallback"] is True
+        metrics = httpx.get(f"{server.url}/metrics").text
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "remote failed, answering locally" in log and "no such model" in log
+    assert not any(line.startswith(FORGED) for line in log.splitlines())
+    assert "\\r\\n" + FORGED in log and "\x1b" not in log
+    assert key not in log and key not in metrics
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DRAFT, TINY
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import DRAFT, TINY, free_port
 
 
 @dataclass
@@ -42,12 +35,17 @@ class Server:
 
 
 def start(
-    tmp: Path, *args: str, env: dict[str, str] | None = None, wait_ready: bool = True
+    tmp: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+    verbose: bool = False,
 ) -> Server:
     port = free_port()
     log = tmp / f"server-{port}.log"
+    flags = ["-v"] if verbose else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeinf", "serve", "--port", str(port), *args],
+        [sys.executable, "-m", "edgeinf", *flags, "serve", "--port", str(port), *args],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         text=True,

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TINY
-from tests.server.conftest import Server, free_port, start
+from tests.conftest import TINY, free_port
+from tests.server.conftest import Server, start
 
 KEY = "s3cret-key-for-tests"
 LONG = {"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0}

@@ -80,17 +80,17 @@ class Checklist:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         rows = self.rows_of.get(report.nodeid, ())
-        if not rows or (report.when != "call" and report.passed):
-            return
-        outcome = "error" if report.when != "call" and report.failed else report.outcome
         for n in rows:
             row = self.rows[n]
-            if row.tests.get(report.nodeid) not in ("failed", "error"):
-                row.tests[report.nodeid] = outcome
-            if report.when == "call":
+            if report.when == "teardown":  # holds every property, fixtures' included
                 for name, value in report.user_properties:
                     if isinstance(value, int | float):
                         row.figures[name] += value
+            if report.when != "call" and report.passed:
+                continue
+            if row.tests.get(report.nodeid) not in ("failed", "error"):
+                failed_outside = report.when != "call" and report.failed
+                row.tests[report.nodeid] = "error" if failed_outside else report.outcome
 
     def pytest_sessionfinish(self) -> None:
         if self.target:

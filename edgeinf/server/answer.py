@@ -18,7 +18,8 @@ from edgeinf.errors import EdgeinfError
 from edgeinf.route.policy import Decision
 from edgeinf.server.errors import ApiError, body
 from edgeinf.server.runtime import Runtime
-from edgeinf.server.wire import Sampling, UsageOut, now
+from edgeinf.server.schema import Usage
+from edgeinf.server.wire import Sampling, now
 from edgeinf.service import ChatRequest, ChatService, Turn
 from edgeinf.types import SamplingParams
 
@@ -111,7 +112,7 @@ def new_id(chat: bool) -> str:
 def usage(turn: Turn) -> dict[str, int]:
     assert turn.completion is not None
     u = turn.completion.usage
-    return UsageOut(
+    return Usage(
         prompt_tokens=u.prompt_tokens,
         completion_tokens=u.completion_tokens,
         total_tokens=u.prompt_tokens + u.completion_tokens,

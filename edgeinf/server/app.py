@@ -13,6 +13,7 @@ from edgeinf.config import Settings, read_api_key
 from edgeinf.server import errors
 from edgeinf.server.routes import router
 from edgeinf.server.runtime import Runtime
+from edgeinf.server.schema import without_validation_errors
 from edgeinf.server.security import Guard
 
 DRAIN_S = 10.0  # on SIGTERM, running answers get this long to finish
@@ -29,6 +30,7 @@ def create_app(settings: Settings, model_ref: str | None = None) -> FastAPI:
 
     app = FastAPI(title="edgeinf", version=__version__, lifespan=lifespan)
     app.state.runtime = rt
+    app.openapi = without_validation_errors(app)  # type: ignore[method-assign]
     errors.install(app)
     app.include_router(router)
     if settings.cors_origins:  # off unless origins are listed; never with credentials

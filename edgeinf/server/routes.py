@@ -5,25 +5,41 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi.responses import PlainTextResponse
 
 from edgeinf.server.answer import respond, runtime, sampling, start
 from edgeinf.server.errors import ApiError
 from edgeinf.server.metrics import CONTENT_TYPE
 from edgeinf.server.remote_answer import remote_answer
+from edgeinf.server.schema import (
+    ERRORS,
+    ChatCompletion,
+    Health,
+    ModelList,
+    Ready,
+    SessionDeleted,
+    SessionDetail,
+    SessionList,
+    TextCompletion,
+    answer,
+)
 from edgeinf.server.wire import ChatCompletionRequest, CompletionRequest
 from edgeinf.service import ChatRequest
+from edgeinf.sessions.ids import SESSION_ID_PATTERN
 from edgeinf.types import Message
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
+# Checked by the session store itself, with an error that says what a valid id looks like.
+SESSION_ID: dict[str, Any] = {"pattern": SESSION_ID_PATTERN}
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses=answer(ChatCompletion))
 async def chat_completions(
     req: ChatCompletionRequest,
     request: Request,
-    x_session_id: str | None = Header(None),
-    x_edgeinf_private: str | None = Header(None),
+    x_session_id: str | None = Header(None, json_schema_extra=SESSION_ID),
+    x_edgeinf_private: str | None = Header(None, description="1, true or yes: keep it local"),
 ) -> Response:
     rt = runtime(request)
     service = rt.ready_service()
@@ -51,7 +67,7 @@ async def chat_completions(
     return await respond(request, pipe, job, model, req.stream, True, decision)
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses=answer(TextCompletion))
 async def completions(req: CompletionRequest, request: Request) -> Response:
     service = runtime(request).ready_service()
     creq = ChatRequest((), sampling(req, service), None, request.state.principal)
@@ -59,7 +75,7 @@ async def completions(req: CompletionRequest, request: Request) -> Response:
     return await respond(request, pipe, job, model, req.stream, chat=False)
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", response_model=ModelList)
 async def models(request: Request) -> dict[str, Any]:
     service = runtime(request).ready_service()
     info = service.engine.info
@@ -79,7 +95,7 @@ async def models(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/sessions")
+@router.get("/v1/sessions", response_model=SessionList)
 async def list_sessions(request: Request) -> dict[str, Any]:
     service = runtime(request).ready_service()
     rows = service.keeper.store.index.owned_by(request.state.principal)
@@ -98,8 +114,10 @@ async def list_sessions(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/sessions/{session_id}")
-async def get_session(session_id: str, request: Request) -> dict[str, Any]:
+@router.get("/v1/sessions/{session_id}", response_model=SessionDetail)
+async def get_session(
+    request: Request, session_id: str = Path(json_schema_extra=SESSION_ID)
+) -> dict[str, Any]:
     service = runtime(request).ready_service()
     row = service.keeper.store.get(session_id, request.state.principal)
     if row is None:
@@ -112,25 +130,27 @@ async def get_session(session_id: str, request: Request) -> dict[str, Any]:
     }
 
 
-@router.delete("/v1/sessions/{session_id}")
-async def delete_session(session_id: str, request: Request) -> dict[str, Any]:
+@router.delete("/v1/sessions/{session_id}", response_model=SessionDeleted)
+async def delete_session(
+    request: Request, session_id: str = Path(json_schema_extra=SESSION_ID)
+) -> dict[str, Any]:
     service = runtime(request).ready_service()
     if not service.keeper.store.delete(session_id, request.state.principal):
         raise ApiError(404, f"no session '{session_id}'", "not_found_error", "session_not_found")
     return {"id": session_id, "object": "session", "deleted": True}
 
 
-@router.get("/health")
+@router.get("/health", response_model=Health)
 async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready")
+@router.get("/ready", response_model=Ready)
 async def ready(request: Request) -> dict[str, str]:
     service = runtime(request).ready_service()
     return {"status": "ready", "model": service.model.name}
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     return Response(runtime(request).metrics.render(), media_type=CONTENT_TYPE)

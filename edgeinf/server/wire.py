@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from edgeinf.sessions.ids import SESSION_ID_PATTERN
 
 MAX_STOPS = 4
+Stop = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class TextPart(BaseModel):
@@ -42,10 +45,12 @@ class Sampling(BaseModel):
     repeat_penalty: float = Field(1.0, gt=0.0, le=2.0, allow_inf_nan=False)
     n: int = Field(1, ge=1, le=1)
     seed: int | None = Field(None, ge=0, lt=1 << 32)
-    stop: str | list[str] | None = None
+    stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None = None
     stream: bool = False
     user: str | None = Field(None, max_length=256)
-    session_id: str | None = Field(None, max_length=64)
+    session_id: str | None = Field(
+        None, json_schema_extra={"pattern": SESSION_ID_PATTERN}
+    )  # checked by the session store, whose error says what a valid id looks like
     # Accepted only to be refused with a clear error (a request may not supply templates).
     chat_template: Any = None
     chat_template_kwargs: Any = None
@@ -53,10 +58,7 @@ class Sampling(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stops(cls, v: str | list[str] | None) -> list[str]:
-        stops = [v] if isinstance(v, str) else list(v or [])
-        if len(stops) > MAX_STOPS or any(not s or len(s) > 256 for s in stops):
-            raise ValueError(f"stop takes at most {MAX_STOPS} non-empty strings of <= 256 chars")
-        return stops
+        return [v] if isinstance(v, str) else list(v or [])
 
 
 class ChatCompletionRequest(Sampling):
@@ -68,13 +70,6 @@ class ChatCompletionRequest(Sampling):
 
 class CompletionRequest(Sampling):
     prompt: str = Field(max_length=1 << 22)
-
-
-class UsageOut(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    restored_tokens: int = 0  # edgeinf: prompt tokens whose KV state came from disk
 
 
 def now() -> int:

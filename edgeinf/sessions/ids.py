@@ -12,6 +12,7 @@ from edgeinf.errors import InvalidRequestError
 LOCAL_OWNER = "local"
 
 _VALID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+SESSION_ID_PATTERN = f"^{_VALID.pattern}$"  # the same rule, for API documents
 
 
 def check_session_id(session_id: str) -> str:

@@ -1,0 +1,169 @@
+"""What the API answers, for its OpenAPI document: response shapes and the errors each route
+can return. The handlers build these objects as plain dicts; the models only describe them
+(and `tests/server/test_schema_fuzz.py` checks every response against them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def _error(why: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": why}
+
+
+# Errors any route may return (the middleware and the readiness check apply to all).
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("invalid request: a value out of bounds, a bad session id, a prompt too long"),
+    401: _error("missing or wrong API key (when the server has one)"),
+    403: _error("Host header not allowed (DNS rebinding protection)"),
+    404: _error("no such session or model"),
+    413: _error("request body over the size cap"),
+    503: _error("not ready (model loading or failed), queue full, or short of memory"),
+}
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    restored_tokens: int = 0  # edgeinf: prompt tokens whose KV state came from disk
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    route: dict[str, Any] | None = None  # edgeinf: where the answer came from, and why
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class TextCompletion(BaseModel):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    architecture: str
+    quantization: str
+    context_length: int
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelCard]
+
+
+class SessionSummary(BaseModel):
+    id: str
+    model: str
+    messages: int
+    kv_tokens: int
+    last_used: int
+
+
+class SessionList(BaseModel):
+    object: Literal["list"]
+    data: list[SessionSummary]
+
+
+class SessionMessage(BaseModel):
+    role: str
+    content: str
+
+
+class SessionDetail(BaseModel):
+    id: str
+    model: str
+    kv_tokens: int
+    messages: list[SessionMessage]
+
+
+class SessionDeleted(BaseModel):
+    id: str
+    object: Literal["session"]
+    deleted: bool
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    model: str
+
+
+def answer(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """A completion route's 200: JSON, or server-sent events when `stream` is true."""
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {"type": "string", "description": "a JSON chunk, and [DONE] at the end"}
+        },
+    }
+    events = {"text/event-stream": {"schema": event}}
+    return {200: {"model": model, "content": events}}
+
+
+def without_validation_errors(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI documents a 422 for every route with parameters; edgeinf answers 400 instead
+    (OpenAI's status for a bad value), documented in ERRORS."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            for operations in doc["paths"].values():
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
+            schemas = doc.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    return build

@@ -3,17 +3,74 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import psutil
 
 from edgeinf.errors import InsufficientMemoryError
 
 _GIB = 1 << 30
+_NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a page-rounded 2^63
 
 
 def physical_cores() -> int:
     """Decode threads: one per physical core (hyper-threads slow token generation down)."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def available_memory() -> int:
+    """What this process can still use: free memory, or less when a container, a systemd
+    unit (MemoryMax=) or another cgroup limits it."""
+    free = psutil.virtual_memory().available
+    room = cgroup_room()
+    return free if room is None else min(free, room)
+
+
+def cgroup_room(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), mount: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """Bytes left under the tightest memory limit of this process's cgroup and its parents
+    (cgroup v2 or v1); reclaimable file cache counts as room. None when nothing limits it."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" and not controllers:
+            room = _tightest(mount, path, "memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            room = _tightest(
+                mount / "memory",
+                path,
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+                "total_inactive_file",
+            )
+        else:
+            continue
+        if room is not None:
+            return room
+    return None
+
+
+def _tightest(root: Path, path: str, limit_file: str, usage_file: str, cache: str) -> int | None:
+    tightest: int | None = None
+    group = root / path.strip("/")
+    while group.is_relative_to(root):
+        try:
+            limit = (group / limit_file).read_text().strip()
+            if limit != "max" and int(limit) < _NO_LIMIT:
+                used = int((group / usage_file).read_text())
+                stat = dict(ln.split() for ln in (group / "memory.stat").read_text().splitlines())
+                room = max(0, int(limit) - used + int(stat.get(cache, 0)))
+                tightest = room if tightest is None else min(tightest, room)
+        except (OSError, ValueError):
+            pass  # not mounted here, or not readable: that level sets no limit we can see
+        if group == root:
+            break
+        group = group.parent
+    return tightest
 
 
 def check_fits(model_bytes: int, kv_bytes: int, available: int | None = None) -> None:
@@ -22,7 +79,7 @@ def check_fits(model_bytes: int, kv_bytes: int, available: int | None = None) ->
     Weights are memory-mapped, so they need page cache rather than anonymous memory; both
     compete for the same RAM, so both must fit in what is available now, with a margin.
     """
-    free = psutil.virtual_memory().available if available is None else available
+    free = available_memory() if available is None else available
     need = model_bytes + kv_bytes
     margin = 256 << 20
     if need + margin > free:

@@ -14,7 +14,7 @@ from edgeinf.catalog.info import inspect
 from edgeinf.catalog.store import LocalModel, ModelStore
 from edgeinf.config import Settings
 from edgeinf.errors import EdgeinfError
-from edgeinf.guard import physical_cores
+from edgeinf.guard import available_memory, physical_cores
 from edgeinf.profile import DeviceProfile, profile_path
 
 KV_TYPES = ("f16", "q8_0", "q4_0")
@@ -108,9 +108,7 @@ def tune(
 def choose_kv(kvs: list[dict[str, Any]], tokens: int) -> str:
     """The fastest KV cache type while the cache for `tokens` fits easily in free memory;
     else the smallest one whose perplexity cost stays under the tolerance."""
-    import psutil
-
-    roomy = psutil.virtual_memory().available * KV_MEMORY_SHARE
+    roomy = available_memory() * KV_MEMORY_SHARE
     fits = [r for r in kvs if r["kv_bytes_per_token"] * tokens <= roomy]
     if fits:
         return str(max(fits, key=lambda r: r["decode_tok_s"])["kv_type"])

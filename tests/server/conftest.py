@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ def start(
     env: dict[str, str] | None = None,
     wait_ready: bool = True,
     verbose: bool = False,
+    preexec: Callable[[], object] | None = None,
 ) -> Server:
     port = free_port()
     log = tmp / f"server-{port}.log"
@@ -49,6 +50,7 @@ def start(
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=preexec,
         env={**os.environ, "EDGEINF_STATE_DIR": str(tmp / "state"), **(env or {})},
     )
     server = Server(proc, f"http://127.0.0.1:{port}", log)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -85,6 +86,7 @@ def test_a_server_that_cannot_fit_its_model_says_so_and_stays_alive(
             r = httpx.get(f"{server.url}/ready")
             if "GiB" in r.text:
                 break
+            time.sleep(0.1)
         assert r.status_code == 503 and "smaller model" in r.json()["error"]["message"]
         assert httpx.get(f"{server.url}/health").status_code == 200
     finally:

@@ -94,6 +94,47 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=True)
 
 
+@dataclass
+class FailingDisk:
+    """An ext4 filesystem on a loop device whose second half can be made to vanish."""
+
+    mount: Path
+    image: Path
+    device: str
+
+    def fail(self) -> None:
+        """From now on, writes past the first 16 MB get EIO from the block layer."""
+        os.truncate(self.image, 16 << 20)
+        subprocess.run(["losetup", "-c", self.device], check=True)
+
+
+@pytest.fixture
+def failing_disk(tmp_path: Path) -> Iterator[FailingDisk]:
+    """A real disk that returns EIO on demand (root, loop devices and mkfs.ext4 needed)."""
+    image, mount = tmp_path / "disk.img", tmp_path / "failing"
+    mount.mkdir()
+    with image.open("wb") as fh:
+        fh.truncate(64 << 20)
+    steps = [
+        ["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", str(image)],
+        ["losetup", "-f", "--show", str(image)],
+    ]
+    made = [subprocess.run(cmd, capture_output=True, text=True) for cmd in steps[:1]]
+    if made[0].returncode == 0:
+        made.append(subprocess.run(steps[1], capture_output=True, text=True))
+    if made[-1].returncode != 0:
+        pytest.skip(f"cannot make a loop device here: {made[-1].stderr.strip()}")
+    device = made[-1].stdout.strip()
+    try:
+        subprocess.run(["mount", device, str(mount)], check=True)
+        try:
+            yield FailingDisk(mount, image, device)
+        finally:
+            subprocess.run(["umount", "-l", str(mount)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

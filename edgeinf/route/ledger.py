@@ -1,8 +1,13 @@
 """What routing remembers across restarts: the daily remote budget, and per-session state
-(its last target, for stickiness; whether it was marked private, which is for good)."""
+(its last target, for stickiness; whether it was marked private, which is for good).
+
+A ledger on a failing disk never fails a request, and fails closed: a budget it cannot read
+is spent, a session whose privacy it cannot read is private, and sessions marked private are
+also remembered in memory, so a write that did not reach the disk cannot unmark one."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -10,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from edgeinf.route.policy import Target
+
+log = logging.getLogger("edgeinf.route")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spend (
@@ -34,6 +41,7 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._private: set[tuple[str, str]] = set()
         self.requests_per_day, self.tokens_per_day = requests_per_day, tokens_per_day
 
     def close(self) -> None:
@@ -48,32 +56,54 @@ class Ledger:
 
     def within_budget(self, tokens: int) -> bool:
         """Room today for one more request of about `tokens` tokens."""
-        requests, used = self.spent()
+        try:
+            requests, used = self.spent()
+        except sqlite3.Error as exc:
+            _unavailable(exc, "treating today's remote budget as spent")
+            return False
         return requests < self.requests_per_day and used + tokens <= self.tokens_per_day
 
     def spend(self, tokens: int) -> None:
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO spend VALUES (?, 1, ?) ON CONFLICT(day) DO UPDATE SET "
-                "requests = requests + 1, tokens = tokens + excluded.tokens",
-                (today(), tokens),
-            )
+        try:
+            with self._lock, self._db:
+                self._db.execute(
+                    "INSERT INTO spend VALUES (?, 1, ?) ON CONFLICT(day) DO UPDATE SET "
+                    "requests = requests + 1, tokens = tokens + excluded.tokens",
+                    (today(), tokens),
+                )
+        except sqlite3.Error as exc:
+            _unavailable(exc, "this remote request is not counted")
 
     def session(self, owner: str, session_id: str) -> tuple[Target | None, bool]:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT last_target, private FROM session_route WHERE owner = ? AND session_id = ?",
-                (owner, session_id),
-            ).fetchone()
+        marked = (owner, session_id) in self._private
+        try:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT last_target, private FROM session_route "
+                    "WHERE owner = ? AND session_id = ?",
+                    (owner, session_id),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            _unavailable(exc, "treating the session as private")
+            return None, True
         if row is None:
-            return None, False
-        return row[0], bool(row[1])
+            return None, marked
+        return row[0], bool(row[1]) or marked
 
     def remember(self, owner: str, session_id: str, target: Target, private: bool) -> None:
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO session_route VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(owner, session_id) DO UPDATE SET last_target = excluded.last_target,"
-                " private = MAX(private, excluded.private), updated = excluded.updated",
-                (owner, session_id, target, int(private), time.time()),
-            )
+        if private:
+            self._private.add((owner, session_id))
+        try:
+            with self._lock, self._db:
+                self._db.execute(
+                    "INSERT INTO session_route VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner, "
+                    "session_id) DO UPDATE SET last_target = excluded.last_target,"
+                    " private = MAX(private, excluded.private), updated = excluded.updated",
+                    (owner, session_id, target, int(private), time.time()),
+                )
+        except sqlite3.Error as exc:
+            _unavailable(exc, "the session's route is not remembered")
+
+
+def _unavailable(exc: sqlite3.Error, consequence: str) -> None:
+    log.warning("route ledger unavailable (%s): %s; check the state directory", exc, consequence)

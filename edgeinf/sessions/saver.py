@@ -7,8 +7,6 @@ import queue
 import threading
 from collections.abc import Callable
 
-from edgeinf.errors import EdgeinfError
-
 log = logging.getLogger("edgeinf.sessions")
 Job = Callable[[], object]
 
@@ -35,7 +33,7 @@ class Saver:
         while (job := self._jobs.get()) is not None:
             try:
                 job()
-            except (EdgeinfError, OSError) as exc:
+            except Exception as exc:  # a disk error, SQLite's included: this thread never dies
                 # Serving goes on: the previous state on disk is intact and still valid.
                 self.last_error = str(exc)
                 log.warning("session save failed: %s", exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -129,7 +130,8 @@ class SessionStore:
             os.replace(tmp, path)
             fsync_dir(path.parent)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a failing disk may refuse this too: swept later
+                tmp.unlink(missing_ok=True)
             raise SaveError(
                 f"could not save {path.name} ({exc.strerror}); the previous state is intact. "
                 "Free disk space or check the state directory"

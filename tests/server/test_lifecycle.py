@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import TINY, free_port
+from edgeinf.sessions.kvfile import decode
+from tests.conftest import DRAFT, TINY, free_port
 from tests.server.conftest import Server, start
 
 KEY = "s3cret-key-for-tests"
@@ -229,3 +231,41 @@ def test_socket_activation_serves_on_the_handed_over_socket(
         assert httpx.get(f"{server.url}/ready").status_code == 200
     finally:
         assert server.stop() == 0
+
+
+@pytest.mark.reliability(17)
+def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
+    tmp_path: Path, draft_path: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """The session is saved right after each answer: SIGTERM lands during those saves.
+    (The 0.5B model: a sliding-window model like Gemma 3 only resumes conversations whose
+    saved tokens the new prompt extends, see Engine.reuse_prefix.)"""
+    rng = random.Random(17)
+    story = " ".join(f"Line {i} of the story goes on." for i in range(60))
+    body = {"messages": [{"role": "user", "content": story}], "max_tokens": 4, "temperature": 0}
+    terms = 6
+    for _ in range(terms):
+        server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
+        r = httpx.post(
+            f"{server.url}/v1/chat/completions", json=body, headers={"X-Session-Id": "s"}
+        )
+        assert r.status_code == 200
+        time.sleep(rng.uniform(0, 0.03))
+        assert server.stop() == 0
+        states = list((tmp_path / "state").rglob("*.kv"))
+        assert states and all(decode(p.read_bytes()) for p in states)
+        assert not list((tmp_path / "state").rglob("*.tmp"))
+        assert not list((tmp_path / "state").rglob("quarantine/*"))
+        body["messages"] += [
+            r.json()["choices"][0]["message"],
+            {"role": "user", "content": "Go on."},
+        ]
+    record_property("kills", terms)
+    server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
+    try:
+        r = httpx.post(
+            f"{server.url}/v1/chat/completions", json=body, headers={"X-Session-Id": "s"}
+        )
+        assert r.json()["usage"]["restored_tokens"] > 300  # resumed from the last save
+    finally:
+        server.stop()

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from edgeinf.bench.peers import PeerLlama
 from edgeinf.bench.report import header, summary
 from edgeinf.catalog.store import LocalModel
-from edgeinf.engine.baseline import PeerLlama
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.generate import generate_once
 from edgeinf.engine.native import library_version, system_info

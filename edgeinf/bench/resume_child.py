@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from edgeinf.bench.peers import PeerDiskCache
 from edgeinf.config import load_settings
-from edgeinf.engine.baseline import PeerDiskCache
 from edgeinf.engine.options import EngineOptions
 from edgeinf.service import ChatRequest, ChatService
 from edgeinf.types import Message, SamplingParams

@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edgeinf.bench.peers import PeerLlama
 from edgeinf.bench.report import header
 from edgeinf.bench.workloads import prompts
 from edgeinf.catalog.store import LocalModel
-from edgeinf.engine.baseline import PeerLlama
 from edgeinf.engine.calibrate import calibrate
 from edgeinf.engine.drafters import ModelDrafter
 from edgeinf.engine.engine import Engine

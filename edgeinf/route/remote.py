@@ -213,6 +213,12 @@ class RemoteClient:
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out: {type(exc).__name__}", partial="".join(parts)) from None
         except httpx.TransportError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):  # will not change on a retry
+                raise RemoteError(
+                    f"the remote at {self.host} has a TLS certificate that does not verify; "
+                    "fix its certificate, or point remote_url at the right host",
+                    1,
+                ) from None
             raise _Retryable(
                 f"connection failed: {type(exc).__name__}", partial="".join(parts)
             ) from None

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle  # only to plant a hostile file: edgeinf itself never unpickles
+import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -75,10 +78,18 @@ def test_damaged_file_is_quarantined(tmp_path: Path) -> None:
 
 
 @pytest.mark.reliability(22)
-def test_state_of_another_model_is_ignored_not_quarantined(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "other",
+    [
+        Identity("00" * 32, "test", 4096, "f16"),  # another model file, or another quant of it
+        Identity("ef" * 32, "llama.cpp b9999", 4096, "f16"),  # another llama.cpp build
+        Identity("ef" * 32, "test", 2048, "f16"),  # another context size
+        Identity("ef" * 32, "test", 4096, "q8_0"),  # another KV cache type
+    ],
+)
+def test_state_of_another_model_is_ignored_not_quarantined(tmp_path: Path, other: Identity) -> None:
     store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
     save(store, "local", "s", 1)
-    other = Identity("00" * 32, "test", 4096, "f16")
     assert store.read_kv(store.kv_path("local", "s"), other) is None
     assert store.kv_path("local", "s").exists()
     store.close()
@@ -93,6 +104,51 @@ def test_symlinked_state_file_is_not_followed(tmp_path: Path) -> None:
     assert store.read_kv(store.kv_path("local", "s"), IDENTITY) is None
     assert secret.read_bytes() == b"not yours"
     store.close()
+
+
+class Planted:
+    """Unpickling this runs code: it would leave a marker file behind."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.reliability(23)
+def test_a_planted_pickle_is_quarantined_and_never_run(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "state", budget_bytes=10 * MB, free_reserve=0)
+    marker = tmp_path / "pwned"
+    path = store.kv_path("local", "s")
+    path.write_bytes(pickle.dumps(Planted(marker)))
+    assert store.read_kv(path, IDENTITY) is None
+    assert not marker.exists() and not path.exists()
+    assert len(list(store.quarantine_dir.iterdir())) == 1
+    store.close()
+
+
+@pytest.mark.reliability(23)
+def test_no_module_can_unpickle() -> None:
+    """Nothing in edgeinf reads pickles (llama-cpp-python's disk cache does; we do not).
+    The one exception is the benchmark's peer baseline, which runs that very cache, in a
+    temporary directory of its own, to measure it against ours."""
+    import edgeinf
+
+    root = Path(edgeinf.__file__).parent
+    for source in set(root.rglob("*.py")) - {root / "bench" / "peers.py"}:
+        text = source.read_text()
+        assert not re.search(r"^\s*(import|from) (pickle|dill|joblib|shelve)\b", text, re.M), source
+        assert "allow_pickle=True" not in text and "LlamaDiskCache(" not in text, source
+
+
+@pytest.mark.reliability(23)
+def test_a_world_writable_state_directory_is_made_private(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    root.mkdir(mode=0o777)
+    root.chmod(0o777)
+    SessionStore(root, budget_bytes=10 * MB, free_reserve=0).close()
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
 
 
 @pytest.mark.reliability(24)

@@ -3,7 +3,12 @@ deadline, with the number of attempts the retry policy promises, and the key sta
 
 from __future__ import annotations
 
+import ssl
+import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +213,40 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after_s("3") == 3.0
     assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
     assert retry_after_s("soon") is None
+
+
+@pytest.mark.reliability(32)
+def test_a_certificate_that_does_not_verify_is_refused_before_the_key_is_sent(
+    tmp_path: Path,
+) -> None:
+    """A real TLS server on loopback with a self-signed certificate nobody trusts."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip("openssl cannot make a certificate here")
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Authorization") or "")
+            self.send_response(500)
+            self.end_headers()
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{httpd.server_address[1]}/v1"
+        c = RemoteClient(RemoteConfig(url, "big", api_key=KEY, total_s=TOTAL_S, retries=2))
+        error, _ = ask(c)
+        assert isinstance(error, RemoteError) and "certificate that does not verify" in str(error)
+        assert error.attempts == 1  # a certificate does not fix itself: not retried
+        assert seen == []  # the request, and its key, never left the client
+    finally:
+        httpd.shutdown()

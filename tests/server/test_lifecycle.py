@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from edgeinf.sessions.kvfile import decode
@@ -242,7 +243,8 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
     saved tokens the new prompt extends, see Engine.reuse_prefix.)"""
     rng = random.Random(17)
     story = " ".join(f"Line {i} of the story goes on." for i in range(60))
-    body = {"messages": [{"role": "user", "content": story}], "max_tokens": 4, "temperature": 0}
+    messages: list[dict[str, str]] = [{"role": "user", "content": story}]
+    body = {"messages": messages, "max_tokens": 4, "temperature": 0}
     terms = 6
     for _ in range(terms):
         server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
@@ -256,10 +258,7 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
         assert states and all(decode(p.read_bytes()) for p in states)
         assert not list((tmp_path / "state").rglob("*.tmp"))
         assert not list((tmp_path / "state").rglob("quarantine/*"))
-        body["messages"] += [
-            r.json()["choices"][0]["message"],
-            {"role": "user", "content": "Go on."},
-        ]
+        messages += [r.json()["choices"][0]["message"], {"role": "user", "content": "Go on."}]
     record_property("kills", terms)
     server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
     try:
@@ -269,3 +268,23 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
         assert r.json()["usage"]["restored_tokens"] > 300  # resumed from the last save
     finally:
         server.stop()
+
+
+@pytest.mark.reliability(5)
+def test_by_default_the_server_listens_on_loopback_only(tiny_server: Server) -> None:
+    port = int(tiny_server.url.rsplit(":", 1)[1])
+    listening = [
+        c.laddr
+        for c in psutil.Process(tiny_server.proc.pid).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    ]
+    assert [addr.ip for addr in listening] == ["127.0.0.1"]
+    elsewhere = [
+        a.address
+        for addrs in psutil.net_if_addrs().values()
+        for a in addrs
+        if a.family == socket.AF_INET and not a.address.startswith("127.")
+    ]
+    for ip in elsewhere:  # this machine's other addresses: nothing answers there
+        with pytest.raises(OSError):
+            socket.create_connection((ip, port), timeout=2).close()

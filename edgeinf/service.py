@@ -112,7 +112,10 @@ class ChatService:
     @cached_property
     def identity(self) -> Identity:
         sha = self.model.digest()
-        return Identity(sha, library_version(), self.engine.seq_ctx, self.opts.kv_type)
+        library = library_version()
+        if self.engine.sliding_window:  # saved from a full-window cache (native.load)
+            library += " swa-full"
+        return Identity(sha, library, self.engine.seq_ctx, self.opts.kv_type)
 
     def close(self) -> None:
         if self.batcher is not None:

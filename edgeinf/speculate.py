@@ -40,8 +40,7 @@ class Speculation:
 
     @property
     def usable(self) -> bool:
-        # A sliding-window cache cannot drop its newest cells reliably: no rollback, no drafts.
-        return self.mode != "off" and not self.target.sliding_window
+        return self.mode != "off"
 
     def cost(self) -> CostModel:
         if self._cost is None:

@@ -135,6 +135,47 @@ def failing_disk(tmp_path: Path) -> Iterator[FailingDisk]:
         subprocess.run(["losetup", "-d", device], check=True)
 
 
+@dataclass
+class MemoryCgroup:
+    """A real memory cgroup (v1) below this process's own, for limits that really bite."""
+
+    path: Path
+
+    def limit(self, limit_bytes: int) -> None:
+        (self.path / "memory.limit_in_bytes").write_text(str(limit_bytes))
+
+    def leave_room(self, room_mb: int) -> None:
+        """A limit that leaves about `room_mb` to what runs inside (file cache counts as room,
+        as edgeinf.guard counts it)."""
+        used = int((self.path / "memory.usage_in_bytes").read_text())
+        stat = dict(ln.split() for ln in (self.path / "memory.stat").read_text().splitlines())
+        self.limit(used - int(stat["total_inactive_file"]) + (room_mb << 20))
+
+    def join(self) -> None:
+        """For preexec_fn: the child joins before it starts, so it never runs unlimited."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+
+@pytest.fixture
+def memory_cgroup() -> Iterator[MemoryCgroup]:
+    """4 GiB to start with; skips where no cgroup can be made (needs cgroup v1 and root)."""
+    mine = next(
+        (ln.split(":", 2)[2] for ln in Path("/proc/self/cgroup").read_text().splitlines()
+         if "memory" in ln.split(":", 2)[1].split(",")),
+        None,
+    )  # fmt: skip
+    group = Path("/sys/fs/cgroup/memory") / (mine or "").strip("/") / f"edgeinf-{os.getpid()}"
+    try:
+        group.mkdir()
+        (group / "memory.limit_in_bytes").write_text(str(4 << 30))
+    except OSError as exc:
+        pytest.skip(f"cannot make a memory cgroup here ({exc.strerror}); needs cgroup v1 + root")
+    yield MemoryCgroup(group)
+    for pid in (group / "cgroup.procs").read_text().split():
+        os.kill(int(pid), 9)
+    group.rmdir()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -61,6 +61,7 @@ class Batcher:
     def __init__(self, engine: Engine, parallel: int, max_queue: int) -> None:
         self.engine = engine
         self.slots = [_Slot(SeqState(i)) for i in range(parallel)]
+        self.limit = parallel  # sequences decoded together now; lowered when the machine strains
         self.max_queue = max_queue
         self._waiting: deque[Job] = deque()
         self._wake = threading.Condition()
@@ -131,7 +132,7 @@ class Batcher:
                 job.on_done(None, None)
                 continue
             free = [s for s in self.slots if s.job is None]
-            if not free:
+            if not free or len(self.slots) - len(free) >= self.limit:
                 return
             self._waiting.popleft()
             slot = max(free, key=lambda s: common_prefix(s.seq.tokens, job.prompt))

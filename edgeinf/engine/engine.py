@@ -148,12 +148,9 @@ class Engine:
     def reuse_prefix(self, seq: SeqState, prompt: Sequence[int]) -> int:
         """Keep the cached cells that match the prompt's start; return how many were kept.
 
-        The last prompt token is always evaluated again so that its logits exist. A
-        sliding-window cache has forgotten old cells, so it can only be extended.
+        The last prompt token is always evaluated again so that its logits exist.
         """
         common = common_prefix(seq.tokens, prompt[: len(prompt) - 1])
-        if self.sliding_window and common < len(seq.tokens):
-            common = 0
         self.trim(seq, common)
         return common
 

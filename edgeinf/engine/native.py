@@ -88,6 +88,10 @@ def load(path: Path, opts: EngineOptions) -> Native:
     cparams.n_ubatch = opts.n_batch
     cparams.n_seq_max = opts.n_seq_max
     cparams.kv_unified = True  # sequences share the context's cells instead of splitting them
+    # Sliding-window layers (Gemma 3) keep every cell instead of only the window, so that a
+    # sequence can be cut back to any length: resumed sessions whose prompt diverges from the
+    # saved tokens, rejected drafts. The memory is what kv_bytes() already reserves.
+    cparams.swa_full = True
     cparams.n_threads = opts.threads
     cparams.n_threads_batch = opts.threads_batch
     cparams.type_k = cparams.type_v = _KV_TYPES[opts.kv_type]

@@ -54,6 +54,15 @@ class Metrics:
         waiting = Gauge("edgeinf_queue_depth", "Requests waiting for a slot", registry=r)
         running.set_function(lambda: depth()[0])
         waiting.set_function(lambda: depth()[1])
+        self.loaded = Gauge("edgeinf_model_loaded", "1 while the model is in memory", registry=r)
+        self.parallel = Gauge(
+            "edgeinf_parallel_limit",
+            "Sequences decoded together now (strain lowers it)",
+            registry=r,
+        )
+        self.shedding = Gauge(
+            "edgeinf_shedding", "1 while new requests are refused (memory, heat)", registry=r
+        )
         rss = Gauge("edgeinf_resident_memory_bytes", "Resident memory of the server", registry=r)
         process = psutil.Process()
         rss.set_function(lambda: process.memory_info().rss)

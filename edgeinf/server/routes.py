@@ -42,7 +42,7 @@ async def chat_completions(
     x_edgeinf_private: str | None = Header(None, description="1, true or yes: keep it local"),
 ) -> Response:
     rt = runtime(request)
-    service = rt.ready_service()
+    service = await rt.serving()
     messages = tuple(
         Message("system" if m.role == "developer" else m.role, m.text()) for m in req.messages
     )
@@ -72,7 +72,7 @@ async def chat_completions(
 
 @router.post("/v1/completions", responses=answer(TextCompletion))
 async def completions(req: CompletionRequest, request: Request) -> Response:
-    service = runtime(request).ready_service()
+    service = await runtime(request).serving()
     creq = ChatRequest((), sampling(req, service.engine.seq_ctx), None, request.state.principal)
     pipe, job, model = start(request, creq, raw_prompt=req.prompt)
     return await respond(request, pipe, job, model, req.stream, chat=False)
@@ -80,22 +80,7 @@ async def completions(req: CompletionRequest, request: Request) -> Response:
 
 @router.get("/v1/models", response_model=ModelList)
 async def models(request: Request) -> dict[str, Any]:
-    service = runtime(request).ready_service()
-    info = service.engine.info
-    return {
-        "object": "list",
-        "data": [
-            {
-                "id": service.model.name,
-                "object": "model",
-                "created": int(runtime(request).started),
-                "owned_by": "edgeinf",
-                "architecture": info.architecture,
-                "quantization": info.quantization,
-                "context_length": service.engine.seq_ctx,
-            }
-        ],
-    }
+    return {"object": "list", "data": [runtime(request).describe()]}
 
 
 @router.get("/v1/sessions", response_model=SessionList)
@@ -149,9 +134,11 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", response_model=Ready)
-async def ready(request: Request) -> dict[str, str]:
-    service = runtime(request).ready_service()
-    return {"status": "ready", "model": service.model.name}
+async def ready(request: Request) -> dict[str, Any]:
+    """Ready also while the model is unloaded for idleness: the next request loads it."""
+    rt = runtime(request)
+    card = rt.describe()
+    return {"status": "ready", "model": card["id"], "loaded": rt.service is not None}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

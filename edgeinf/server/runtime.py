@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import threading
 import time
+from typing import Any
 
 from edgeinf.config import Settings
 from edgeinf.errors import EdgeinfError
+from edgeinf.guard import Strain, available_memory, hottest_c, strain
 from edgeinf.route.dispatch import Dispatcher
 from edgeinf.server.errors import RETRY_AFTER_S, ApiError
 from edgeinf.server.metrics import Metrics
 from edgeinf.service import ChatService
 
 log = logging.getLogger("edgeinf.server")
+UPKEEP_S = 1.0  # how often memory, temperature and idleness are checked
+RELOAD_WAIT_S = 60.0  # how long a request waits for an idle model to load again
 
 
 def sd_notify(state: str) -> None:
@@ -34,19 +39,37 @@ def sd_notify(state: str) -> None:
 
 
 class Runtime:
+    """The model's life in the server: loaded in the background, unloaded after `keep_alive_s`
+    idle and loaded again on demand; fewer sequences, then no new requests, while the machine
+    runs short of memory or overheats (checked every UPKEEP_S)."""
+
     def __init__(self, settings: Settings, model_ref: str | None) -> None:
         self.settings, self.model_ref = settings, model_ref
         self.service: ChatService | None = None
         self.dispatcher: Dispatcher | None = None
         self.error: str | None = None
+        self.idle = False  # unloaded after keep_alive_s; the next request loads it again
+        self.reloading = False
+        self.strain = Strain("ok")
         self.started = time.time()
+        self.last_used = time.monotonic()
         self.metrics = Metrics(self.depth)
+        self.card: dict[str, Any] | None = None  # /v1/models' entry, kept while unloaded
+        self._lock = threading.Lock()
+        self._transition = threading.Lock()  # a load waits for an unload to finish
+        self._stopping = threading.Event()
         self._loader = threading.Thread(target=self._load, name="edgeinf-load", daemon=True)
+        self._upkeep = threading.Thread(target=self._watch, name="edgeinf-upkeep", daemon=True)
 
     def start(self) -> None:
         self._loader.start()
+        self._upkeep.start()
 
     def _load(self) -> None:
+        with self._transition:
+            self._load_now()
+
+    def _load_now(self) -> None:
         try:
             # Requests are decoded together in batches; speculation is for single streams
             # (`run`, `chat`), so no draft model is loaded here.
@@ -54,15 +77,27 @@ class Runtime:
             service = ChatService(settings, self.model_ref, parallel=self.settings.parallel)
             _ = service.keeper  # opened once here, before two threads could race to open it
             service.start_batching(self.settings.max_queue)
-            dispatcher = Dispatcher(settings, service.model.name, service.identity.model_sha256)
-            if dispatcher.remote is not None and settings.route == "auto":
-                _ = dispatcher.router  # loaded now, not on the first request
-            self.dispatcher = dispatcher
-            self.service = service
+            if self.dispatcher is None:
+                dispatcher = Dispatcher(settings, service.model.name, service.identity.model_sha256)
+                if dispatcher.remote is not None and settings.route == "auto":
+                    _ = dispatcher.router  # loaded now, not on the first request
+                self.dispatcher = dispatcher
+            self.card = {
+                "id": service.model.name,
+                "object": "model",
+                "created": int(self.started),
+                "owned_by": "edgeinf",
+                "architecture": service.engine.info.architecture,
+                "quantization": service.engine.info.quantization,
+                "context_length": service.engine.seq_ctx,
+            }
+            with self._lock:
+                self.service, self.reloading, self.last_used = service, False, time.monotonic()
+            self.metrics.loaded.set(1)
             log.info("model %s ready", service.model.name)
             sd_notify("READY=1")
         except EdgeinfError as exc:
-            self.error = str(exc)
+            self.error, self.reloading = str(exc), False
             log.error("model failed to load: %s", exc)
 
     def depth(self) -> tuple[int, int]:
@@ -71,8 +106,14 @@ class Runtime:
         return self.service.batcher.depth()
 
     def ready_service(self) -> ChatService:
-        if self.service is not None:
-            return self.service
+        with self._lock:
+            self.last_used = time.monotonic()
+            if self.service is not None:
+                return self.service
+            if self.idle and self.error is None and not self._stopping.is_set():  # on demand
+                self.idle, self.reloading = False, True
+                self._loader = threading.Thread(target=self._load, name="edgeinf-load")
+                self._loader.start()
         if self.error is not None:
             raise ApiError(
                 503, f"the model failed to load: {self.error}", "server_error", "model_load_failed"
@@ -85,13 +126,88 @@ class Runtime:
             {"Retry-After": str(RETRY_AFTER_S)},
         )
 
+    def describe(self) -> dict[str, Any]:
+        """The model's card, also while it is unloaded for idleness (without loading it)."""
+        if self.card is None:
+            self.ready_service()  # raises: still loading, or failed
+        assert self.card is not None
+        return self.card
+
+    async def serving(self) -> ChatService:
+        """The service for a request that generates: waits while an idle model loads again
+        (a few seconds; a first load at start-up answers 503 at once, as /ready does), and
+        refuses new work while the machine is critically short of memory or too hot."""
+        if self.strain.level == "critical":
+            raise ApiError(
+                503,
+                f"the server is shedding load: {self.strain.why}; retry later",
+                "server_busy",
+                "overloaded",
+                {"Retry-After": str(RETRY_AFTER_S * 5)},
+            )
+        deadline = time.monotonic() + RELOAD_WAIT_S
+        while True:
+            try:
+                return self.ready_service()
+            except ApiError:
+                if self.error or not self.reloading or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.05)
+
+    def _watch(self) -> None:
+        while True:
+            self._assess()
+            self._unload_if_idle()
+            if self._stopping.wait(UPKEEP_S):
+                return
+
+    def _assess(self) -> None:
+        s = self.settings
+        room_mb = available_memory() / (1 << 20)
+        now = strain(
+            room_mb,
+            hottest_c(),
+            (s.memory_low_mb, s.memory_critical_mb),
+            (s.temperature_high_c, s.temperature_critical_c),
+        )
+        if now != self.strain:
+            log.warning("machine %s%s", now.level, f": {now.why}" if now.why else "")
+        self.strain = now
+        limit = s.parallel if now.level == "ok" else 1
+        service = self.service
+        if service is not None and service.batcher is not None:
+            service.batcher.limit = limit
+        self.metrics.parallel.set(limit)
+        self.metrics.shedding.set(now.level == "critical")
+
+    def _unload_if_idle(self) -> None:
+        keep = self.settings.keep_alive_s
+        with self._transition:
+            with self._lock:
+                service = self.service
+                if not keep or service is None or time.monotonic() - self.last_used < keep:
+                    return
+                if self.depth() != (0, 0):
+                    return
+                self.service, self.idle = None, True
+            self.metrics.loaded.set(0)
+            self._close(service)
+        log.info("model unloaded after %g s idle; the next request loads it again", keep)
+
+    @staticmethod
+    def _close(service: ChatService, drain_s: float = 0.0) -> None:
+        if service.batcher is not None:
+            service.batcher.stop(drain_s)
+        service.flush()
+        service.close()
+
     def stop(self, drain_s: float) -> None:
         sd_notify("STOPPING=1")
+        self._stopping.set()
         self._loader.join(timeout=60)
-        if self.service is not None:
-            if self.service.batcher is not None:
-                self.service.batcher.stop(drain_s)
-            self.service.flush()
-            self.service.close()
+        with self._lock:
+            service, self.service = self.service, None
+        if service is not None:
+            self._close(service, drain_s)
         if self.dispatcher is not None:
             self.dispatcher.close()

@@ -135,6 +135,7 @@ class Health(BaseModel):
 class Ready(BaseModel):
     status: Literal["ready"]
     model: str
+    loaded: bool  # False while unloaded after keep_alive_s idle
 
 
 def answer(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:

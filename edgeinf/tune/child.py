@@ -1,8 +1,9 @@
 """One measurement in a fresh process, so that its peak memory is its own:
 
-    python -m edgeinf.tune.child '{"path": ..., "n_ctx": ..., "kv_type": ..., ...}'
+    python -m edgeinf.tune.child '{"path": ..., "kv_type": ..., "threads": ..., ...}'
 
-prints one JSON object: prefill and decode speed, perplexity, peak resident memory.
+prints one JSON object: prefill and decode speed, perplexity, accuracy on GSM8K problems,
+peak resident memory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeinf import tasks
 from edgeinf.engine.engine import Engine, SeqState, kv_bytes
 from edgeinf.engine.generate import generate_once
 from edgeinf.engine.options import EngineOptions
@@ -24,6 +26,7 @@ from edgeinf.tune import corpus
 from edgeinf.types import SamplingParams
 
 CHUNK = 512
+ACCURACY_MAX_TOKENS = 256  # enough for a small model's worked answer to a GSM8K problem
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
@@ -46,11 +49,23 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         out["decode_tok_s"] = round(gen.completion.timings.decode_tok_s, 2)
         if job.get("ppl_tokens"):
             out["perplexity"] = round(perplexity(engine, tokens[: int(job["ppl_tokens"])]), 4)
+        if job.get("accuracy_tasks"):
+            out["accuracy"] = accuracy(engine, int(job["accuracy_tasks"]))
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
 
 
-def _exit_with_parent() -> None:
+def accuracy(engine: Engine, n: int) -> float:
+    """Greedy answers to the first `n` GSM8K problems of the shipped sample, graded."""
+    right = 0
+    for task in tasks.load(("gsm8k",), limit=n):
+        params = SamplingParams(max_tokens=ACCURACY_MAX_TOKENS, temperature=0.0)
+        gen = generate_once(engine, engine.chat_tokens(list(task.messages)), params)
+        right += gen.completion is not None and tasks.grade(task, gen.completion.text)
+    return round(right / n, 3)
+
+
+def exit_with_parent() -> None:
     """A measurement nobody waits for any more stops (its parent was killed)."""
     parent = os.getppid()
 
@@ -63,5 +78,5 @@ def _exit_with_parent() -> None:
 
 
 if __name__ == "__main__":
-    _exit_with_parent()
+    exit_with_parent()
     print(json.dumps(measure(json.loads(sys.argv[1]))))

@@ -11,27 +11,35 @@ def table(result: dict[str, Any]) -> Any:
 
     t = Table(title="measured on this device", box=None, pad_edge=False)
     for col in ("what", "file MB", "KV B/tok", "threads", "prefill tok/s", "decode tok/s",
-                "speed", "perplexity", "ppl change", "peak MB"):  # fmt: skip
+                "speed", "perplexity", "ppl change", "GSM8K", "peak MB"):  # fmt: skip
         t.add_column(col, justify="left" if col == "what" else "right")
     for r in result["rows"]:
         what = {
             "quant": f"{r['quantization']} ({r['model']})",
             "kv": f"KV {r['kv_type']}",
             "threads": f"{r['threads']} threads",
+            "speculative": f"speculative {r.get('mode')} (edit {r.get('edit_tok_s')}, "
+            f"chat {r.get('chat_tok_s')} tok/s)",
+            "parallel": f"{r.get('parallel')} together ({r.get('aggregate_tok_s')} tok/s in all)",
         }[r["kind"]]
         t.add_row(
             what,
             f"{r['file_mb']:.0f}",
-            f"{r['kv_bytes_per_token']:,}",
+            _num(r, "kv_bytes_per_token", "{:,}"),
             str(r["threads"]),
-            f"{r['prefill_tok_s']:.0f}",
+            _num(r, "prefill_tok_s", "{:.0f}"),
             f"{r['decode_tok_s']:.1f}",
-            f"{r['speed_rel']:.2f}x" if "speed_rel" in r else "",
-            f"{r['perplexity']:.3f}" if "perplexity" in r else "",
-            f"{r['ppl_change']:+.2%}" if "ppl_change" in r else "",
-            f"{r['peak_rss_mb']:.0f}",
+            _num(r, "speed_rel", "{:.2f}x"),
+            _num(r, "perplexity", "{:.3f}"),
+            _num(r, "ppl_change", "{:+.2%}"),
+            _num(r, "accuracy", "{:.0%}"),
+            _num(r, "peak_rss_mb", "{:.0f}"),
         )
     return t
+
+
+def _num(row: dict[str, Any], key: str, form: str) -> str:
+    return form.format(row[key]) if key in row else ""
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:

@@ -38,6 +38,8 @@ default_model = "$model"
 models_dir = "$data/models"
 state_dir = "$data/state"
 parallel = 1
+# A board shares its memory with everything else: give it back after 15 idle minutes.
+keep_alive_s = 900
 CONF
 
 install -m 0644 "$here/systemd/edgeinf.service" "$here/systemd/edgeinf.socket" /etc/systemd/system/

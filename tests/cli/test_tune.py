@@ -20,11 +20,20 @@ def test_a_written_profile_changes_the_defaults(
     monkeypatch.delenv("EDGEINF_KV_TYPE", raising=False)
     before = load_settings()
     DeviceProfile(profile_path(tmp_path)).put(
-        "defaults", "runtime", {"threads": 7, "kv_type": "q8_0"}
+        "defaults",
+        "runtime",
+        {"threads": 7, "kv_type": "q8_0", "speculative": "off", "parallel": 3},
     )
     after = load_settings()
-    assert (before.threads, before.kv_type) == (None, "f16")
-    assert (after.threads, after.kv_type) == (7, "q8_0")
+    assert (before.threads, before.kv_type, before.speculative, before.parallel) == (
+        None, "f16", "auto", 2,
+    )  # fmt: skip
+    assert (after.threads, after.kv_type, after.speculative, after.parallel) == (
+        7,
+        "q8_0",
+        "off",
+        3,
+    )
     # what a user sets still wins: flags, and the environment
     assert load_settings(threads=2).threads == 2
     monkeypatch.setenv("EDGEINF_KV_TYPE", "f16")
@@ -46,8 +55,15 @@ def test_quick_tune_measures_writes_the_profile_and_a_plot(tmp_path: Path, tiny_
     result = json.loads(proc.stdout)
     kinds = [r["kind"] for r in result["rows"]]
     assert kinds.count("kv") == 3 and kinds.count("quant") == 1 and "threads" in kinds
+    assert kinds.count("speculative") == 3 and kinds.count("parallel") == 2
     for r in result["rows"]:
-        assert r["decode_tok_s"] > 0 and r["peak_rss_mb"] > 100
+        assert r["decode_tok_s"] > 0
+        if r["kind"] in ("quant", "kv"):
+            assert r["peak_rss_mb"] > 100 and 0 <= r["accuracy"] <= 1
+    parallel = {r["parallel"]: r for r in result["rows"] if r["kind"] == "parallel"}
+    assert parallel[2]["aggregate_tok_s"] > parallel[1]["aggregate_tok_s"]  # batching pays
+    assert result["defaults"]["speculative"] in ("off", "ngram", "auto")
+    assert result["defaults"]["parallel"] in (1, 2)
     kv = {r["kv_type"]: r for r in result["rows"] if r["kind"] == "kv"}
     assert kv["q8_0"]["kv_bytes_per_token"] < kv["f16"]["kv_bytes_per_token"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -3,47 +3,24 @@ front with the numbers, and what fits still runs inside the same limit."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import TARGET, TINY
+from tests.conftest import TARGET, TINY, MemoryCgroup
 from tests.server.conftest import start
 
 LIMIT = 700 << 20
 
 
 @pytest.fixture
-def limited() -> Iterator[Path]:
-    """A memory cgroup (v1) of 700 MB below this process's own; skips where none can be made."""
-    mine = next(
-        (ln.split(":", 2)[2] for ln in Path("/proc/self/cgroup").read_text().splitlines()
-         if "memory" in ln.split(":", 2)[1].split(",")),
-        None,
-    )  # fmt: skip
-    parent = Path("/sys/fs/cgroup/memory") / (mine or "").strip("/")
-    group = parent / f"edgeinf-test-{uuid.uuid4().hex[:8]}"
-    try:
-        group.mkdir()
-        (group / "memory.limit_in_bytes").write_text(str(LIMIT))
-    except OSError as exc:
-        pytest.skip(f"cannot make a memory cgroup here ({exc.strerror}); needs cgroup v1 + root")
-    yield group
-    for pid in (group / "cgroup.procs").read_text().split():
-        os.kill(int(pid), 9)
-    group.rmdir()
-
-
-def joiner(group: Path) -> Callable[[], int]:
-    """Run in the child before it starts: it joins the cgroup, so it never runs unlimited."""
-    return lambda: (group / "cgroup.procs").write_text(str(os.getpid()))
+def limited(memory_cgroup: MemoryCgroup) -> Path:
+    memory_cgroup.limit(LIMIT)
+    return memory_cgroup.path
 
 
 def run_in(group: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -52,7 +29,7 @@ def run_in(group: Path, *args: str, timeout: float = 120) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=timeout,
-        preexec_fn=joiner(group),
+        preexec_fn=MemoryCgroup(group).join,
     )
 
 
@@ -78,9 +55,8 @@ def test_a_model_larger_than_the_limit_is_refused_with_the_numbers(
 def test_a_server_that_cannot_fit_its_model_says_so_and_stays_alive(
     tmp_path: Path, limited: Path, target_path: Path
 ) -> None:
-    server = start(
-        tmp_path, "-m", TARGET, "--ctx", "512", wait_ready=False, preexec=joiner(limited)
-    )
+    join = MemoryCgroup(limited).join
+    server = start(tmp_path, "-m", TARGET, "--ctx", "512", wait_ready=False, preexec=join)
     try:
         for _ in range(300):
             r = httpx.get(f"{server.url}/ready")

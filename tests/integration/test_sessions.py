@@ -12,7 +12,7 @@ from edgeinf.config import Settings, load_settings
 from edgeinf.service import ChatRequest, ChatService, LocalTurn, conversation
 from edgeinf.types import Message, SamplingParams
 from tests.cli.test_cli import edgeinf
-from tests.conftest import DRAFT
+from tests.conftest import DRAFT, TINY
 
 GREEDY = SamplingParams(max_tokens=40, temperature=0)
 Q1 = "Write a Python function that reverses a string."
@@ -57,6 +57,30 @@ def test_resumed_turn_is_token_for_token_the_uninterrupted_one(
     second.close()
     assert tokens == uninterrupted
     assert t.restored_tokens > 50 and t.prefilled_tokens < 40
+
+
+def test_a_sliding_window_model_resumes_past_its_window(tmp_path: Path, tiny_path: Path) -> None:
+    """Gemma 3 attends over a 512-token window in most layers; a conversation longer than
+    that resumes from its saved state exactly as if the process had never stopped."""
+    story = " ".join(
+        f"On day {i} the gardener planted {i % 7 + 2} rows of beans." for i in range(60)
+    )
+
+    def gemma(state: Path) -> Settings:
+        return load_settings(default_model=TINY, n_ctx=2048, threads=2, state_dir=state)
+
+    straight = ChatService(gemma(tmp_path / "u"))
+    turn(straight, "u", story)
+    expected = turn(straight, "u", "How many rows on day 3?")[1]
+    straight.close()
+    first = ChatService(gemma(tmp_path / "r"))
+    turn(first, "r", story)
+    first.close()
+    second = ChatService(gemma(tmp_path / "r"))
+    t, tokens = turn(second, "r", "How many rows on day 3?")
+    second.close()
+    assert t.restored_tokens > 600
+    assert tokens == expected
 
 
 def _damage(how: str) -> Callable[[Path], None]:

@@ -77,6 +77,34 @@ def test_greedy_ngram_speculation_is_exactly_plain(
     assert spec.completion.finish_reason == plain.completion.finish_reason
 
 
+@pytest.fixture(scope="module")
+def window_engine(tiny_path: Path) -> Iterator[Engine]:
+    """Gemma 3: sliding-window attention over 512 tokens in most layers."""
+    with Engine(tiny_path, OPTS) as engine:
+        assert engine.sliding_window
+        yield engine
+
+
+@pytest.mark.parametrize("copies", [1, 8])
+def test_greedy_speculation_on_a_sliding_window_model_is_exactly_plain(
+    window_engine: Engine, copies: int
+) -> None:
+    """Rejected drafts are cut from a cache whose window has moved past the prompt's start."""
+    prompt = "Return this code unchanged:\n" + SOURCE * copies  # 8 copies: past the window
+    params = SamplingParams(max_tokens=96, temperature=0)
+    tokens = window_engine.vocab.tokenize(prompt, add_bos=window_engine.vocab.add_bos)
+    plain = generate_once(window_engine, tokens, params)
+    spec = generate_once(
+        window_engine,
+        tokens,
+        params,
+        partial(SpeculativeDecoder, lanes=ngram_lanes(), mode="ngram"),
+    )
+    assert plain.completion and spec.completion
+    assert spec.completion.token_ids == plain.completion.token_ids
+    assert spec.draft_stats.drafted > spec.draft_stats.accepted  # some drafts were rolled back
+
+
 def test_copy_heavy_prompt_gets_long_accepted_drafts(spec_engine: Engine) -> None:
     params = SamplingParams(max_tokens=120, temperature=0)
     spec = run(

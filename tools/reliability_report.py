@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-FIGURE_ORDER = ("kills", "fuzz_cases", "malformed_files", "requests", "server_errors")
+FIGURE_ORDER = ("kills", "sigterms", "fuzz_cases", "malformed_files", "requests", "server_errors")
 
 
 def run_marked(extra: list[str]) -> dict[str, Any]:

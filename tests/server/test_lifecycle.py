@@ -259,7 +259,7 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
         assert not list((tmp_path / "state").rglob("*.tmp"))
         assert not list((tmp_path / "state").rglob("quarantine/*"))
         messages += [r.json()["choices"][0]["message"], {"role": "user", "content": "Go on."}]
-    record_property("kills", terms)
+    record_property("sigterms", terms)
     server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
     try:
         r = httpx.post(

@@ -131,13 +131,13 @@ def tune(
 
 
 def choose_kv(kvs: list[dict[str, Any]], tokens: int) -> str:
-    """The fastest KV cache type while the cache for `tokens` fits easily in free memory;
-    else the smallest one whose perplexity cost stays under the tolerance."""
+    """Among the KV cache types whose perplexity cost stays under the tolerance: the fastest
+    while the cache for `tokens` fits easily in free memory, else the smallest."""
+    ok = [r for r in kvs if r["ppl_change"] <= KV_PPL_TOLERANCE] or kvs[:1]
     roomy = available_memory() * KV_MEMORY_SHARE
-    fits = [r for r in kvs if r["kv_bytes_per_token"] * tokens <= roomy]
+    fits = [r for r in ok if r["kv_bytes_per_token"] * tokens <= roomy]
     if fits:
         return str(max(fits, key=lambda r: r["decode_tok_s"])["kv_type"])
-    ok = [r for r in kvs if r["ppl_change"] <= KV_PPL_TOLERANCE] or kvs[:1]
     return str(min(ok, key=lambda r: r["kv_bytes_per_token"])["kv_type"])
 
 

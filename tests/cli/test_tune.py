@@ -9,6 +9,7 @@ import pytest
 
 from edgeinf.config import load_settings
 from edgeinf.profile import DeviceProfile, profile_path
+from edgeinf.tune.tune import choose_kv
 from tests.cli.test_cli import edgeinf
 
 
@@ -69,3 +70,14 @@ def test_quick_tune_measures_writes_the_profile_and_a_plot(tmp_path: Path, tiny_
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "state" / "profile.json").read_text())
     assert saved["defaults"]["runtime"]["threads"] == result["defaults"]["threads"]
+
+
+def test_a_kv_type_that_costs_quality_is_never_the_default() -> None:
+    """Measured on the 0.5B: q4_0 was the fastest KV type, and tripled perplexity."""
+    kvs = [
+        {"kv_type": "f16", "decode_tok_s": 60.6, "ppl_change": 0.0, "kv_bytes_per_token": 12288},
+        {"kv_type": "q8_0", "decode_tok_s": 58.0, "ppl_change": 0.002, "kv_bytes_per_token": 6528},
+        {"kv_type": "q4_0", "decode_tok_s": 63.2, "ppl_change": 2.0, "kv_bytes_per_token": 3456},
+    ]
+    assert choose_kv(kvs, 4096) == "f16"  # room to spare: the fastest of the good ones
+    assert choose_kv(kvs, 1 << 40) == "q8_0"  # no room: the smallest of the good ones

@@ -4,32 +4,16 @@ refuses new ones, and it recovers when the memory comes back."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 
 from edgeinf.guard import strain
 from tests.conftest import TINY, MemoryCgroup
-from tests.server.conftest import Server, start
+from tests.server.conftest import start
+from tests.server.test_disconnects import gauge, settles
 
 ASK = {"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0}
-
-
-def metric(server: Server, name: str) -> float:
-    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"no metric {name}")
-
-
-def becomes(server: Server, name: str, value: float, within: float = 10) -> bool:
-    deadline = time.monotonic() + within
-    while metric(server, name) != value:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_an_idle_model_is_unloaded_and_comes_back_on_demand(
@@ -40,16 +24,16 @@ def test_an_idle_model_is_unloaded_and_comes_back_on_demand(
         url = f"{server.url}/v1/completions"
         first = httpx.post(url, json=ASK, timeout=60)
         assert first.status_code == 200
-        loaded_mb = metric(server, "edgeinf_resident_memory_bytes") / 2**20
-        assert becomes(server, "edgeinf_model_loaded", 0, within=10)
-        idle_mb = metric(server, "edgeinf_resident_memory_bytes") / 2**20
+        loaded_mb = gauge(server, "edgeinf_resident_memory_bytes") / 2**20
+        assert settles(server, "edgeinf_model_loaded", 0, within=10)
+        idle_mb = gauge(server, "edgeinf_resident_memory_bytes") / 2**20
         assert idle_mb < loaded_mb - 100, (loaded_mb, idle_mb)  # the weights left memory
         ready = httpx.get(f"{server.url}/ready").json()  # monitors do not load it again
-        assert ready["loaded"] is False and metric(server, "edgeinf_model_loaded") == 0
+        assert ready["loaded"] is False and gauge(server, "edgeinf_model_loaded") == 0
         again = httpx.post(url, json=ASK, timeout=60)  # waits while the model loads again
         assert again.status_code == 200
         assert again.json()["choices"][0]["text"] == first.json()["choices"][0]["text"]
-        assert metric(server, "edgeinf_model_loaded") == 1
+        assert gauge(server, "edgeinf_model_loaded") == 1
     finally:
         assert server.stop() == 0
 
@@ -64,19 +48,19 @@ def test_memory_pressure_lowers_parallelism_then_sheds_then_recovers(
     )  # fmt: skip
     url = f"{server.url}/v1/completions"
     try:
-        assert becomes(server, "edgeinf_parallel_limit", 2)
+        assert settles(server, "edgeinf_parallel_limit", 2, within=10)
         memory_cgroup.leave_room(450)  # under the low mark: one sequence at a time
-        assert becomes(server, "edgeinf_parallel_limit", 1)
+        assert settles(server, "edgeinf_parallel_limit", 1, within=10)
         assert httpx.post(url, json=ASK, timeout=60).status_code == 200
         memory_cgroup.leave_room(150)  # under the critical mark: new requests are refused
-        assert becomes(server, "edgeinf_shedding", 1)
+        assert settles(server, "edgeinf_shedding", 1, within=10)
         shed = httpx.post(url, json=ASK, timeout=60)
         assert shed.status_code == 503 and "Retry-After" in shed.headers
         assert "memory" in shed.json()["error"]["message"]
         assert httpx.get(f"{server.url}/health").status_code == 200
         memory_cgroup.limit(4 << 30)  # memory is back
-        assert becomes(server, "edgeinf_shedding", 0)
-        assert becomes(server, "edgeinf_parallel_limit", 2)
+        assert settles(server, "edgeinf_shedding", 0, within=10)
+        assert settles(server, "edgeinf_parallel_limit", 2, within=10)
         assert httpx.post(url, json=ASK, timeout=60).status_code == 200
     finally:
         assert server.stop() == 0

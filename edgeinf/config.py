@@ -78,8 +78,9 @@ class Settings(BaseSettings):
     )
     speculative_exact: bool = Field(
         False,
-        description="Greedy speculative output bit-identical to plain decoding: loads weights "
-        "without repacking (slower single-token decode on CPUs where repacking helps).",
+        description="Greedy speculative and batched output bit-identical to plain decoding: "
+        "weights not repacked, a cache stream per sequence, decodes kept within the batch "
+        "size measured to be exact (slower single-token decode where repacking helps).",
     )
     draft_model: str | None = Field(
         None, description="Draft model for speculative decoding (same tokenizer as the model)."

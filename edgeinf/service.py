@@ -44,6 +44,8 @@ class Turn:
     completion: Completion | None = None
     batched_reuse: int = 0
     saved: dict[str, int] = field(default_factory=dict)
+    drafted: int = 0  # speculative tokens proposed and accepted (batched turns)
+    accepted: int = 0
 
     @property
     def reused_tokens(self) -> int:
@@ -82,7 +84,7 @@ class ChatService:
         )
         self.opts = EngineOptions.from_settings(settings, n_seq_max=parallel)
         if settings.speculative != "off" and settings.speculative_exact:
-            self.opts = replace(self.opts, repack=False)  # see EngineOptions.repack
+            self.opts = replace(self.opts, exact=True)
         self.engine = Engine(self.model.path, self.opts)
         self.batcher: Batcher | None = None
         self._seq = SeqState(seq_id=0)
@@ -146,8 +148,14 @@ class ChatService:
         return sampling
 
     def start_batching(self, max_queue: int) -> Batcher:
-        """Serve many requests at once: sequences are decoded together from now on."""
-        self.batcher = Batcher(self.engine, self.opts.n_seq_max, max_queue)
+        """Serve many requests at once: sequences are decoded together from now on. The
+        costs that decide n-gram drafting are measured first (once per device), while no
+        request can be waiting on the engine."""
+        if self.speculation.usable:
+            self.speculation.cost()  # now: later it would run beside the engine thread
+        self.batcher = Batcher(
+            self.engine, self.opts.n_seq_max, max_queue, self.speculation.max_batch()
+        )
         return self.batcher
 
     def submit(
@@ -182,10 +190,12 @@ class ChatService:
 
         def done(completion: Completion | None, error: BaseException | None) -> None:
             turn.batched_reuse = job.reused_tokens
+            turn.drafted, turn.accepted = job.drafted, job.accepted
             on_done(turn if completion is not None else None, error)
 
         sampling = request.sampling if prompt else self._chat_sampling(request.sampling)
         job = Job(tokens, sampling, on_text, done, prepare, finish, deadline)
+        job.lane = self.speculation.ngram_lane(sampling)
         self.batcher.submit(job)
         return job
 

@@ -32,10 +32,15 @@ class Speculation:
         draft_id: str,
     ) -> None:
         self.mode = settings.speculative
+        # Greedy answers must not change with the batch size: see calibrate.exact_batch.
+        self.exact = target.opts.exact
         self.target = target
         self.drafter = ModelDrafter(draft, target) if draft is not None else None
         self._profile = DeviceProfile(profile_path(settings.state_dir))
-        self._key = f"{target_id[:16]}:{draft_id[:16]}:{target.opts.threads}:{target.opts.kv_type}"
+        opts = target.opts
+        self._key = f"{target_id[:16]}:{draft_id[:16]}:{opts.threads}:{opts.kv_type}" + (
+            ":exact" if opts.exact else ""
+        )
         self._cost: CostModel | None = None
 
     @property
@@ -45,9 +50,11 @@ class Speculation:
     def cost(self) -> CostModel:
         if self._cost is None:
             saved = self._profile.get("speculative", self._key)
-            if saved:
+            if saved and "exact_batch" in saved:  # older profiles lack it: measure again
                 self._cost = CostModel(
-                    {int(n): c for n, c in saved["verify"].items()}, saved["draft_step"]
+                    {int(n): c for n, c in saved["verify"].items()},
+                    saved["draft_step"],
+                    saved["exact_batch"],
                 )
             else:
                 log.info("measuring speculative decoding costs on this device (once)")
@@ -60,24 +67,42 @@ class Speculation:
         """A fresh decoder factory per turn: acceptance is tracked per request."""
         if not self.usable or params.penalized:
             return PlainDecoder
-        return decoder_factory(self.mode, self.cost(), self.drafter)
+        return decoder_factory(self.mode, self.cost(), self.drafter, self.max_batch())
+
+    def max_batch(self) -> int | None:
+        """How many tokens one decode may hold, when exactness caps it."""
+        return self.cost().exact_batch if self.exact else None
+
+    def ngram_lane(self, params: SamplingParams) -> Lane | None:
+        """An n-gram lane for one batched sequence (greedy only: drafts are kept while they
+        equal the target's argmax), or None when this mode or request does not draft."""
+        if self.mode not in ("auto", "ngram") or not params.greedy or params.penalized:
+            return None
+        return ngram_lane(self.cost(), None if self.mode == "auto" else FORCED_K)
 
     def close(self) -> None:
         if self.drafter is not None:
             self.drafter.engine.close()
 
 
-def decoder_factory(mode: str, cost: CostModel, drafter: ModelDrafter | None) -> MakeDecoder:
+def decoder_factory(
+    mode: str, cost: CostModel, drafter: ModelDrafter | None, max_batch: int | None = None
+) -> MakeDecoder:
     """Plain decoding, or speculative with the lanes `mode` allows (forced modes draft a
-    fixed FORCED_K tokens; auto lets each lane's controller decide)."""
+    fixed FORCED_K tokens; auto lets each lane's controller decide), verifying at most
+    `max_batch` tokens at once."""
     forced = None if mode == "auto" else FORCED_K
     lanes = []
     if mode in ("auto", "ngram"):
-        ngram_cost = CostModel(cost.verify, 0.0)
-        lanes.append(Lane(NgramDrafter(), Controller(ngram_cost, fixed_k=forced)))
+        lanes.append(ngram_lane(cost, forced))
     if drafter is not None and mode in ("auto", "draft"):
         controller = Controller(cost, fixed_k=forced, acceptance=Acceptance(prior=0.7))
         lanes.append(Lane(drafter, controller))
     if not lanes:
         return PlainDecoder
-    return partial(SpeculativeDecoder, lanes=lanes, mode=mode)
+    return partial(SpeculativeDecoder, lanes=lanes, mode=mode, max_batch=max_batch)
+
+
+def ngram_lane(cost: CostModel, forced: int | None) -> Lane:
+    """Prompt-lookup drafts, which cost no model step: only verification counts."""
+    return Lane(NgramDrafter(), Controller(CostModel(cost.verify, 0.0), fixed_k=forced))

@@ -5,6 +5,9 @@ streaming clients, and prints TTFT percentiles, aggregate decode throughput and 
 Only loopback URLs are accepted; the run is bounded by --requests and --timeout.
 
     python tools/loadtest.py --url http://127.0.0.1:8088 --clients 4 --requests 8
+
+`--workload edit|code|chat` sends `edgeinf bench speculative`'s prompts instead of the four
+short questions below (edits copy their input: the case where n-gram drafts pay).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+
+from edgeinf.bench.workloads import prompts
 
 PROMPTS = [
     "Write a Python function that merges two sorted lists.",
@@ -63,10 +68,10 @@ async def _stream(http: httpx.AsyncClient, body: dict[str, object]) -> dict[str,
 
 
 async def run(
-    url: str, clients: int, requests: int, max_tokens: int, timeout: float
+    url: str, clients: int, requests: int, max_tokens: int, timeout: float, texts: list[str]
 ) -> dict[str, object]:
     async with httpx.AsyncClient(base_url=url, timeout=timeout) as http:
-        jobs = [PROMPTS[i % len(PROMPTS)] for i in range(requests)]
+        jobs = [texts[i % len(texts)] for i in range(requests)]
         sequential = [await one(http, p, max_tokens) for p in jobs[:clients]]
         queue = list(jobs)
 
@@ -111,14 +116,18 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--workload", choices=["questions", "edit", "code", "chat"], default="questions")
     args = p.parse_args()
     host = urlparse(args.url).hostname or ""
     if host not in ("127.0.0.1", "localhost", "::1"):
         print("load tests target loopback only", file=sys.stderr)
         return 2
+    requests = min(args.requests, 200)
+    texts = PROMPTS if args.workload == "questions" else prompts(args.workload, requests)
     report = asyncio.run(
-        run(args.url, args.clients, min(args.requests, 200), args.max_tokens, args.timeout)
+        run(args.url, args.clients, requests, args.max_tokens, args.timeout, texts)
     )
+    report["workload"] = args.workload
     print(json.dumps(report, indent=2))
     return 0
 

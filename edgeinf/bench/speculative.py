@@ -71,7 +71,7 @@ def bench_speculative(
     exact: bool = False,
 ) -> dict[str, Any]:
     if exact:
-        opts = replace(opts, repack=False)  # batched logits equal one-at-a-time logits
+        opts = replace(opts, exact=True)  # batched logits equal one-at-a-time logits
     texts = prompts(workload, n_prompts)
     params = SamplingParams(max_tokens=max_tokens, temperature=0)
     spec_modes = ["auto", "ngram"] + (["draft"] if draft else [])
@@ -93,7 +93,10 @@ def bench_speculative(
                 assert plain.completion is not None
                 for mode in spec_modes[i % len(spec_modes) :] + spec_modes[: i % len(spec_modes)]:
                     gen = generate_once(
-                        engine, tokens, params, decoder_factory(mode, cost, drafter)
+                        engine,
+                        tokens,
+                        params,
+                        decoder_factory(mode, cost, drafter, cost.exact_batch if exact else None),
                     )
                     tallies[mode].add(gen, plain.completion.token_ids)
         finally:

@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--exact",
         action="store_true",
-        help="weights without repacking: greedy output bit-identical to plain",
+        help="bit-exact logits (see speculative_exact): greedy output identical to plain",
     )
     sp.add_argument("--json", action="store_true", help="print the report as JSON")
     r = bsub.add_parser("resume", help="next-turn TTFT: re-prefill vs restore from disk")

@@ -4,6 +4,8 @@ One thread owns the engine. Each loop it admits waiting jobs into free sequence 
 (preferring the slot whose cached tokens share the longest prefix with the prompt), builds
 one batch holding every decoding sequence's next token plus prompt chunks of sequences
 still prefilling, decodes it once, and samples each sequence from its own output row.
+A greedy sequence with an n-gram lane also puts its drafts in the batch: they are kept
+while they equal what the model then picks, so the answer is the one plain decoding gives.
 A cancelled or expired job leaves at the next loop, within one decode step.
 """
 
@@ -16,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from edgeinf.engine.decoders import Lane
 from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
 from edgeinf.engine.sampling import Sampler
@@ -44,6 +47,9 @@ class Job:
     deadline: float | None = None  # time.monotonic() after which the answer is cut
     cancelled: threading.Event = field(default_factory=threading.Event)
     reused_tokens: int = 0
+    lane: Lane | None = None  # n-gram drafts for a greedy job
+    drafted: int = 0
+    accepted: int = 0
 
 
 @dataclass
@@ -54,14 +60,20 @@ class _Slot:
     sampler: Sampler | None = None
     prefill: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
     pending: int | None = None  # sampled, not yet evaluated
-    out_index: int = -1  # this slot's output row in the last batch
+    drafts: list[int] = field(default_factory=list)  # in the batch after `pending`
+    out_index: int = -1  # this slot's output row in the last batch (drafts' rows follow)
 
 
 class Batcher:
-    def __init__(self, engine: Engine, parallel: int, max_queue: int) -> None:
+    def __init__(
+        self, engine: Engine, parallel: int, max_queue: int, exact_batch: int | None = None
+    ) -> None:
         self.engine = engine
+        self.exact_batch = exact_batch  # see _step
+        self._prefill_turn = False
         self.slots = [_Slot(SeqState(i)) for i in range(parallel)]
         self.limit = parallel  # sequences decoded together now; lowered when the machine strains
+        self.drafting = True  # turned off with `limit` while the machine strains
         self.max_queue = max_queue
         self._waiting: deque[Job] = deque()
         self._wake = threading.Condition()
@@ -163,43 +175,88 @@ class Batcher:
                     slot.emitter.finish = "length"  # out of time: end the answer where it is
                 self._end(slot, None)
         batch.clear()
+        decoding = [s for s in self.slots if s.job is not None and s.pending is not None]
+        prefilling = [s for s in self.slots if s.job is not None and s.prefill]
         room = batch.capacity
-        for slot in self.slots:
-            slot.out_index = -1
-            if slot.job is None or room == 0:
+        if self.exact_batch is not None:
+            # Exact mode: a decode holds only generated tokens, at most exact_batch of them,
+            # so every row is what decoding that sequence alone would give; one prompt's
+            # chunk goes in a decode of its own, taking turns with generation.
+            self._prefill_turn = bool(prefilling) and (not decoding or not self._prefill_turn)
+            decoding, prefilling = ([], prefilling[:1]) if self._prefill_turn else (decoding, [])
+            room = min(room, self.exact_batch) if decoding else room
+        for i, slot in enumerate(decoding):
+            assert slot.pending is not None
+            if room == 0:
                 continue
-            if slot.pending is not None:
-                slot.out_index = batch.add(
-                    slot.pending, len(slot.seq.tokens), slot.seq.seq_id, True
-                )
-                slot.seq.tokens.append(slot.pending)
-                slot.pending = None
-                room -= 1
-            elif slot.prefill:
-                chunk, slot.prefill = slot.prefill[:room], slot.prefill[room:]
-                base = len(slot.seq.tokens)
-                for i, tok in enumerate(chunk):
-                    last = i == len(chunk) - 1 and not slot.prefill
-                    index = batch.add(tok, base + i, slot.seq.seq_id, last)
-                    if last:
-                        slot.out_index = index
-                slot.seq.tokens.extend(chunk)
-                room -= len(chunk)
+            # Drafts leave a row for every decoding sequence after this one.
+            slot.drafts = self._drafts(slot, room - 1 - (len(decoding) - 1 - i))
+            base = len(slot.seq.tokens)
+            for j, tok in enumerate((slot.pending, *slot.drafts)):
+                index = batch.add(tok, base + j, slot.seq.seq_id, True)
+                if j == 0:
+                    slot.out_index = index
+            slot.seq.tokens += [slot.pending, *slot.drafts]
+            slot.pending = None
+            room -= 1 + len(slot.drafts)
+        for slot in prefilling:
+            if room == 0:
+                continue
+            chunk, slot.prefill = slot.prefill[:room], slot.prefill[room:]
+            base = len(slot.seq.tokens)
+            for j, tok in enumerate(chunk):
+                last = j == len(chunk) - 1 and not slot.prefill
+                index = batch.add(tok, base + j, slot.seq.seq_id, last)
+                if last:
+                    slot.out_index = index
+            slot.seq.tokens.extend(chunk)
+            room -= len(chunk)
         if batch.raw.n_tokens == 0:
             return
         engine.decode()
         for slot in self.slots:
             if slot.out_index >= 0 and slot.job is not None:
                 self._sample(slot)
+            slot.out_index = -1
+
+    def _drafts(self, slot: _Slot, room: int) -> list[int]:
+        """Tokens to check after `slot.pending` in this batch (none when drafting would not
+        pay, the job does not draft, or there is no room)."""
+        lane, emitter = slot.job.lane if slot.job else None, slot.emitter
+        if lane is None or emitter is None or slot.pending is None or not self.drafting:
+            return []
+        context = [*slot.seq.tokens, slot.pending]
+        left = emitter.left(len(context), self.engine.seq_ctx)
+        k = min(lane.controller.next_k(), room, left - 1)
+        drafts = lane.drafter.propose(context, k)[0] if k > 0 else []
+        if not drafts:
+            lane.watch(context)
+        return list(drafts)
 
     def _sample(self, slot: _Slot) -> None:
-        assert slot.job and slot.emitter and slot.sampler
-        token = slot.sampler.sample(self.engine.ctx, slot.out_index)
-        text = slot.emitter.push(token)
-        if text:
-            slot.job.on_text(text)
-        slot.emitter.budget(len(slot.seq.tokens), self.engine.seq_ctx)
-        if slot.emitter.finish:
+        """Sample the slot's rows in order: each accepted draft lets the next row count."""
+        job, emitter, sampler = slot.job, slot.emitter, slot.sampler
+        assert job and emitter and sampler
+        base = len(slot.seq.tokens) - len(slot.drafts)  # cached tokens up to the evaluated one
+        accepted = 0
+        for i in range(len(slot.drafts) + 1):
+            token = sampler.sample(self.engine.ctx, slot.out_index + i)
+            if text := emitter.push(token):
+                job.on_text(text)
+            emitter.budget(base + i, self.engine.seq_ctx)
+            if emitter.finish or i == len(slot.drafts) or token != slot.drafts[i]:
+                break
+            accepted += 1
+        self.engine.trim(slot.seq, base + accepted)  # rejected drafts leave the cache
+        if job.lane is not None:
+            if slot.drafts:
+                job.lane.controller.observe(len(slot.drafts), accepted)
+                job.drafted += len(slot.drafts)
+                job.accepted += accepted
+            else:
+                job.lane.saw(token)
+        slot.drafts = []
+        if emitter.finish:
             self._end(slot, None)
         else:
             slot.pending = token
@@ -208,6 +265,7 @@ class Batcher:
         job, emitter = slot.job, slot.emitter
         slot.job = slot.emitter = None
         slot.pending = None
+        slot.drafts = []
         slot.prefill = []
         if slot.sampler is not None:
             slot.sampler.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 
+import numpy as np
+
 from edgeinf.engine.engine import Engine, SeqState
 from edgeinf.engine.speculation import CostModel
 
@@ -42,6 +44,45 @@ def verify_costs(engine: Engine, reps: int = 3) -> dict[int, float]:
     return {n: round(statistics.median(t) / one, 3) for n, t in times.items()}
 
 
+def exact_batch(engine: Engine, largest: int = max(BATCH_SIZES)) -> int:
+    """The largest batch whose rows are bitwise the logits of one-token decodes.
+
+    llama.cpp's CPU kernels change with the batch size (repacked weights from 2 tokens on;
+    other matmul paths from about 8 on this kind of CPU, visible for some inputs only), and
+    greedy answers must not change with them where exactness is promised: drafts are kept
+    within this size. Every row of every batch is checked, at two context lengths.
+    """
+    seq = _with_scratch(engine)
+    full = list(seq.tokens)
+    try:
+        return min(_exact_from(engine, seq, full[:n], largest) for n in (8, len(full)))
+    finally:
+        engine.trim(seq, 0)
+
+
+def _exact_from(engine: Engine, seq: SeqState, context: list[int], largest: int) -> int:
+    engine.trim(seq, 0)
+    engine.prefill(seq, context)
+    base = len(context)
+    follow = [context[i % base] for i in range(largest)]
+    alone = []
+    for token in follow:  # one token at a time: the reference
+        engine.step(seq, token)
+        alone.append(engine.logits(-1).copy())
+    engine.trim(seq, base)
+    for n in range(2, largest + 1):
+        engine.batch.clear()
+        for i in range(n):
+            engine.batch.add(follow[i], base + i, seq.seq_id, True)
+        engine.decode()
+        same = all(np.array_equal(engine.logits(i), alone[i]) for i in range(n))
+        seq.tokens += follow[:n]
+        engine.trim(seq, base)
+        if not same:
+            return n - 1
+    return largest
+
+
 def draft_step_cost(draft: Engine, target: Engine, reps: int = 5) -> float:
     """One draft-model token, relative to one target token."""
     costs = []
@@ -58,4 +99,5 @@ def calibrate(target: Engine, draft: Engine | None) -> CostModel:
     return CostModel(
         verify=verify_costs(target),
         draft_step=draft_step_cost(draft, target) if draft is not None else 0.0,
+        exact_batch=exact_batch(target) if target.opts.exact else 1,
     )

@@ -111,14 +111,16 @@ class SpeculativeDecoder(PlainDecoder):
         params: SamplingParams,
         lanes: list[Lane],
         mode: str,
+        max_batch: int | None = None,
     ) -> None:
         super().__init__(engine, seq, params)
         self.lanes = lanes
+        self.max_batch = min(max_batch or engine.batch.capacity, engine.batch.capacity)
         self.transform = None if params.greedy else Transform.of(params)
         self.stats = DraftStats(mode=mode)
 
     def advance(self, token: int, budget: int) -> list[int]:
-        cap = min(budget - 1, self.engine.batch.capacity - 1)
+        cap = min(budget - 1, self.max_batch - 1)
         # The lane expected to pay most goes first; one without a proposal passes its turn.
         for lane in sorted(self.lanes, key=Lane.gain, reverse=True):
             k = min(lane.controller.next_k(), cap)

@@ -36,9 +36,13 @@ class Emitter:
             self.parts.append(text)
         return text
 
+    def left(self, n_cached: int, n_ctx: int) -> int:
+        """How many more tokens this answer may take, with `n_cached` tokens in the cache."""
+        return min(self.params.max_tokens - len(self.tokens), n_ctx - n_cached - 1)
+
     def budget(self, n_cached: int, n_ctx: int) -> int:
         """How many more tokens this answer may take; 0 ends it for length."""
-        left = min(self.params.max_tokens - len(self.tokens), n_ctx - n_cached - 1)
+        left = self.left(n_cached, n_ctx)
         if left <= 0 and self.finish is None:
             self.finish = "length"
         return max(left, 0)

@@ -75,7 +75,7 @@ def load(path: Path, opts: EngineOptions) -> Native:
     mparams = ll.llama_model_default_params()
     mparams.n_gpu_layers = opts.n_gpu_layers
     mparams.load_mode = ll.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else ll.LLAMA_LOAD_MODE_NONE
-    mparams.use_extra_bufts = opts.repack
+    mparams.use_extra_bufts = not opts.exact  # see EngineOptions.exact
     model = ll.llama_model_load_from_file(str(path).encode(), mparams)
     if not model:
         raise EngineError(
@@ -87,7 +87,7 @@ def load(path: Path, opts: EngineOptions) -> Native:
     cparams.n_batch = opts.n_batch
     cparams.n_ubatch = opts.n_batch
     cparams.n_seq_max = opts.n_seq_max
-    cparams.kv_unified = True  # sequences share the context's cells instead of splitting them
+    cparams.kv_unified = not opts.exact  # sequences share the context's cells
     # Sliding-window layers (Gemma 3) keep every cell instead of only the window, so that a
     # sequence can be cut back to any length: resumed sessions whose prompt diverges from the
     # saved tokens, rejected drafts. The memory is what kv_bytes() already reserves.

@@ -19,10 +19,12 @@ class EngineOptions:
     n_gpu_layers: int = 0
     kv_type: KvType = "f16"
     use_mmap: bool = True
-    # Repacked weights use other matmul kernels for one token than for a batch, so batched
-    # logits differ from one-at-a-time logits in the last bits; without repacking they are
-    # bitwise equal, which greedy speculative decoding needs to match plain decoding.
-    repack: bool = True
+    # Bitwise reproducible logits: a token's logits do not depend on what else is in its
+    # batch. Repacked weights use other kernels for one token than for a batch, and
+    # sequences sharing the cache's cells change the order of attention's sums; so exact
+    # contexts keep weights as stored and give every sequence cells of its own (with decodes
+    # kept within calibrate.exact_batch, greedy answers then never depend on batching).
+    exact: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, n_seq_max: int = 1) -> EngineOptions:

@@ -17,6 +17,8 @@ class CostModel:
 
     verify: dict[int, float]
     draft_step: float  # one draft-model token, relative to one target token (0 for n-gram)
+    # The largest batch decoded with the same kernels as one token (calibrate.exact_batch).
+    exact_batch: int = 1
 
     def verify_cost(self, n: int) -> float:
         known = sorted(self.verify)

@@ -75,6 +75,8 @@ class Metrics:
         self.completion_tokens.inc(c.usage.completion_tokens)
         self.restored.inc(turn.restored_tokens)
         self.prefilled.inc(turn.prefilled_tokens)
+        self.drafted.inc(turn.drafted)
+        self.accepted.inc(turn.accepted)
         self.ttft.observe(c.timings.ttft_s)
         if c.timings.decode_tok_s > 0:
             self.decode.observe(c.timings.decode_tok_s)

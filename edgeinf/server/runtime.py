@@ -71,9 +71,9 @@ class Runtime:
 
     def _load_now(self) -> None:
         try:
-            # Requests are decoded together in batches; speculation is for single streams
-            # (`run`, `chat`), so no draft model is loaded here.
-            settings = self.settings.model_copy(update={"speculative": "off"})
+            # Requests are decoded together in batches, where greedy ones draft from n-grams;
+            # a draft model's steps would hold up every other sequence, so none is loaded.
+            settings = self.settings.model_copy(update={"draft_model": None})
             service = ChatService(settings, self.model_ref, parallel=self.settings.parallel)
             _ = service.keeper  # opened once here, before two threads could race to open it
             service.start_batching(self.settings.max_queue)
@@ -177,6 +177,7 @@ class Runtime:
         service = self.service
         if service is not None and service.batcher is not None:
             service.batcher.limit = limit
+            service.batcher.drafting = now.level == "ok"
         self.metrics.parallel.set(limit)
         self.metrics.shedding.set(now.level == "critical")
 

@@ -42,8 +42,8 @@ PROMPTS = [
     "Write a SQL query that counts orders per customer.",
 ]
 COST = CostModel({1: 1.0, 2: 1.5, 4: 2.5, 8: 4.0}, 0.0)
-# Without weight repacking, batched logits are bitwise those of one-at-a-time decoding.
-OPTS = EngineOptions(n_ctx=2048, threads=2, threads_batch=2, repack=False)
+# Exact contexts: batched logits are bitwise those of one-at-a-time decoding.
+OPTS = EngineOptions(n_ctx=2048, threads=2, threads_batch=2, exact=True)
 
 
 @pytest.fixture(scope="module")

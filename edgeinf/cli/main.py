@@ -165,7 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--draft", metavar="MODEL", help="draft model (same tokenizer)")
     sp.add_argument("--workload", choices=["code", "edit", "chat"], default="edit")
     sp.add_argument("--prompts", type=int, default=8, help="how many prompts of the workload")
-    sp.add_argument("--tokens", type=int, default=128, help="tokens generated per prompt")
+    sp.add_argument(
+        "--tokens",
+        type=int,
+        default=256,
+        help="most tokens generated per prompt (256: an edited function is returned whole)",
+    )
     sp.add_argument(
         "--llama-tools",
         type=Path,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import llama_cpp as ll
+import numpy as np
 
+from edgeinf.errors import EngineError
 from edgeinf.types import SamplingParams
 
 
@@ -13,6 +15,11 @@ class Sampler:
     """A sampler chain; `sample` picks (and records) the next token from a context's logits."""
 
     def __init__(self, params: SamplingParams, n_vocab: int) -> None:
+        # Greedy picks are read straight from the logits (the first highest, as llama.cpp's
+        # greedy sampler picks): its chain would copy all n_vocab candidates per pick, 0.14 ms
+        # for a 151k vocabulary against 0.013 ms; a verification samples up to 17 rows.
+        self._argmax = params.greedy and not params.penalized
+        self.n_vocab = n_vocab
         self._chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         add = ll.llama_sampler_chain_add
         if params.penalized:
@@ -38,6 +45,11 @@ class Sampler:
         add(self._chain, ll.llama_sampler_init_dist(seed))
 
     def sample(self, ctx: Any, index: int) -> int:
+        if self._argmax:
+            logits = ll.llama_get_logits_ith(ctx, index)
+            if not logits:
+                raise EngineError(f"no logits at output {index}; retry the request")
+            return int(np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).argmax())
         return int(ll.llama_sampler_sample(self._chain, ctx, index))
 
     def accept(self, token: int) -> None:

@@ -60,6 +60,9 @@ class Metrics:
             "Sequences decoded together now (strain lowers it)",
             registry=r,
         )
+        self.drafting = Gauge(
+            "edgeinf_drafting", "1 while batched requests may draft (strain stops it)", registry=r
+        )
         self.shedding = Gauge(
             "edgeinf_shedding", "1 while new requests are refused (memory, heat)", registry=r
         )

@@ -178,6 +178,7 @@ class Runtime:
         if service is not None and service.batcher is not None:
             service.batcher.limit = limit
             service.batcher.drafting = now.level == "ok"
+        self.metrics.drafting.set(now.level == "ok")  # first: whoever sees the new limit sees this
         self.metrics.parallel.set(limit)
         self.metrics.shedding.set(now.level == "critical")
 

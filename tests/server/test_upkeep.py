@@ -51,6 +51,7 @@ def test_memory_pressure_lowers_parallelism_then_sheds_then_recovers(
         assert settles(server, "edgeinf_parallel_limit", 2, within=10)
         memory_cgroup.leave_room(450)  # under the low mark: one sequence at a time
         assert settles(server, "edgeinf_parallel_limit", 1, within=10)
+        assert gauge(server, "edgeinf_drafting") == 0  # and no drafts beside it
         assert httpx.post(url, json=ASK, timeout=60).status_code == 200
         memory_cgroup.leave_room(150)  # under the critical mark: new requests are refused
         assert settles(server, "edgeinf_shedding", 1, within=10)
@@ -61,6 +62,7 @@ def test_memory_pressure_lowers_parallelism_then_sheds_then_recovers(
         memory_cgroup.limit(4 << 30)  # memory is back
         assert settles(server, "edgeinf_shedding", 0, within=10)
         assert settles(server, "edgeinf_parallel_limit", 2, within=10)
+        assert gauge(server, "edgeinf_drafting") == 1
         assert httpx.post(url, json=ASK, timeout=60).status_code == 200
     finally:
         assert server.stop() == 0

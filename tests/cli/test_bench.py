@@ -1,0 +1,59 @@
+"""`edgeinf bench ...` end to end on the smallest model: the reports hold what they promise."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.cli.test_cli import edgeinf
+from tests.conftest import DRAFT, TINY
+
+
+def report(*args: str) -> dict[str, Any]:
+    proc = edgeinf("bench", *args, "--json", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return dict(json.loads(proc.stdout))
+
+
+@pytest.mark.usefixtures("tiny_path")
+def test_bench_speculative_compares_every_mode_with_plain_and_the_peer() -> None:
+    out = report(
+        "speculative", "--model", TINY, "--workload", "edit", "--prompts", "2", "--tokens", "96"
+    )
+    assert set(out["modes"]) == {"plain", "auto", "ngram"}  # no draft model given
+    for mode in out["modes"].values():
+        assert mode["decode_tok_s"] > 0 and mode["ratio_vs_plain"] > 0
+    assert out["modes"]["plain"]["ratio_vs_plain"] == 1.0
+    assert out["modes"]["ngram"]["drafted"] > 0  # an edit returns its input: drafts come
+    assert out["peers"]["llama_cpp_python_prompt_lookup"]["decode_tok_s"] > 0
+    assert sorted(map(int, out["verify_cost"])) == [1, 2, 3, 4, 6, 8, 12, 16]
+
+
+@pytest.mark.usefixtures("tiny_path", "draft_path")
+def test_bench_speculative_exact_outputs_equal_plain() -> None:
+    out = report(
+        "speculative",
+        "--model",
+        DRAFT,
+        "--workload",
+        "code",
+        "--prompts",
+        "2",
+        "--tokens",
+        "96",
+        "--exact",
+    )
+    assert out["exact"] is True
+    for mode in out["modes"].values():
+        assert mode["outputs_differing_from_plain"] == 0
+
+
+@pytest.mark.usefixtures("tiny_path")
+def test_bench_resume_restores_instead_of_prefilling() -> None:
+    out = report("resume", "--model", TINY, "--context", "300", "--repeat", "1")
+    (row,) = out["lengths"]
+    assert row["restored_tokens"] > 250 and row["prefilled_tokens"] < 40
+    assert row["ttft_cold_s"]["median"] > 0 and row["ttft_resumed_s"]["median"] > 0
+    assert row["save"]["q8_0"]["bytes_per_token"] < row["save"]["f16"]["bytes_per_token"]

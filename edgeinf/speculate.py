@@ -32,8 +32,6 @@ class Speculation:
         draft_id: str,
     ) -> None:
         self.mode = settings.speculative
-        # Greedy answers must not change with the batch size: see calibrate.exact_batch.
-        self.exact = target.opts.exact
         self.target = target
         self.drafter = ModelDrafter(draft, target) if draft is not None else None
         self._profile = DeviceProfile(profile_path(settings.state_dir))
@@ -70,8 +68,9 @@ class Speculation:
         return decoder_factory(self.mode, self.cost(), self.drafter, self.max_batch())
 
     def max_batch(self) -> int | None:
-        """How many tokens one decode may hold, when exactness caps it."""
-        return self.cost().exact_batch if self.exact else None
+        """How many tokens one decode may hold, when exactness caps it (greedy answers must
+        not change with the batch size: see calibrate.exact_batch)."""
+        return self.cost().exact_batch if self.target.opts.exact else None
 
     def ngram_lane(self, params: SamplingParams) -> Lane | None:
         """An n-gram lane for one batched sequence (greedy only: drafts are kept while they

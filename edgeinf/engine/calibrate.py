@@ -14,11 +14,17 @@ BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16)
 _FILLER = "def add(a, b):\n    return a + b\n\n" * 8
 
 
-def _decode_seconds(engine: Engine, seq: SeqState, n: int) -> float:
+def _fill_after(engine: Engine, seq: SeqState, tokens: list[int]) -> None:
+    """Put `tokens` in the batch after the sequence's cached ones, logits for every row."""
     base = len(seq.tokens)
     engine.batch.clear()
-    for i in range(n):
-        engine.batch.add(seq.tokens[i % base], base + i, seq.seq_id, True)
+    for i, token in enumerate(tokens):
+        engine.batch.add(token, base + i, seq.seq_id, True)
+
+
+def _decode_seconds(engine: Engine, seq: SeqState, n: int) -> float:
+    base = len(seq.tokens)
+    _fill_after(engine, seq, [seq.tokens[i % base] for i in range(n)])
     started = time.perf_counter()
     engine.decode()
     elapsed = time.perf_counter() - started
@@ -71,9 +77,7 @@ def _exact_from(engine: Engine, seq: SeqState, context: list[int], largest: int)
         alone.append(engine.logits(-1).copy())
     engine.trim(seq, base)
     for n in range(2, largest + 1):
-        engine.batch.clear()
-        for i in range(n):
-            engine.batch.add(follow[i], base + i, seq.seq_id, True)
+        _fill_after(engine, seq, follow[:n])
         engine.decode()
         same = all(np.array_equal(engine.logits(i), alone[i]) for i in range(n))
         seq.tokens += follow[:n]

@@ -21,7 +21,15 @@ from edgeinf.route.encoder import SentenceEncoder
 from edgeinf.route.policy import Facts, decide
 from edgeinf.route.report import pair_report
 from edgeinf.route.router import Router, candidates, find
-from edgeinf.route.train import features, fit_router, graded, metrics, targets, write_router
+from edgeinf.route.train import (
+    features,
+    fit_router,
+    graded,
+    metrics,
+    nested_oof,
+    targets,
+    write_router,
+)
 from edgeinf.tasks import Task, load
 from edgeinf.types import Message
 
@@ -81,8 +89,9 @@ def train(args: argparse.Namespace) -> int:
     data = graded(tasks, local, remote)
     encoder = SentenceEncoder(*encoder_files(settings))
     x = features(encoder, tasks)
-    fitted = fit_router(x, targets(args.kind, data), data)
-    figures = metrics(data, fitted.oof)
+    candidates = targets(args.kind, data)
+    fitted = fit_router(x, candidates, data)
+    figures = metrics(data, nested_oof(x, candidates, data))
     remote_tokens = sum(a.prompt_tokens + a.completion_tokens for a in (remote or {}).values())
     card = {
         "kind": args.kind,
@@ -152,9 +161,9 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     tasks = _tasks(args)
     name, sha = _local(settings, args.model)
-    local_path = cache_path(settings.state_dir, f"local_{sha[:16]}")
+    local_path = cache_path(settings.state_dir, f"local_{sha[:16]}{_cache_suffix(args)}")
     local = load_cached(local_path)
-    remote = load_cached(cache_path(settings.state_dir, _remote_key_any(settings)))
+    remote = load_cached(cache_path(settings.state_dir, _remote_key_any(settings, args)))
     tasks = [t for t in tasks if t.id in local and t.id in remote]
     if not tasks:
         raise InvalidRequestError("no cached answers for this pair; run `edgeinf route train`")
@@ -171,13 +180,13 @@ def evaluate_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _remote_key_any(settings: Settings) -> str:
+def _remote_key_any(settings: Settings, args: argparse.Namespace) -> str:
     """The remote's cache name; any host serving that model name when no URL is given."""
+    suffix = _cache_suffix(args)
     if settings.remote_url:
-        return _remote_key(settings)
-    found = sorted(
-        (settings.state_dir / "route" / "answers").glob(f"remote_*_{settings.remote_model}.jsonl")
-    )
+        return _remote_key(settings) + suffix
+    answers = settings.state_dir / "route" / "answers"
+    found = sorted(answers.glob(f"remote_*_{settings.remote_model}{suffix}.jsonl"))
     if not found:
         raise InvalidRequestError("no cached remote answers; pass --remote-url or train first")
     return found[0].stem

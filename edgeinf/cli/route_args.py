@@ -49,4 +49,5 @@ def add_route_parser(sub: Any) -> None:
     e.add_argument("--tasks", default="gsm8k,humaneval")
     e.add_argument("--limit", type=int)
     e.add_argument("--folds", type=int, default=5)
+    e.add_argument("--max-tokens", type=int, help="read the answers trained with this cap")
     e.add_argument("--json", action="store_true", help="print JSON")

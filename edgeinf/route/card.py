@@ -36,9 +36,9 @@ Trained on {card["trained_on"]["n"]} tasks ({", ".join(card["trained_on"]["tasks
 training-split problems (numeric answer) and HumanEval problems (executed tests), both models
 greedy. Remote cost of the run: {card["trained_on"]["remote_tokens"]} tokens.
 
-Cross-validated (5 folds, stratified by task; every score below comes from a model that did not
-see the question; the target and regularisation were picked by the same folds, so the figures
-lean slightly optimistic):
+Nested cross-validation (5 folds, stratified by task): every score below comes from a model that
+did not see the question, and whose target and regularisation were chosen by inner folds that
+did not see it either:
 
 | tasks | n | local | remote | APGR | PGR@50% | random APGR | local-failure oracle APGR |
 |---|---|---|---|---|---|---|---|

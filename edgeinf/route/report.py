@@ -11,9 +11,11 @@ import numpy.typing as npt
 from edgeinf.route import evaluate
 from edgeinf.route.cascade import agree
 from edgeinf.route.collect import Answer
-from edgeinf.route.train import Graded, fit_router, metrics, targets
+from edgeinf.route.head import fit
+from edgeinf.route.train import Graded, fit_router, metrics, nested_oof, targets
 
 RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SHARES = (0.25, 0.5, 0.75, 1.0)
 
 
 def pair_report(
@@ -24,22 +26,54 @@ def pair_report(
     second: dict[str, Answer],
     folds: int,
 ) -> dict[str, Any]:
-    pair = fit_router(x, targets("pair", data), data, folds)
+    pair = nested_oof(x, targets("pair", data), data, folds)
     out: dict[str, Any] = {
-        "pair_router": {"target": pair.target, **metrics(data, pair.oof)},
+        "pair_router": metrics(data, pair),
         "local_failure_router": metrics(
-            data, fit_router(x, targets("local-failure", data), data, folds).oof
+            data, nested_oof(x, targets("local-failure", data), data, folds)
         ),
     }
-    curve = evaluate.curve(pair.oof, data.local_ok, data.remote_ok)
+    curve = evaluate.curve(pair, data.local_ok, data.remote_ok)
     out["curve"] = [
         {"rate": r, "quality": round(curve.quality_at(r), 4), "pgr": round(curve.pgr_at(r), 4)}
         for r in RATES
     ]
+    out["learning_curve"] = learning_curve(x, data, targets("pair", data), folds)
     idx = np.asarray([i for i, t in enumerate(data.tasks) if t.id in second], dtype=np.intp)
     if len(idx):
-        out["cascade"] = cascade_report(data, pair.oof, idx, local, remote, second)
+        out["cascade"] = cascade_report(data, pair, idx, local, remote, second)
     return out
+
+
+def learning_curve(
+    x: npt.NDArray[np.float32],
+    data: Graded,
+    candidates: dict[str, npt.NDArray[np.float64]],
+    folds: int,
+    repeats: int = 3,
+) -> list[dict[str, Any]]:
+    """Held-out APGR of the chosen target and regularisation when each fold's model learns from
+    only a share of the other folds: whether more graded answers would still buy quality."""
+    chosen = fit_router(x, candidates, data, folds)
+    y = candidates[chosen.target]
+    rng = np.random.default_rng(0)
+    rows = []
+    for share in SHARES:
+
+        def fit_predict(
+            train: npt.NDArray[np.intp], held: npt.NDArray[np.intp], share: float = share
+        ) -> npt.NDArray[np.float64]:
+            part = rng.choice(train, max(2, round(len(train) * share)), replace=False)
+            return fit(x[part], y[part], chosen.l2).predict(x[held])
+
+        runs = [
+            metrics(data, evaluate.out_of_fold(y, data.kinds, fit_predict, folds))
+            for _ in range(repeats if share < 1 else 1)
+        ]
+        per_kind = {k: round(float(np.mean([r[k]["apgr"] for r in runs])), 4) for k in runs[0]}
+        trained_on = round(len(data.tasks) * (1 - 1 / folds) * share)
+        rows.append({"share": share, "trained_on": trained_on, "apgr": per_kind})
+    return rows
 
 
 def cascade_report(
@@ -52,7 +86,7 @@ def cascade_report(
 ) -> dict[str, Any]:
     """On the tasks with a second local sample: disagreement alone, and disagreement with the
     pre-generation score ordering each side; and what the second sample costs."""
-    sub = Graded([data.tasks[i] for i in idx], data.local_ok[idx], data.remote_ok[idx])
+    sub = data.take(idx)
     ids = [t.id for t in sub.tasks]
     disagree = np.asarray([not agree(local[i].text, second[i].text) for i in ids], dtype=float)
 

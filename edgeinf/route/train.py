@@ -39,6 +39,9 @@ class Graded:
     def subset(self, kind: str) -> npt.NDArray[np.intp]:
         return np.flatnonzero(np.asarray(self.kinds) == kind)
 
+    def take(self, idx: npt.NDArray[np.intp]) -> Graded:
+        return Graded([self.tasks[i] for i in idx], self.local_ok[idx], self.remote_ok[idx])
+
 
 def graded(tasks: list[Task], local: dict[str, Answer], remote: dict[str, Answer] | None) -> Graded:
     local_ok = np.asarray([grade(t, local[t.id].text) for t in tasks])
@@ -65,7 +68,6 @@ class Fitted:
     model: Logistic
     target: str
     l2: float
-    oof: npt.NDArray[np.float64]  # out-of-fold scores, for honest metrics
     train_scores: npt.NDArray[np.float64]
 
 
@@ -77,7 +79,7 @@ def fit_router(
 ) -> Fitted:
     """The target and regularisation with the best cross-validated APGR, refitted on all."""
     k = max(2, min(k, len(data.tasks)))
-    best: tuple[float, str, float, npt.NDArray[np.float64]] | None = None
+    best: tuple[float, str, float] | None = None
     for name, y in candidates.items():
         for l2 in L2_GRID:
 
@@ -92,11 +94,29 @@ def fit_router(
             oof = evaluate.out_of_fold(y, data.kinds, fit_predict, k)
             apgr = evaluate.curve(oof, data.local_ok, data.remote_ok).apgr
             if best is None or apgr > best[0]:
-                best = (apgr, name, l2, oof)
+                best = (apgr, name, l2)
     assert best is not None
-    _, name, l2, oof = best
+    _, name, l2 = best
     model = fit(x, candidates[name], l2)
-    return Fitted(model, name, l2, oof, model.predict(x))
+    return Fitted(model, name, l2, model.predict(x))
+
+
+def nested_oof(
+    x: npt.NDArray[np.float32],
+    candidates: dict[str, npt.NDArray[np.float64]],
+    data: Graded,
+    k: int = 5,
+) -> npt.NDArray[np.float64]:
+    """Held-out scores with nothing chosen on the question scored: each outer fold's model picks
+    its own target and regularisation by inner folds of the rest. `fit_router`'s own out-of-fold
+    scores are the best of several configurations, so they lean optimistic."""
+    k = max(2, min(k, len(data.tasks)))
+    scores = np.zeros(len(data.tasks))
+    for held in evaluate.folds(data.kinds, k):
+        rest = np.setdiff1d(np.arange(len(data.tasks)), held)
+        inner = fit_router(x[rest], {n: y[rest] for n, y in candidates.items()}, data.take(rest), k)
+        scores[held] = inner.model.predict(x[held])
+    return scores
 
 
 def metrics(data: Graded, oof: npt.NDArray[np.float64]) -> dict[str, Any]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from edgeinf.route.evaluate import curve, folds, random_apgr
+from edgeinf.route.train import Graded, nested_oof, targets
+from edgeinf.tasks import Task
 
 # 10 queries: local right on 0-2, remote right on 0-5 (gains on 3-5), local-only on 9
 LOCAL = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 1], dtype=bool)
@@ -35,3 +38,22 @@ def test_folds_split_every_kind_and_cover_each_row_once() -> None:
     assert sorted(np.concatenate(parts).tolist()) == list(range(12))
     for p in parts:
         assert {kinds[i] for i in p} == {"a", "b"}
+
+
+def test_nested_scores_never_depend_on_the_label_of_the_question_scored() -> None:
+    rng = np.random.default_rng(3)
+    n = 40
+    kinds = ["gsm8k", "humaneval"] * (n // 2)
+    tasks = [Task(f"t{i}", kinds[i], (), 8, "") for i in range(n)]
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    local = rng.random(n) < 0.4
+    remote = rng.random(n) < 0.7
+    held = folds(kinds, 5)[0]
+
+    def scores(local_ok: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+        data = Graded(tasks, local_ok, remote)
+        return nested_oof(x, targets("pair", data), data)[held]
+
+    flipped = local.copy()
+    flipped[held] = ~flipped[held]
+    np.testing.assert_array_equal(scores(local), scores(flipped))

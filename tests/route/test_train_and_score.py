@@ -49,6 +49,16 @@ def test_train_answers_with_both_models_and_writes_a_router(
     again = edgeinf(*args, env=env)
     assert again.returncode == 0, again.stderr
     assert chat_requests(remote_15b) == before
+    # `route eval` reads the same cached answers back: nested figures and a learning curve
+    evaluated = edgeinf(
+        "route", "eval", "-m", DRAFT, "--remote-model", TARGET, "--limit", "4",
+        "--max-tokens", "48", "--folds", "2", "--json", env=env,
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert report["n"] == 4 and report["pair_router"]["all"]["n"] == 4
+    assert [row["share"] for row in report["learning_curve"]] == [0.25, 0.5, 0.75, 1.0]
+    assert report["curve"][0]["rate"] == 0.0 and report["curve"][-1]["rate"] == 1.0
     # and the router is used by `route score`
     scored = edgeinf(
         "route", "score", "-m", DRAFT, "--json", "What is 2 + 2?",

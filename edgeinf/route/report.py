@@ -16,6 +16,7 @@ from edgeinf.route.train import Graded, fit_router, metrics, nested_oof, targets
 
 RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 SHARES = (0.25, 0.5, 0.75, 1.0)
+STEP_BUCKETS = (("0-2", 0, 2), ("3", 3, 3), ("4", 4, 4), ("5+", 5, 10**6))
 
 
 def pair_report(
@@ -39,6 +40,9 @@ def pair_report(
         for r in RATES
     ]
     out["learning_curve"] = learning_curve(x, data, targets("pair", data), folds)
+    gsm8k = data.subset("gsm8k")
+    if len(gsm8k):
+        out["gsm8k_by_difficulty"] = difficulty_report(data.take(gsm8k))
     idx = np.asarray([i for i, t in enumerate(data.tasks) if t.id in second], dtype=np.intp)
     if len(idx):
         out["cascade"] = cascade_report(data, pair, idx, local, remote, second)
@@ -74,6 +78,29 @@ def learning_curve(
         trained_on = round(len(data.tasks) * (1 - 1 / folds) * share)
         rows.append({"share": share, "trained_on": trained_on, "apgr": per_kind})
     return rows
+
+
+def difficulty_report(data: Graded) -> dict[str, Any]:
+    """GSM8K by the number of calculations in the reference solution: what escalating buys at
+    each difficulty, and the APGR of a router that knew the difficulty (hardest first). When the
+    remote also fails the hard problems, knowing which are hard does not say where it gains."""
+    steps = np.asarray([t.steps for t in data.tasks])
+    rows = []
+    for label, low, high in STEP_BUCKETS:
+        m = (steps >= low) & (steps <= high)
+        if m.any():
+            lo, ro = data.local_ok[m], data.remote_ok[m]
+            rows.append(
+                {
+                    "steps": label,
+                    "n": int(m.sum()),
+                    "local_accuracy": round(float(lo.mean()), 4),
+                    "remote_accuracy": round(float(ro.mean()), 4),
+                    "gain_per_escalation": round(float(ro.mean() - lo.mean()), 4),
+                }
+            )
+    oracle = evaluate.curve(steps.astype(float), data.local_ok, data.remote_ok)
+    return {"buckets": rows, "difficulty_oracle_apgr": round(oracle.apgr, 4)}
 
 
 def cascade_report(

@@ -21,6 +21,7 @@ class Task:
     reference: str  # gsm8k: the gold number; humaneval: the test code
     entry_point: str = ""
     prefix: str = ""  # humaneval: the prompt, which holds the imports
+    steps: int = 0  # gsm8k: calculations in the reference solution, a difficulty no router sees
 
 
 def load(kinds: tuple[str, ...], limit: int | None = None) -> list[Task]:

@@ -26,6 +26,7 @@ def tasks() -> list[Task]:
                 messages=(Message("user", f"{row['question']}\n\n{INSTRUCTION}"),),
                 max_tokens=320,
                 reference=gold,
+                steps=row["answer"].count("<<"),
             )
         )
     return out

@@ -7,6 +7,7 @@ import numpy.typing as npt
 import pytest
 
 from edgeinf.route.evaluate import curve, folds, random_apgr
+from edgeinf.route.report import difficulty_report
 from edgeinf.route.train import Graded, nested_oof, targets
 from edgeinf.tasks import Task
 
@@ -57,3 +58,17 @@ def test_nested_scores_never_depend_on_the_label_of_the_question_scored() -> Non
     flipped = local.copy()
     flipped[held] = ~flipped[held]
     np.testing.assert_array_equal(scores(local), scores(flipped))
+
+
+def test_difficulty_buckets_say_what_escalating_buys_at_each_difficulty() -> None:
+    steps = [2, 2, 3, 3, 5, 6]
+    tasks = [Task(f"t{i}", "gsm8k", (), 8, "", steps=s) for i, s in enumerate(steps)]
+    local = np.array([1, 0, 0, 0, 0, 0], dtype=bool)
+    remote = np.array([1, 1, 1, 0, 0, 0], dtype=bool)  # the remote fails the hardest ones too
+    report = difficulty_report(Graded(tasks, local, remote))
+    rows = {r["steps"]: r for r in report["buckets"]}
+    assert set(rows) == {"0-2", "3", "5+"}
+    assert rows["0-2"]["gain_per_escalation"] == 0.5
+    assert rows["3"]["gain_per_escalation"] == 0.5
+    assert rows["5+"]["gain_per_escalation"] == 0.0
+    assert report["difficulty_oracle_apgr"] < 0.5  # hardest first escalates where nothing is won

@@ -82,7 +82,7 @@ def learning_curve(
 
 def difficulty_report(data: Graded) -> dict[str, Any]:
     """GSM8K by the number of calculations in the reference solution: what escalating buys at
-    each difficulty, and the APGR of a router that knew the difficulty (hardest first). When the
+    each difficulty, and the APGR of a router that knew the difficulty, either way round. When the
     remote also fails the hard problems, knowing which are hard does not say where it gains."""
     steps = np.asarray([t.steps for t in data.tasks])
     rows = []
@@ -99,8 +99,13 @@ def difficulty_report(data: Graded) -> dict[str, Any]:
                     "gain_per_escalation": round(float(ro.mean() - lo.mean()), 4),
                 }
             )
-    oracle = evaluate.curve(steps.astype(float), data.local_ok, data.remote_ok)
-    return {"buckets": rows, "difficulty_oracle_apgr": round(oracle.apgr, 4)}
+    known = {
+        order: round(
+            evaluate.curve(sign * steps.astype(float), data.local_ok, data.remote_ok).apgr, 4
+        )
+        for order, sign in (("hardest_first", 1), ("easiest_first", -1))
+    }
+    return {"buckets": rows, "difficulty_oracle_apgr": known}
 
 
 def cascade_report(

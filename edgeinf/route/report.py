@@ -27,7 +27,8 @@ def pair_report(
     second: dict[str, Answer],
     folds: int,
 ) -> dict[str, Any]:
-    pair = nested_oof(x, targets("pair", data), data, folds)
+    pair_targets = targets("pair", data)
+    pair = nested_oof(x, pair_targets, data, folds)
     out: dict[str, Any] = {
         "pair_router": metrics(data, pair),
         "local_failure_router": metrics(
@@ -39,7 +40,7 @@ def pair_report(
         {"rate": r, "quality": round(curve.quality_at(r), 4), "pgr": round(curve.pgr_at(r), 4)}
         for r in RATES
     ]
-    out["learning_curve"] = learning_curve(x, data, targets("pair", data), folds)
+    out["learning_curve"] = learning_curve(x, data, pair_targets, folds)
     gsm8k = data.subset("gsm8k")
     if len(gsm8k):
         out["gsm8k_by_difficulty"] = difficulty_report(data.take(gsm8k))

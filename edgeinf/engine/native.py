@@ -7,6 +7,7 @@ functions are used directly, never the high-level `Llama` class.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -70,12 +71,25 @@ class Native:
             self.model = None
 
 
+@functools.cache
+def has_amx() -> bool:
+    """Whether this CPU has Intel AMX (Linux only: elsewhere llama.cpp builds without it)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return any(line.startswith("flags") and " amx_int8" in line for line in fh)
+    except OSError:
+        return False
+
+
 def load(path: Path, opts: EngineOptions) -> Native:
     ensure_backend()
     mparams = ll.llama_model_default_params()
     mparams.n_gpu_layers = opts.n_gpu_layers
     mparams.load_mode = ll.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else ll.LLAMA_LOAD_MODE_NONE
-    mparams.use_extra_bufts = not opts.exact  # see EngineOptions.exact
+    # See EngineOptions.exact. On CPUs with AMX the extra buffer types include llama.cpp's
+    # AMX one, whose Q4_K matmul crashes the first decode (llama.cpp issue 20824; seen here
+    # with every model of the catalog on a Xeon with amx_int8): plain buffers there.
+    mparams.use_extra_bufts = not opts.exact and not has_amx()
     model = ll.llama_model_load_from_file(str(path).encode(), mparams)
     if not model:
         raise EngineError(

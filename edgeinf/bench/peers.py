@@ -2,30 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import llama_cpp.llama_cpp as bindings
 from llama_cpp import Llama
 
+from edgeinf.engine.native import has_amx
 from edgeinf.engine.options import EngineOptions
+
+
+@contextlib.contextmanager
+def _plain_buffers_on_amx() -> Iterator[None]:
+    """`Llama` takes llama.cpp's default model parameters, whose AMX buffers crash on CPUs
+    with AMX (see engine.native.load); the peer then runs with plain buffers, as edgeinf."""
+    default = bindings.llama_model_default_params
+    if not has_amx():
+        yield
+        return
+
+    def plain() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    bindings.llama_model_default_params = plain
+    try:
+        yield
+    finally:
+        bindings.llama_model_default_params = default
 
 
 class PeerLlama:
     """The `Llama` class a Python user would pick instead of edgeinf, configured alike."""
 
     def __init__(self, path: Path, opts: EngineOptions, draft_model: object = None) -> None:
-        self._llama = Llama(
-            model_path=str(path),
-            draft_model=draft_model,
-            logits_all=draft_model is not None,  # its speculative path needs every row
-            n_ctx=opts.n_ctx,
-            n_batch=opts.n_batch,
-            n_ubatch=opts.n_batch,
-            n_threads=opts.threads,
-            n_threads_batch=opts.threads_batch,
-            n_gpu_layers=opts.n_gpu_layers,
-            verbose=False,
-        )
+        with _plain_buffers_on_amx():
+            self._llama = Llama(
+                model_path=str(path),
+                draft_model=draft_model,
+                logits_all=draft_model is not None,  # its speculative path needs every row
+                n_ctx=opts.n_ctx,
+                n_batch=opts.n_batch,
+                n_ubatch=opts.n_batch,
+                n_threads=opts.threads,
+                n_threads_batch=opts.threads_batch,
+                n_gpu_layers=opts.n_gpu_layers,
+                verbose=False,
+            )
 
     def decode_tok_s(self, prompt: list[int], max_tokens: int) -> tuple[float, int]:
         """Greedy streaming completion; (tokens/s after the first token, tokens generated)."""

@@ -15,6 +15,7 @@ from pydantic_settings import (
 )
 
 from edgeinf.errors import ConfigError
+from edgeinf.profile import tuned_defaults
 
 KvType = Literal["f16", "q8_0", "q4_0"]
 
@@ -188,8 +189,6 @@ class Settings(BaseSettings):
 def load_settings(**flags: Any) -> Settings:
     """Build settings; flags that are None are left to the file and environment, and what
     nobody set may come from `edgeinf tune`'s measurements."""
-    from edgeinf.profile import tuned_defaults  # profile -> catalog -> config: import late
-
     given = {k: v for k, v in flags.items() if v is not None}
     try:
         settings = Settings(**given)

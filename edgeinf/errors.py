@@ -66,3 +66,14 @@ class EngineError(EdgeinfError):
 
 class InsufficientMemoryError(EdgeinfError):
     code = "insufficient_memory"
+
+
+class MissingExtraError(ConfigError):
+    """A part of edgeinf that needs an optional extra which is not installed."""
+
+    code = "missing_extra"
+
+    def __init__(self, what: str, extra: str) -> None:
+        super().__init__(
+            f"{what} needs the {extra} extra; install it with: pip install 'edgeinf[{extra}]'"
+        )

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edgeinf.catalog.store import write_atomic
+from edgeinf.files import write_atomic
 
 log = logging.getLogger("edgeinf.profile")
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict
-from functools import partial
 
 from edgeinf.config import Settings
 from edgeinf.engine.calibrate import calibrate
-from edgeinf.engine.decoders import Lane, PlainDecoder, SpeculativeDecoder
 from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
 from edgeinf.engine.engine import Engine
-from edgeinf.engine.generate import MakeDecoder
+from edgeinf.engine.lanes import Lane
 from edgeinf.engine.speculation import Acceptance, Controller, CostModel
 from edgeinf.profile import DeviceProfile, profile_path
 from edgeinf.types import SamplingParams
@@ -61,35 +59,27 @@ class Speculation:
                 self._profile.put("speculative", self._key, asdict(self._cost))
         return self._cost
 
-    def decoder_for(self, params: SamplingParams) -> MakeDecoder:
-        """A fresh decoder factory per turn: acceptance is tracked per request."""
+    def lanes(self, params: SamplingParams) -> list[Lane]:
+        """Fresh drafting lanes for one answer (acceptance is tracked per answer); none when
+        this mode or request does not draft (repetition penalties need every token sampled
+        by the chain)."""
         if not self.usable or params.penalized:
-            return PlainDecoder
-        return decoder_factory(self.mode, self.cost(), self.drafter, self.max_batch())
+            return []
+        return lanes_for(self.mode, self.cost(), self.drafter)
 
     def max_batch(self) -> int | None:
         """How many tokens one decode may hold, when exactness caps it (greedy answers must
         not change with the batch size: see calibrate.exact_batch)."""
         return self.cost().exact_batch if self.target.opts.exact else None
 
-    def ngram_lane(self, params: SamplingParams) -> Lane | None:
-        """An n-gram lane for one batched sequence (greedy only: drafts are kept while they
-        equal the target's argmax), or None when this mode or request does not draft."""
-        if self.mode not in ("auto", "ngram") or not params.greedy or params.penalized:
-            return None
-        return ngram_lane(self.cost(), None if self.mode == "auto" else FORCED_K)
-
     def close(self) -> None:
         if self.drafter is not None:
             self.drafter.engine.close()
 
 
-def decoder_factory(
-    mode: str, cost: CostModel, drafter: ModelDrafter | None, max_batch: int | None = None
-) -> MakeDecoder:
-    """Plain decoding, or speculative with the lanes `mode` allows (forced modes draft a
-    fixed FORCED_K tokens; auto lets each lane's controller decide), verifying at most
-    `max_batch` tokens at once."""
+def lanes_for(mode: str, cost: CostModel, drafter: ModelDrafter | None) -> list[Lane]:
+    """The lanes `mode` allows: forced modes draft a fixed FORCED_K tokens, auto lets each
+    lane's controller decide from the measured costs."""
     forced = None if mode == "auto" else FORCED_K
     lanes = []
     if mode in ("auto", "ngram"):
@@ -97,9 +87,7 @@ def decoder_factory(
     if drafter is not None and mode in ("auto", "draft"):
         controller = Controller(cost, fixed_k=forced, acceptance=Acceptance(prior=0.7))
         lanes.append(Lane(drafter, controller))
-    if not lanes:
-        return PlainDecoder
-    return partial(SpeculativeDecoder, lanes=lanes, mode=mode, max_batch=max_batch)
+    return lanes
 
 
 def ngram_lane(cost: CostModel, forced: int | None) -> Lane:

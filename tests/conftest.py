@@ -28,6 +28,17 @@ DRAFT = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 TARGET = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 
 
+# The fast tier (`pytest -m "not slow"`) runs with the 270M model only: a test that asks for a
+# larger model through these fixtures is slow, whatever its own marks say.
+LARGER_MODELS = frozenset({"draft_path", "target_path", "chat_engine", "chat_server", "remote_15b"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if LARGER_MODELS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     """The user's settings: the model store is shared with `edgeinf pull` on this machine."""

@@ -52,6 +52,8 @@ ROWS: dict[int, tuple[str, str]] = {
     32: ("remote", "plain http off loopback, bad TLS, cross-host redirect"),
     33: ("fuzzing", "GGUF checks, session file parser, chat template rendering, numbers"),
     34: ("fuzzing", "the HTTP API from its OpenAPI schema"),
+    47: ("lifecycle", "an exception on the engine or loader thread that is not one of ours"),
+    48: ("HTTP", "text that cannot be encoded in any field (a lone UTF-16 surrogate)"),
 }
 
 

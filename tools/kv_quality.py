@@ -16,8 +16,8 @@ from importlib.resources import files
 from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.config import load_settings
 from edgeinf.engine.engine import Engine
-from edgeinf.engine.generate import generate_once
-from edgeinf.engine.options import EngineOptions
+from edgeinf.engine.once import answer_once
+from edgeinf.service.local import engine_options
 from edgeinf.types import Message, SamplingParams
 
 
@@ -44,14 +44,13 @@ def main() -> int:
     answers: dict[str, list[tuple[int, ...]]] = {}
     correct: dict[str, int] = {}
     for kv in ("f16", "q8_0"):
-        opts = EngineOptions.from_settings(settings.model_copy(update={"kv_type": kv}))
+        opts = engine_options(settings.model_copy(update={"kv_type": kv}))
         with Engine(model.path, opts) as engine:
             outs = []
             correct[kv] = 0
             for row in rows:
                 prompt = engine.chat_tokens([Message("user", row["question"])])
-                completion = generate_once(engine, prompt, params).completion
-                assert completion is not None
+                completion = answer_once(engine, prompt, params).completion
                 outs.append(completion.token_ids)
                 truth = row["answer"].split("####")[-1].strip().replace(",", "")
                 correct[kv] += _number(completion.text) == truth

@@ -11,8 +11,8 @@ from edgeinf.bench.peers import PeerLlama
 from edgeinf.bench.report import header, summary
 from edgeinf.catalog.store import LocalModel
 from edgeinf.engine.engine import Engine
-from edgeinf.engine.generate import generate_once
 from edgeinf.engine.native import library_version, system_info
+from edgeinf.engine.once import answer_once
 from edgeinf.engine.options import EngineOptions
 from edgeinf.types import Message, SamplingParams
 
@@ -65,8 +65,7 @@ def bench_decode(
         peer = PeerLlama(model.path, opts)
         try:
             for i in range(repeat + 1):  # the first round warms caches and is not counted
-                gen = generate_once(engine, prompt, params)
-                assert gen.completion is not None
+                gen = answer_once(engine, prompt, params)
                 peer_tok_s, peer_n = peer.decode_tok_s(prompt, tokens)
                 if i:
                     ours_runs.append(gen.completion.timings.decode_tok_s)

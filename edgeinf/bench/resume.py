@@ -20,7 +20,7 @@ from edgeinf.bench.report import header, summary
 from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
 from edgeinf.engine.native import library_version, system_info
-from edgeinf.service import ChatRequest, ChatService
+from edgeinf.service.local import ChatRequest, ChatService
 from edgeinf.types import Message, SamplingParams
 
 NEXT_QUESTION = "Summarise what the code above does in two sentences."
@@ -146,22 +146,27 @@ def _save_turn(
     service = ChatService(cfg, str(model.path))
     try:
         history = build_history(service, length)
-        turn = service.respond(
+        local = service.local(
             ChatRequest(
                 history[:-1], SamplingParams(max_tokens=1, temperature=0), session_id=session
             )
         )
-        turn.generation.text()
+        pieces = iter(local)
+        next(pieces, None)  # the one token
         started = time.perf_counter()
-        service.finish(turn)
+        for _ in pieces:  # the answer's end, where its state is kept
+            pass
         service.flush()
         elapsed = time.perf_counter() - started
-        tokens = len(turn.generation.seq.tokens)
+        assert local.result is not None
+        result = local.result
+        saved = result.saved["saved_bytes"]
+        tokens = result.n_prompt + result.completion.usage.completion_tokens
         return {
             "save_s": round(elapsed, 4),
-            "bytes": turn.saved["saved_bytes"],
+            "bytes": saved,
             "tokens": tokens,
-            "bytes_per_token": round(turn.saved["saved_bytes"] / tokens),
+            "bytes_per_token": round(saved / tokens),
         }
     finally:
         service.close()
@@ -173,7 +178,7 @@ def _saved_messages(state: Path, session: str) -> tuple[Message, ...]:
 
     store = SessionStore(state, 1 << 40)
     try:
-        row = store.get(session, LOCAL_OWNER)
+        row = store.get(LOCAL_OWNER, session)
         assert row is not None
         return row.messages
     finally:

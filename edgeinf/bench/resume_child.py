@@ -16,8 +16,7 @@ from pathlib import Path
 
 from edgeinf.bench.peers import PeerDiskCache
 from edgeinf.config import load_settings
-from edgeinf.engine.options import EngineOptions
-from edgeinf.service import ChatRequest, ChatService
+from edgeinf.service.local import ChatRequest, ChatService, engine_options
 from edgeinf.types import Message, SamplingParams
 
 ONE_TOKEN = SamplingParams(max_tokens=1, temperature=0.0)
@@ -34,16 +33,17 @@ def main(argv: list[str]) -> dict[str, float | int]:
     service = ChatService(settings, model)
     try:
         started = time.perf_counter()
-        turn = service.respond(
+        local = service.local(
             ChatRequest(messages, ONE_TOKEN, session_id=session if mode == "resume" else None)
         )
-        next(iter(turn.generation), None)
+        "".join(local)  # the one token
         ttft = time.perf_counter() - started
+        assert local.result is not None
         return {
             "ttft_s": ttft,
-            "restored": turn.restored_tokens,
-            "prefilled": turn.prefilled_tokens,
-            "restore_s": turn.restore.seconds,
+            "restored": local.result.restored_tokens,
+            "prefilled": local.result.prefilled_tokens,
+            "restore_s": local.result.restore.seconds,
         }
     finally:
         service.close()
@@ -58,7 +58,7 @@ def _peer(
 
     assert isinstance(settings, Settings)
     path = resolve_verified(open_store(settings), model).path
-    opts = EngineOptions.from_settings(settings)
+    opts = engine_options(settings)
     with Engine(path, opts) as engine:  # the same prompt tokens as edgeinf
         prompt = engine.chat_tokens(messages)
     with contextlib.redirect_stderr(io.StringIO()):  # LlamaDiskCache prints to stderr

@@ -21,10 +21,10 @@ from edgeinf.catalog.store import LocalModel
 from edgeinf.engine.calibrate import calibrate
 from edgeinf.engine.drafters import ModelDrafter
 from edgeinf.engine.engine import Engine
-from edgeinf.engine.generate import Generation, generate_once
 from edgeinf.engine.native import library_version, system_info
+from edgeinf.engine.once import Outcome, answer_once
 from edgeinf.engine.options import EngineOptions
-from edgeinf.speculate import decoder_factory
+from edgeinf.speculate import lanes_for
 from edgeinf.types import Message, SamplingParams
 
 
@@ -40,13 +40,12 @@ class _Tally:
         self.accepted = 0
         self.mismatches = 0
 
-    def add(self, gen: Generation, reference: tuple[int, ...] | None) -> None:
-        c = gen.completion
-        assert c is not None
+    def add(self, answer: Outcome, reference: tuple[int, ...] | None) -> None:
+        c = answer.completion
         self.tokens += max(c.usage.completion_tokens - 1, 0)
         self.seconds += c.timings.total_s - c.timings.ttft_s
-        self.drafted += gen.draft_stats.drafted
-        self.accepted += gen.draft_stats.accepted
+        self.drafted += answer.drafted
+        self.accepted += answer.accepted
         if reference is not None and c.token_ids != reference:
             self.mismatches += 1
 
@@ -88,17 +87,13 @@ def bench_speculative(
                 rendered.append("".join(s.text for s in engine.template.render(messages)))
                 tokens = engine.chat_tokens(messages)
                 prompt_tokens.append(tokens)
-                plain = generate_once(engine, tokens, params)
+                batch = cost.exact_batch if exact else None
+                plain = answer_once(engine, tokens, params, exact_batch=batch)
                 tallies["plain"].add(plain, None)
-                assert plain.completion is not None
                 for mode in spec_modes[i % len(spec_modes) :] + spec_modes[: i % len(spec_modes)]:
-                    gen = generate_once(
-                        engine,
-                        tokens,
-                        params,
-                        decoder_factory(mode, cost, drafter, cost.exact_batch if exact else None),
-                    )
-                    tallies[mode].add(gen, plain.completion.token_ids)
+                    lanes = lanes_for(mode, cost, drafter)
+                    answer = answer_once(engine, tokens, params, lanes, exact_batch=batch)
+                    tallies[mode].add(answer, plain.completion.token_ids)
         finally:
             if draft_engine is not None:
                 draft_engine.close()

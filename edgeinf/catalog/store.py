@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeinf.catalog.entries import CatalogEntry
-from edgeinf.catalog.gguf_check import read_gguf
 from edgeinf.errors import ModelFileError, ModelNotFoundError
+from edgeinf.files import write_atomic
+from edgeinf.gguf.check import read_gguf
 
 REGISTRY = "registry.json"
 _CHUNK = 1 << 20
@@ -43,28 +44,6 @@ def sha256_file(path: Path) -> str:
         while block := fh.read(_CHUNK):
             digest.update(block)
     return digest.hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so a reader sees the old or the new bytes, never a mix."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ModelStore:

@@ -8,8 +8,8 @@ from typing import Any
 
 from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.cli.main import settings_from
-from edgeinf.engine.options import EngineOptions
 from edgeinf.errors import InvalidRequestError
+from edgeinf.service.local import engine_options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         result = bench_speculative(
             model,
             draft,
-            EngineOptions.from_settings(settings),
+            engine_options(settings),
             args.workload,
             args.prompts,
             args.tokens,
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeinf.bench.decode import bench_decode
 
     result = bench_decode(
-        model, EngineOptions.from_settings(settings), args.tokens, args.repeat, args.llama_bench
+        model, engine_options(settings), args.tokens, args.repeat, args.llama_bench
     )
     print(json.dumps(result, indent=2) if args.json else _decode_table(result, args))
     return 0

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from edgeinf.cli.chat_backend import Backend, LocalBackend, RemoteBackend, Routing, Stats
+from edgeinf.cli.chat_backend import Backend, LocalBackend, Routing, ServerBackend, Stats
 from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
 from edgeinf.config import Settings, read_api_key
 from edgeinf.errors import EdgeinfError
-from edgeinf.service import conversation
+from edgeinf.service.local import conversation
 from edgeinf.sessions.ids import check_session_id, new_session_id
 from edgeinf.types import Message, SamplingParams
 
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
     last = settings.state_dir / "last_chat"
     session_id = _session_to_use(args.resume, last)
     backend: Backend = (
-        RemoteBackend(args.url, read_api_key(settings))
+        ServerBackend(args.url, read_api_key(settings))
         if args.url
         else _local(settings, args.model)
     )

@@ -14,7 +14,7 @@ from edgeinf.types import Message, SamplingParams
 
 if TYPE_CHECKING:
     from edgeinf.route.policy import Override
-    from edgeinf.service import ChatRequest
+    from edgeinf.service.turn import Answer
 
 
 @dataclass
@@ -54,13 +54,16 @@ class Backend(Protocol):
 class LocalBackend:
     def __init__(self, settings: Settings, model: str | None) -> None:
         from edgeinf.route.dispatch import Dispatcher
-        from edgeinf.service import ChatService
+        from edgeinf.service.local import ChatService
+        from edgeinf.service.turn import TurnPipeline
 
         self.service = ChatService(settings, model)
         self.model_name = self.service.model.name
+        self._notes: list[str] = []
         self.dispatcher = Dispatcher(
             settings, self.model_name, self.service.identity.model_sha256, notify=lambda s: None
         )
+        self.pipeline = TurnPipeline(self.service, self.dispatcher, self._notes.append)
         self._stats = Stats()
 
     def stream(
@@ -70,45 +73,22 @@ class LocalBackend:
         params: SamplingParams,
         routing: Routing,
     ) -> Iterator[str]:
-        from edgeinf.route.dispatch import fell_back
-        from edgeinf.route.remote import RemoteError
-        from edgeinf.service import ChatRequest
+        from edgeinf.service.local import ChatRequest
+        from edgeinf.service.turn import TurnRequest
 
-        request = ChatRequest(messages, params, session_id=session_id)
-        decision = self.dispatcher.decide(
-            messages, params, routing.route, routing.private, session_id=session_id
-        )
-        if decision.target == "remote":
-            try:
-                answer = self.dispatcher.ask(messages, params, lambda s: None)
-            except RemoteError as exc:
-                decision = fell_back(decision, exc)
-                yield f"[{exc}; the local model answers]\n\n"
-            else:
-                yield answer.text
-                self.service.record(request, answer.text)
-                self._stats = Stats(f"remote ({decision.reason})", tokens=answer.completion_tokens)
-                return
-        yield from self._local(request, "local · fallback" if decision.fallback else "local")
+        chat = ChatRequest(messages, params, session_id=session_id)
+        handle = self.pipeline.answer(TurnRequest(chat, routing.route, routing.private))
+        for piece in handle:  # Ctrl+C stops it here: a partial answer is not kept
+            yield from self._pending_notes()
+            yield piece
+        yield from self._pending_notes()
+        if handle.result is not None:
+            self._stats = stats_of(handle.result)
 
-    def _local(self, request: ChatRequest, route: str) -> Iterator[str]:
-        turn = self.service.respond(request)
-        try:
-            for chunk in turn.generation:
-                yield chunk.text
-        finally:  # also when the user pressed Ctrl+C: the partial answer is not kept
-            c = turn.generation.completion
-            if c is not None:
-                self.service.finish(turn)
-                d = turn.generation.draft_stats
-                self._stats = Stats(
-                    route,
-                    c.timings.ttft_s,
-                    c.timings.decode_tok_s,
-                    c.usage.completion_tokens,
-                    d.accepted / d.drafted if d.drafted else None,
-                    turn.restored_tokens,
-                )
+    def _pending_notes(self) -> Iterator[str]:
+        """What the turn had to say (a remote that failed) in the answer, where it happened."""
+        while self._notes:
+            yield f"[{self._notes.pop(0)}]\n\n"
 
     def last_stats(self) -> Stats:
         return self._stats
@@ -117,7 +97,7 @@ class LocalBackend:
         return self.service.history(session_id)
 
     def sessions(self) -> list[tuple[str, int, str]]:
-        rows = self.service.keeper.store.index.owned_by(LOCAL_OWNER)
+        rows = self.service.sessions(LOCAL_OWNER)
         return [(r.id, len(r.messages), _title(r.messages)) for r in rows]
 
     def close(self) -> None:
@@ -126,7 +106,28 @@ class LocalBackend:
         self.service.close()
 
 
-class RemoteBackend:
+def stats_of(answer: Answer) -> Stats:
+    route = answer.route
+    label: str = "local" if route is None else route.target
+    if route is not None and route.target == "remote":
+        label = f"remote ({route.reason})"
+    elif route is not None and route.fallback:
+        label += " · fallback"
+    local = answer.local
+    if local is None:
+        return Stats(label, tokens=answer.completion_tokens)
+    timings = local.completion.timings
+    return Stats(
+        label,
+        timings.ttft_s,
+        timings.decode_tok_s,
+        answer.completion_tokens,
+        local.accepted / local.drafted if local.drafted else None,
+        local.restored_tokens,
+    )
+
+
+class ServerBackend:
     """A running `edgeinf serve`, through its OpenAI-compatible API."""
 
     def __init__(self, url: str, api_key: str | None) -> None:

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="serve the OpenAI-compatible API (loopback by default)")
     _model_flags(p)
+    p.add_argument("--speculative", choices=["auto", "ngram", "draft", "off"])
+    p.add_argument("--draft", metavar="MODEL", help="draft model for speculative decoding")
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8088)")
     p.add_argument("--parallel", type=int, help="sequences decoded together (default 2)")

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeinf.catalog import open_store
-from edgeinf.catalog.info import inspect
 from edgeinf.catalog.store import ModelStore
 from edgeinf.config import load_settings
 from edgeinf.errors import EdgeinfError
+from edgeinf.gguf.info import inspect
 
 
 def listing(store: ModelStore) -> list[dict[str, Any]]:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from edgeinf.catalog import open_store
-from edgeinf.catalog.quantize import quantize_model
 from edgeinf.cli.main import settings_from
 from edgeinf.guard import physical_cores
+from edgeinf.service.quantize import quantize_model
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,15 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
-from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE, agree
-from edgeinf.route.dispatch import CUT_NOTICE, Dispatcher, fell_back
-from edgeinf.route.remote import RemoteAnswer, RemoteError
-from edgeinf.service import ChatRequest, ChatService, LocalTurn, conversation
+from edgeinf.route.dispatch import Dispatcher
+from edgeinf.service.local import ChatRequest, ChatService, conversation
+from edgeinf.service.turn import Answer, TurnPipeline, TurnRequest
 from edgeinf.sessions.ids import check_session_id
 from edgeinf.types import SamplingParams
 
@@ -39,62 +37,25 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     service = ChatService(settings, args.model)
     dispatcher = Dispatcher(settings, service.model.name, service.identity.model_sha256)
+    pipeline = TurnPipeline(service, dispatcher)
     try:
         history = service.history(args.session) if args.session else ()
-        request = ChatRequest(
+        chat = ChatRequest(
             conversation(args.prompt, args.system, history), params, session_id=args.session
         )
-        decision = dispatcher.decide(
-            request.messages, params, private=args.private, session_id=args.session
-        )
+        handle = pipeline.answer(TurnRequest(chat, private=args.private))
         write = _writer(args.json)
-        out: dict[str, Any] = {}
-        local: LocalTurn | None = None
-        if decision.target == "remote":
-            try:
-                out = _remote(dispatcher, service, request, write)
-                decision = replace(decision, attempts=out.pop("attempts"))
-            except RemoteError as exc:
-                print(f"edgeinf: {exc}; answering locally", file=sys.stderr)
-                if exc.partial:
-                    write(CUT_NOTICE)
-                decision = fell_back(decision, exc)
-        if decision.target == "local":
-            local = service.respond(request)
-            for chunk in local.generation:
-                write(chunk.text)
-            service.finish(local)
-            escalate = dispatcher.escalation(decision, request.messages, params)
-            first = local.generation.completion
-            if escalate and first and not _agrees(service, request, first.text):
-                try:
-                    write(CASCADE_NOTICE)
-                    out = _remote(dispatcher, service, request, write)
-                    decision = replace(escalate, attempts=out.pop("attempts"))
-                    local = None
-                except RemoteError as exc:
-                    print(f"edgeinf: {exc}; keeping the local answer", file=sys.stderr)
+        for piece in handle:
+            write(piece)
         write("\n")
         service.flush()  # the answer is out; keep the conversation before exiting
-        if local is not None:
-            out = report(service, local)  # after the save: it reports the saved bytes
-        if args.json:
-            out["route"] = decision.as_dict()
-            print(json.dumps(out, ensure_ascii=False))
+        assert handle.result is not None
+        if args.json:  # after the save: it reports the saved bytes
+            print(json.dumps(report(service, handle.result, chat), ensure_ascii=False))
     finally:
         dispatcher.close()
         service.close()
     return 0
-
-
-CASCADE_NOTICE = "\n\n[the local model was unsure (two samples disagreed); the remote answers]\n\n"
-
-
-def _agrees(service: ChatService, request: ChatRequest, first: str) -> bool:
-    """The cascade's signal: a second, sampled local answer agrees with the first."""
-    sampling = replace(request.sampling, temperature=SECOND_SAMPLE_TEMPERATURE, seed=1)
-    turn = service.respond(ChatRequest(request.messages, sampling))
-    return agree(first, turn.generation.text())
 
 
 def _writer(quiet: bool) -> Callable[[str], None]:
@@ -110,55 +71,37 @@ def _writer(quiet: bool) -> Callable[[str], None]:
     return write
 
 
-def _remote(
-    dispatcher: Dispatcher, service: ChatService, request: ChatRequest, write: Callable[[str], None]
-) -> dict[str, Any]:
-    """The remote's answer streamed out and kept in the session; the `--json` object."""
-    answer = dispatcher.ask(request.messages, request.sampling, write)
-    service.record(request, answer.text)
-    return {**remote_report(answer, dispatcher.settings.remote_model), "attempts": answer.attempts}
-
-
-def remote_report(answer: RemoteAnswer, model: str | None) -> dict[str, Any]:
-    return {
+def report(service: ChatService, answer: Answer, chat: ChatRequest) -> dict[str, Any]:
+    """The `--json` object; each feature adds its own key beside these."""
+    out: dict[str, Any] = {
         "text": answer.text,
-        "model": model,
+        "model": answer.model,
         "finish_reason": answer.finish_reason,
         "tokens": {"prompt": answer.prompt_tokens, "completion": answer.completion_tokens},
-        "timings": {"total_s": round(answer.seconds, 4)},
     }
-
-
-def report(service: ChatService, turn: LocalTurn) -> dict[str, Any]:
-    """The `--json` object; each feature adds its own key beside these."""
-    completion = turn.generation.completion
-    assert completion is not None
-    out: dict[str, Any] = {
-        "text": completion.text,
-        "model": service.model.name,
-        "finish_reason": completion.finish_reason,
-        "tokens": {
-            "prompt": completion.usage.prompt_tokens,
-            "completion": completion.usage.completion_tokens,
-        },
-        "timings": {
-            "load_s": round(service.engine.load_s, 4),
-            "ttft_s": round(completion.timings.ttft_s, 4),
-            "decode_tok_s": round(completion.timings.decode_tok_s, 2),
-        },
-    }
-    stats = turn.generation.draft_stats
-    out["speculative"] = {
-        "mode": stats.mode,
-        "drafted": stats.drafted,
-        "accepted": stats.accepted,
-        "acceptance": round(stats.accepted / stats.drafted, 3) if stats.drafted else None,
-    }
-    if turn.request.session_id is not None:
-        out["session"] = {
-            "id": turn.request.session_id,
-            "restored_tokens": turn.restored_tokens,
-            "prefilled_tokens": turn.prefilled_tokens,
-            "saved_bytes": turn.saved.get("saved_bytes", 0),
+    local = answer.local
+    if local is None:
+        out["timings"] = {"total_s": round(answer.seconds, 4)}
+    else:
+        timings = local.completion.timings
+        out["timings"] = {
+            "load_s": round(service.load_s, 4),
+            "ttft_s": round(timings.ttft_s, 4),
+            "decode_tok_s": round(timings.decode_tok_s, 2),
         }
+        out["speculative"] = {
+            "mode": local.mode,
+            "drafted": local.drafted,
+            "accepted": local.accepted,
+            "acceptance": round(local.accepted / local.drafted, 3) if local.drafted else None,
+        }
+        if chat.session_id is not None:
+            out["session"] = {
+                "id": chat.session_id,
+                "restored_tokens": local.restored_tokens,
+                "prefilled_tokens": local.prefilled_tokens,
+                "saved_bytes": local.saved.get("saved_bytes", 0),
+            }
+    if answer.route is not None:
+        out["route"] = answer.route.as_dict()
     return out

@@ -49,7 +49,7 @@ def _dispatch(args: argparse.Namespace, store: SessionStore, budget: int) -> int
             )
         return 0
     if action == "show":
-        row = store.get(args.id, LOCAL_OWNER)
+        row = store.get(LOCAL_OWNER, args.id)
         if row is None:
             raise InvalidRequestError(f"no session '{args.id}'; see `edgeinf sessions list`")
         if args.json:
@@ -59,7 +59,7 @@ def _dispatch(args: argparse.Namespace, store: SessionStore, budget: int) -> int
                 print(f"[{m.role}] {m.content}\n")
         return 0
     if action == "delete":
-        missing = [i for i in args.ids if not store.delete(i, LOCAL_OWNER)]
+        missing = [i for i in args.ids if not store.delete(LOCAL_OWNER, i)]
         if missing:
             raise InvalidRequestError(f"no session {', '.join(missing)}; nothing else changed")
         return 0

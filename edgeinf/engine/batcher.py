@@ -4,9 +4,15 @@ One thread owns the engine. Each loop it admits waiting jobs into free sequence 
 (preferring the slot whose cached tokens share the longest prefix with the prompt), builds
 one batch holding every decoding sequence's next token plus prompt chunks of sequences
 still prefilling, decodes it once, and samples each sequence from its own output row.
-A greedy sequence with an n-gram lane also puts its drafts in the batch: they are kept
-while they equal what the model then picks, so the answer is the one plain decoding gives.
+A sequence with drafting lanes (n-gram lookup, a draft model) also puts drafts in the batch,
+from the lane expected to pay most: a greedy sequence keeps them while they equal what the
+model then picks, so its answer is the one plain decoding gives; a sampled one accepts them
+by speculative sampling (engine.verify), so its answer follows llama.cpp's own chain.
 A cancelled or expired job leaves at the next loop, within one decode step.
+
+Whatever a job raises (a decode llama.cpp refused, a saved state that cannot be read) ends
+that job, or the jobs of the batch it was in, with the error, and the loop goes on. Only an
+error outside any job stops the loop; `alive` then says so and every waiting job is failed.
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from edgeinf.engine.decoders import Lane
+import numpy as np
+
 from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
-from edgeinf.engine.sampling import Sampler
+from edgeinf.engine.lanes import Lane
+from edgeinf.engine.sampling import Distribution, Sampler
+from edgeinf.engine.verify import verify
 from edgeinf.errors import EdgeinfError
 from edgeinf.types import Completion, SamplingParams
 
@@ -30,6 +39,12 @@ log = logging.getLogger("edgeinf.batcher")
 
 class QueueFullError(EdgeinfError):
     code = "server_busy"
+
+
+class EngineStoppedError(EdgeinfError):
+    """The decode loop stopped after an unexpected error; nothing more can be answered."""
+
+    code = "engine_stopped"
 
 
 @dataclass
@@ -47,7 +62,7 @@ class Job:
     deadline: float | None = None  # time.monotonic() after which the answer is cut
     cancelled: threading.Event = field(default_factory=threading.Event)
     reused_tokens: int = 0
-    lane: Lane | None = None  # n-gram drafts for a greedy job
+    lanes: list[Lane] = field(default_factory=list)  # where its drafts may come from
     drafted: int = 0
     accepted: int = 0
 
@@ -58,9 +73,12 @@ class _Slot:
     job: Job | None = None
     emitter: Emitter | None = None
     sampler: Sampler | None = None
+    distribution: Distribution | None = None  # a sampled job that drafts
     prefill: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
     pending: int | None = None  # sampled, not yet evaluated
     drafts: list[int] = field(default_factory=list)  # in the batch after `pending`
+    dists: list[np.ndarray | None] = field(default_factory=list)  # their draft distributions
+    lane: Lane | None = None  # the lane the drafts came from
     out_index: int = -1  # this slot's output row in the last batch (drafts' rows follow)
 
 
@@ -83,8 +101,18 @@ class Batcher:
 
     # -- called from request handlers --
 
+    @property
+    def alive(self) -> bool:
+        """False once the loop stopped for an error it could not pin on a job."""
+        return self._thread.is_alive() or self._stopping
+
     def submit(self, job: Job) -> None:
         with self._wake:
+            if not self._thread.is_alive():
+                raise EngineStoppedError(
+                    "the decode loop stopped after an internal error (see the server log); "
+                    "restart the server"
+                )
             if self._stopping:
                 raise QueueFullError("the server is shutting down; retry on another instance")
             if len(self._waiting) >= self.max_queue:
@@ -118,9 +146,28 @@ class Batcher:
             self._wake.notify()
         self._thread.join(timeout=5)
 
+    def forget(self) -> None:
+        """After `stop`: empty every slot's sequence in the context."""
+        for slot in self.slots:
+            self.engine.forget(slot.seq)
+
     # -- the engine thread --
 
     def _loop(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:
+            log.critical("the decode loop stopped", exc_info=exc)
+            with self._wake:
+                waiting, self._waiting = list(self._waiting), deque()
+            for job in waiting:
+                job.on_done(None, EngineStoppedError("the decode loop stopped; restart"))
+            for slot in self.slots:
+                if slot.job is not None:
+                    slot.job.on_done(None, EngineStoppedError("the decode loop stopped"))
+            raise
+
+    def _run(self) -> None:
         while True:
             with self._wake:
                 self._admit()
@@ -131,7 +178,9 @@ class Batcher:
                     continue
             try:
                 self._step()
-            except EdgeinfError as exc:  # a failed decode ends the jobs in it, not the server
+            except Exception as exc:  # a failed decode ends the jobs in it, not the loop
+                if not isinstance(exc, EdgeinfError):
+                    log.error("a decode step failed", exc_info=exc)
                 for slot in self.slots:
                     if slot.job is not None:
                         self._end(slot, exc)
@@ -150,8 +199,11 @@ class Batcher:
             slot = max(free, key=lambda s: common_prefix(s.seq.tokens, job.prompt))
             try:
                 self._start(slot, job)
-            except EdgeinfError as exc:
-                job.on_done(None, exc)
+            except Exception as exc:  # e.g. its saved state could not be read: this job only
+                if not isinstance(exc, EdgeinfError):
+                    log.error("a request could not start", exc_info=exc)
+                slot.job = job  # _end releases what _start set up and tells the job
+                self._end(slot, exc)
 
     def _start(self, slot: _Slot, job: Job) -> None:
         if job.prepare is not None:
@@ -160,6 +212,8 @@ class Batcher:
         slot.job = job
         slot.emitter = Emitter(self.engine.vocab, job.params, len(job.prompt))
         slot.sampler = Sampler(job.params, self.engine.vocab.n_tokens)
+        if job.lanes and not job.params.greedy:
+            slot.distribution = Distribution(job.params, self.engine.vocab.n_tokens)
         slot.prefill = job.prompt[job.reused_tokens :]
         slot.pending = None
 
@@ -220,27 +274,50 @@ class Batcher:
             slot.out_index = -1
 
     def _drafts(self, slot: _Slot, room: int) -> list[int]:
-        """Tokens to check after `slot.pending` in this batch (none when drafting would not
-        pay, the job does not draft, or there is no room)."""
-        lane, emitter = slot.job.lane if slot.job else None, slot.emitter
-        if lane is None or emitter is None or slot.pending is None or not self.drafting:
+        """Tokens to check after `slot.pending` in this batch, from the lane expected to pay
+        most (none when drafting would not pay, the job does not draft, or there is no room)."""
+        job, emitter = slot.job, slot.emitter
+        if job is None or not job.lanes or emitter is None or slot.pending is None:
+            return []
+        if not self.drafting:
             return []
         context = [*slot.seq.tokens, slot.pending]
-        left = emitter.left(len(context), self.engine.seq_ctx)
-        k = min(lane.controller.next_k(), room, left - 1)
-        drafts = lane.drafter.propose(context, k)[0] if k > 0 else []
-        if not drafts:
+        cap = min(room, emitter.left(len(context), self.engine.seq_ctx) - 1)
+        for lane in sorted(job.lanes, key=Lane.gain, reverse=True):
+            k = min(lane.controller.next_k(), cap)
+            if k <= 0:
+                continue
+            drafts, dists = lane.drafter.propose(context, k, slot.distribution)
+            if drafts:
+                slot.lane, slot.dists = lane, list(dists)
+                return list(drafts)
+        for lane in job.lanes:
             lane.watch(context)
-        return list(drafts)
+        return []
+
+    def _picks(self, slot: _Slot) -> Iterator[int]:
+        """The tokens this step yields: the drafts kept, then one the model chose."""
+        assert slot.sampler is not None
+        ctx, first = self.engine.ctx, slot.out_index
+        if slot.drafts and slot.distribution is not None:
+            dist = slot.distribution
+            rows = lambda i: dist.of(self.engine.logits(first + i))  # noqa: E731
+            yield from verify(rows, slot.drafts, slot.dists, dist, bonus=True)
+            return
+        for i in range(len(slot.drafts) + 1):
+            token = slot.sampler.sample(ctx, first + i)
+            yield token
+            if i == len(slot.drafts) or token != slot.drafts[i]:
+                return
 
     def _sample(self, slot: _Slot) -> None:
-        """Sample the slot's rows in order: each accepted draft lets the next row count."""
-        job, emitter, sampler = slot.job, slot.emitter, slot.sampler
-        assert job and emitter and sampler
+        """Take the slot's picks in order: each accepted draft lets the next row count."""
+        job, emitter = slot.job, slot.emitter
+        assert job and emitter
         base = len(slot.seq.tokens) - len(slot.drafts)  # cached tokens up to the evaluated one
         accepted = 0
-        for i in range(len(slot.drafts) + 1):
-            token = sampler.sample(self.engine.ctx, slot.out_index + i)
+        token = -1
+        for i, token in enumerate(self._picks(slot)):
             if text := emitter.push(token):
                 job.on_text(text)
             emitter.budget(base + i, self.engine.seq_ctx)
@@ -248,14 +325,14 @@ class Batcher:
                 break
             accepted += 1
         self.engine.trim(slot.seq, base + accepted)  # rejected drafts leave the cache
-        if job.lane is not None:
-            if slot.drafts:
-                job.lane.controller.observe(len(slot.drafts), accepted)
-                job.drafted += len(slot.drafts)
-                job.accepted += accepted
-            else:
-                job.lane.saw(token)
-        slot.drafts = []
+        if slot.drafts and slot.lane is not None:
+            slot.lane.controller.observe(len(slot.drafts), accepted)
+            job.drafted += len(slot.drafts)
+            job.accepted += accepted
+        else:
+            for lane in job.lanes:
+                lane.saw(token)
+        slot.drafts, slot.dists, slot.lane = [], [], None
         if emitter.finish:
             self._end(slot, None)
         else:
@@ -265,11 +342,14 @@ class Batcher:
         job, emitter = slot.job, slot.emitter
         slot.job = slot.emitter = None
         slot.pending = None
-        slot.drafts = []
+        slot.drafts, slot.dists, slot.lane = [], [], None
         slot.prefill = []
         if slot.sampler is not None:
             slot.sampler.close()
             slot.sampler = None
+        if slot.distribution is not None:
+            slot.distribution.close()
+            slot.distribution = None
         if job is None:
             return
         if error is not None or emitter is None or job.cancelled.is_set():
@@ -281,6 +361,6 @@ class Batcher:
         if job.finish is not None:
             try:
                 job.finish(slot.seq, completion)
-            except EdgeinfError as exc:
-                log.warning("after-answer step failed: %s", exc)
+            except Exception as exc:  # keeping the answer failed; the answer stands
+                log.warning("after-answer step failed: %s", exc, exc_info=exc)
         job.on_done(completion, None)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgeinf.engine.engine import Engine, SeqState
-from edgeinf.engine.probs import Transform, probabilities
+from edgeinf.engine.sampling import Distribution
 from edgeinf.errors import ModelFileError
 
 
@@ -38,8 +38,11 @@ class NgramDrafter:
                 self._index[tuple(tokens[end - n : end])] = end
         self._indexed = max(self._indexed, len(tokens))
 
-    def propose(self, tokens: Sequence[int], k: int) -> tuple[list[int], list[None]]:
-        """Up to k tokens that followed the longest earlier match of the context's end."""
+    def propose(
+        self, tokens: Sequence[int], k: int, dist: Distribution | None = None
+    ) -> tuple[list[int], list[None]]:
+        """Up to k tokens that followed the longest earlier match of the context's end; each
+        a point mass (no distribution), whether the request samples or not."""
         self._catch_up(tokens)
         for n in range(self.n_max, self.n_min - 1, -1):
             if len(tokens) < n:
@@ -66,10 +69,11 @@ class ModelDrafter:
         engine.forget(self.seq)  # the drafter owns this sequence of the draft context
 
     def propose(
-        self, tokens: Sequence[int], k: int, transform: Transform | None = None
+        self, tokens: Sequence[int], k: int, dist: Distribution | None = None
     ) -> tuple[list[int], list[np.ndarray | None]]:
-        """k tokens the draft model would write next (greedy, or sampled from `transform`'s
-        distribution, which is returned for each so the target can accept fairly)."""
+        """k tokens the draft model would write next: greedy, or drawn from the request's
+        chain on the draft's logits (`dist`), each returned with its distribution so that
+        the target can accept fairly."""
         engine, seq = self.engine, self.seq
         keep = engine.reuse_prefix(seq, list(tokens))
         engine.prefill(seq, list(tokens[keep:]))
@@ -77,13 +81,10 @@ class ModelDrafter:
         dists: list[np.ndarray | None] = []
         for i in range(k):
             logits = engine.logits(-1)
-            if transform is None:
-                token, dist = int(logits.argmax()), None
-            else:
-                dist = probabilities(logits, transform)
-                token = int(transform.rng.choice(len(dist), p=dist))
+            q = None if dist is None else dist.of(logits)
+            token = int(logits.argmax()) if q is None or dist is None else dist.draw(q)
             drafts.append(token)
-            dists.append(dist)
+            dists.append(q)
             if i + 1 < k:
                 engine.step(seq, token)
         return drafts, dists

@@ -10,7 +10,7 @@ from edgeinf.types import Completion, FinishReason, SamplingParams, Timings, Usa
 
 
 class Emitter:
-    """One answer being written; shared by plain, speculative and batched decoding."""
+    """One answer being written, in the decode loop."""
 
     def __init__(self, vocab: Vocab, params: SamplingParams, n_prompt: int) -> None:
         self.vocab, self.params, self.n_prompt = vocab, params, n_prompt

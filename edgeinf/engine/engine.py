@@ -12,18 +12,24 @@ from pathlib import Path
 import llama_cpp as ll
 import numpy as np
 
-from edgeinf.catalog.gguf_check import GGUFFile, read_gguf
-from edgeinf.catalog.info import describe
 from edgeinf.engine import native
 from edgeinf.engine.batch import Batch
 from edgeinf.engine.options import EngineOptions
 from edgeinf.engine.template import ChatTemplate
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import ContextLengthExceededError, EngineError
-from edgeinf.guard import check_fits
+from edgeinf.gguf.check import GGUFFile, read_gguf
+from edgeinf.gguf.info import describe
 from edgeinf.types import Message
 
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+
+
+def footprint(path: Path, opts: EngineOptions) -> tuple[int, int]:
+    """(weight bytes, KV cache bytes) that loading `path` with `opts` takes: for the caller's
+    admission policy, before any load."""
+    gguf = read_gguf(path)
+    return gguf.file_size, kv_bytes(gguf, opts.n_ctx, opts.kv_type)
 
 
 @dataclass
@@ -67,7 +73,6 @@ class Engine:
         template_src = gguf.metadata.get("tokenizer.chat_template")
         template_src = template_src if isinstance(template_src, str) else None
         ChatTemplate(template_src)
-        check_fits(gguf.file_size, kv_bytes(gguf, opts.n_ctx, opts.kv_type))
         self.path, self.opts, self.gguf = path, opts, gguf
         self.info = describe(gguf)
         self._native = native.load(path, opts)

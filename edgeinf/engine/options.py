@@ -1,12 +1,12 @@
-"""How to load a model and size its context; plain values, resolved from settings."""
+"""How to load a model and size its context: plain values (the service resolves them from
+the app's settings)."""
 
 from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
 
-from edgeinf.config import KvType, Settings
-from edgeinf.guard import physical_cores
+from edgeinf.config import KvType
 
 
 @dataclass(frozen=True)
@@ -25,21 +25,6 @@ class EngineOptions:
     # contexts keep weights as stored and give every sequence cells of its own (with decodes
     # kept within calibrate.exact_batch, greedy answers then never depend on batching).
     exact: bool = False
-
-    @classmethod
-    def from_settings(cls, settings: Settings, n_seq_max: int = 1) -> EngineOptions:
-        threads = settings.threads or physical_cores()
-        return cls(
-            n_ctx=settings.n_ctx * n_seq_max,  # each sequence gets the configured context
-            n_batch=settings.n_batch,
-            n_seq_max=n_seq_max,
-            threads=threads,
-            threads_batch=threads,
-            n_gpu_layers=(
-                settings.n_gpu_layers if settings.n_gpu_layers is not None else default_gpu_layers()
-            ),
-            kv_type=settings.kv_type,
-        )
 
 
 def default_gpu_layers() -> int:

@@ -9,7 +9,7 @@ from typing import Any
 import llama_cpp as ll
 
 from edgeinf.engine.template import Segment
-from edgeinf.errors import EngineError
+from edgeinf.errors import EngineError, InvalidRequestError
 
 
 class Vocab:
@@ -38,7 +38,7 @@ class Vocab:
         return bool(ll.llama_vocab_is_eog(self._vocab, token))
 
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
-        data = text.encode("utf-8")
+        data = utf8(text)
         cap = len(data) + 2
         buf = (ll.llama_token * cap)()
         n = ll.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)
@@ -63,3 +63,16 @@ class Vocab:
             buf = ctypes.create_string_buffer(-n)
             n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
+
+
+def utf8(text: str) -> bytes:
+    """The text as UTF-8; text that has none (a lone UTF-16 surrogate, undecodable bytes of
+    a command line) is the caller's mistake, told as such."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("unicode_escape").decode()
+        raise InvalidRequestError(
+            f"the text holds {bad} at character {exc.start}, which is not valid Unicode "
+            "(a lone surrogate or undecodable bytes); send valid UTF-8 text"
+        ) from None

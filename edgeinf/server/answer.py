@@ -1,29 +1,22 @@
-"""Answers from the local model over the batcher: JSON or server-sent events, ended cleanly
-when the client goes away."""
+"""A turn rendered for HTTP: one JSON object or server-sent events, ended cleanly when the
+client goes away."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from edgeinf.engine.batcher import Job
-from edgeinf.errors import EdgeinfError
-from edgeinf.route.policy import Decision
-from edgeinf.server.errors import ApiError, body
+from edgeinf.server.errors import ApiError, error_response
 from edgeinf.server.runtime import Runtime
 from edgeinf.server.schema import Usage
 from edgeinf.server.wire import Sampling, now
-from edgeinf.service import ChatRequest, Turn
+from edgeinf.service.turn import Answer, TurnHandle
 from edgeinf.types import SamplingParams
-
-POLL_S = 0.25  # how often a waiting handler checks that its client is still there
 
 
 def runtime(request: Request) -> Runtime:
@@ -55,120 +48,71 @@ def sampling(req: Sampling, context: int) -> SamplingParams:
     )
 
 
-class Pipe:
-    """Carries a job's text and its end from the engine thread to this request's task."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    def text(self, piece: str) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, ("text", piece))
-
-    def done(self, turn: Turn | None, error: BaseException | None) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, ("done", (turn, error)))
-
-    async def events(self, request: Request, job: Job) -> AsyncIterator[tuple[str, Any]]:
-        """Events until done; a client that went away cancels the job."""
-        checked = time.monotonic()
-        try:
-            while True:
-                try:
-                    kind, value = await asyncio.wait_for(self.queue.get(), POLL_S)
-                except TimeoutError:
-                    kind, value = "", None
-                if time.monotonic() - checked >= POLL_S:  # also while tokens keep coming
-                    checked = time.monotonic()
-                    if await request.is_disconnected():
-                        return
-                if kind:
-                    yield kind, value
-                if kind == "done":
-                    return
-        finally:
-            job.cancelled.set()  # harmless when finished; stops work when the client left
-
-
-def start(
-    request: Request, creq: ChatRequest, raw_prompt: str | None = None
-) -> tuple[Pipe, Job, str]:
-    rt = runtime(request)
-    service = rt.ready_service()
-    prompt = None
-    if raw_prompt is not None:
-        prompt = (
-            service.engine.vocab.tokenize(raw_prompt, add_bos=service.engine.vocab.add_bos),
-            0,
-        )
-    pipe = Pipe()
-    deadline = time.monotonic() + rt.settings.request_timeout_s
-    job = service.submit(creq, pipe.text, pipe.done, prompt=prompt, deadline=deadline)
-    return pipe, job, service.model.name
-
-
 def new_id(chat: bool) -> str:
     return ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
 
 
-def usage(turn: Turn) -> dict[str, int]:
-    assert turn.completion is not None
-    u = turn.completion.usage
+def usage(answer: Answer) -> dict[str, int]:
     return Usage(
-        prompt_tokens=u.prompt_tokens,
-        completion_tokens=u.completion_tokens,
-        total_tokens=u.prompt_tokens + u.completion_tokens,
-        restored_tokens=turn.restored_tokens,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        total_tokens=answer.prompt_tokens + answer.completion_tokens,
+        restored_tokens=answer.local.restored_tokens if answer.local else 0,
     ).model_dump()
 
 
-async def respond(
-    request: Request,
-    pipe: Pipe,
-    job: Job,
-    model: str,
-    stream: bool,
-    chat: bool,
-    route: Decision | None = None,
-) -> Response:
+def _extra(answer: Answer) -> dict[str, Any]:
+    return {"route": answer.route.as_dict()} if answer.route else {}
+
+
+async def respond(request: Request, handle: TurnHandle, stream: bool, chat: bool) -> Response:
+    """Start the turn (what fails now is the request's error status), then answer it."""
+    await handle.open()
     rid = new_id(chat)
-    obj = "chat.completion" if chat else "text_completion"
-    rt = runtime(request)
     if stream:
         return StreamingResponse(
-            sse(request, pipe, job, rid, model, chat, route),
+            _events(request, handle, rid, chat),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
-    parts: list[str] = []
-    async for kind, value in pipe.events(request, job):
-        if kind == "text":
-            parts.append(value)
-            continue
-        turn, error = value
-        if error is not None:
-            raise error
-        if turn is None:  # cancelled: the client is gone, nobody reads this
-            return Response(status_code=499)
-        rt.metrics.answered(turn)
-        text = "".join(parts)
-        finish = turn.completion.finish_reason
-        choice: dict[str, Any] = (
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-            if chat
-            else {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
-        )
-        return JSONResponse(
-            {
-                "id": rid,
-                "object": obj,
-                "created": now(),
-                "model": model,
-                "choices": [choice],
-                "usage": usage(turn),
-                **({"route": route.as_dict()} if route else {}),
-            }
-        )
-    return Response(status_code=499)
+    async for _ in handle.pieces(_alive(request)):
+        pass
+    answer = handle.result
+    if answer is None:  # cancelled: the client is gone, nobody reads this
+        return Response(status_code=499)
+    runtime(request).metrics.answered(answer)
+    choice: dict[str, Any] = (
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": answer.text},
+            "finish_reason": answer.finish_reason,
+        }
+        if chat
+        else {
+            "index": 0,
+            "text": answer.text,
+            "finish_reason": answer.finish_reason,
+            "logprobs": None,
+        }
+    )
+    return JSONResponse(
+        {
+            "id": rid,
+            "object": "chat.completion" if chat else "text_completion",
+            "created": now(),
+            "model": answer.model,
+            "choices": [choice],
+            "usage": usage(answer),
+            **_extra(answer),
+        }
+    )
+
+
+def _alive(request: Request) -> Any:
+    async def alive() -> bool:
+        return not await request.is_disconnected()
+
+    return alive
 
 
 def sse_event(rid: str, model: str, chat: bool, choice: dict[str, Any], **extra: Any) -> bytes:
@@ -183,44 +127,35 @@ def sse_event(rid: str, model: str, chat: bool, choice: dict[str, Any], **extra:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
 
-def role_event(rid: str, model: str) -> bytes:
-    choice = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-    return sse_event(rid, model, True, choice)
-
-
-async def sse(
-    request: Request,
-    pipe: Pipe,
-    job: Job,
-    rid: str,
-    model: str,
-    chat: bool,
-    route: Decision | None = None,
-    opened: bool = False,
+async def _events(
+    request: Request, handle: TurnHandle, rid: str, chat: bool
 ) -> AsyncIterator[bytes]:
-    """The answer as server-sent events; `opened`: the role event was already sent."""
-    rt = runtime(request)
+    model = handle.model
 
     def event(choice: dict[str, Any], **extra: Any) -> bytes:
         return sse_event(rid, model, chat, choice, **extra)
 
-    if chat and not opened:
-        yield role_event(rid, model)
-    async for kind, value in pipe.events(request, job):
-        if kind == "text":
-            delta = {"delta": {"content": value}} if chat else {"text": value}
+    if chat:
+        yield event(
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        )
+    try:
+        async for piece in handle.pieces(_alive(request)):
+            delta = {"delta": {"content": piece}} if chat else {"text": piece}
             yield event({"index": 0, **delta, "finish_reason": None})
-            continue
-        turn, error = value
-        if error is not None:
-            status = 500 if not isinstance(error, EdgeinfError) else 400
-            yield f"data: {json.dumps(body(str(error), 'server_error', str(status)))}\n\n".encode()
-        elif turn is not None:
-            rt.metrics.answered(turn)
-            end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
-            yield event(
-                {"index": 0, **end, "finish_reason": turn.completion.finish_reason},
-                usage=usage(turn),
-                **({"route": route.as_dict()} if route else {}),
-            )
+    except Exception as exc:  # the status line is sent: the error goes in the stream
+        yield f"data: {json.dumps(error_response(exc)[1])}\n\n".encode()
         yield b"data: [DONE]\n\n"
+        return
+    answer = handle.result
+    if answer is None:  # cut short (the client left, or the server stops): no last chunk
+        yield b"data: [DONE]\n\n"
+        return
+    runtime(request).metrics.answered(answer)
+    end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+    yield event(
+        {"index": 0, **end, "finish_reason": answer.finish_reason},
+        usage=usage(answer),
+        **_extra(answer),
+    )
+    yield b"data: [DONE]\n\n"

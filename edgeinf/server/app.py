@@ -11,10 +11,11 @@ from starlette.middleware.cors import CORSMiddleware
 from edgeinf import __version__
 from edgeinf.config import Settings, read_api_key
 from edgeinf.server import errors
+from edgeinf.server.metrics import CountRequests
 from edgeinf.server.routes import router
 from edgeinf.server.runtime import Runtime
 from edgeinf.server.schema import without_validation_errors
-from edgeinf.server.security import Guard
+from edgeinf.server.security import Gate
 
 DRAIN_S = 10.0  # on SIGTERM, running answers get this long to finish
 
@@ -41,9 +42,10 @@ def create_app(settings: Settings, model_ref: str | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "X-Session-Id"],
         )
     app.add_middleware(
-        Guard,
+        Gate,
         api_key=read_api_key(settings),
         allowed_hosts=settings.allowed_hosts,
         max_body=settings.max_body_bytes,
     )
+    app.add_middleware(CountRequests, metrics=rt.metrics)
     return app

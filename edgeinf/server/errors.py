@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from edgeinf.engine.batcher import QueueFullError
+from edgeinf.engine.batcher import EngineStoppedError, QueueFullError
 from edgeinf.errors import (
     ContextLengthExceededError,
     EdgeinfError,
@@ -18,6 +22,7 @@ from edgeinf.errors import (
 )
 
 RETRY_AFTER_S = 2
+log = logging.getLogger("edgeinf.server")
 
 
 class ApiError(Exception):
@@ -47,6 +52,8 @@ def body(
 def _status(exc: EdgeinfError) -> tuple[int, str, dict[str, str] | None]:
     if isinstance(exc, QueueFullError):
         return 503, "server_busy", {"Retry-After": str(RETRY_AFTER_S)}
+    if isinstance(exc, EngineStoppedError):
+        return 503, "server_error", None
     if isinstance(exc, ModelNotFoundError):
         return 404, "not_found_error", None
     if isinstance(exc, InsufficientMemoryError):
@@ -56,21 +63,55 @@ def _status(exc: EdgeinfError) -> tuple[int, str, dict[str, str] | None]:
     return 500, "server_error", None
 
 
+def error_response(
+    exc: BaseException,
+) -> tuple[int, dict[str, dict[str, str | None]], dict[str, str] | None]:
+    """The one mapping from an exception to an HTTP status, OpenAI error body and headers,
+    used before a response starts and inside a stream alike. An exception edgeinf did not
+    raise on purpose is logged with its traceback and answered without its text."""
+    if isinstance(exc, ApiError):
+        return exc.status, body(str(exc), exc.type, exc.code), exc.headers
+    if isinstance(exc, EdgeinfError):
+        status, type_, headers = _status(exc)
+        return status, body(str(exc), type_, exc.code), headers
+    log.error("internal error", exc_info=exc)
+    message = "internal error while answering; the server log has the details; retry"
+    return 500, body(message, "server_error", "internal_error"), None
+
+
+_NOT_UNICODE = "holds a lone surrogate or other text that is not valid Unicode; send valid text"
+
+
+def invalid_field(errors: Sequence[Any]) -> tuple[str, str]:
+    """(the field, one line) for pydantic's errors: the most telling error, its location
+    without the names of union branches and validators."""
+    if not errors:
+        return "", "body: invalid request"
+    # A text error says more than the union branch that expected another type.
+    first = next((e for e in errors if e["type"] in _TEXT_ERRORS), errors[0])
+    param = ".".join(
+        str(p)
+        for p in first["loc"]
+        if p != "body" and (isinstance(p, int) or str(p).isidentifier())
+    )
+    message = _NOT_UNICODE if first["type"] == "string_unicode" else first["msg"]
+    return param, f"{param or 'body'}: {message}"
+
+
+_TEXT_ERRORS = ("string_unicode", "value_error")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(body(str(exc), exc.type, exc.code), exc.status, headers=exc.headers)
-
     @app.exception_handler(EdgeinfError)
-    async def _edgeinf(_: Request, exc: EdgeinfError) -> JSONResponse:
-        status, type_, headers = _status(exc)
-        return JSONResponse(body(str(exc), type_, exc.code), status, headers=headers)
+    @app.exception_handler(Exception)
+    async def _mapped(_: Request, exc: Exception) -> JSONResponse:
+        status, content, headers = error_response(exc)
+        return JSONResponse(content, status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(p) for p in first["loc"] if p != "body")
-        message = f"{param or 'body'}: {first['msg']}"
+        param, message = invalid_field(exc.errors())
         return JSONResponse(body(message, "invalid_request_error", "invalid_value", param), 400)
 
     @app.exception_handler(BodyTooLarge)

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeinf.route.policy import Decision
-from edgeinf.service import Turn
+from edgeinf.service.turn import Answer
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -70,16 +70,20 @@ class Metrics:
         process = psutil.Process()
         rss.set_function(lambda: process.memory_info().rss)
 
-    def answered(self, turn: Turn) -> None:
-        c = turn.completion
-        if c is None:
+    def answered(self, answer: Answer) -> None:
+        """One finished turn: where it was answered and, for local answers, its facts."""
+        if answer.route is not None:
+            self.routed(answer.route)
+        local = answer.local
+        if local is None:
             return
+        c = local.completion
         self.prompt_tokens.inc(c.usage.prompt_tokens)
         self.completion_tokens.inc(c.usage.completion_tokens)
-        self.restored.inc(turn.restored_tokens)
-        self.prefilled.inc(turn.prefilled_tokens)
-        self.drafted.inc(turn.drafted)
-        self.accepted.inc(turn.accepted)
+        self.restored.inc(local.restored_tokens)
+        self.prefilled.inc(local.prefilled_tokens)
+        self.drafted.inc(local.drafted)
+        self.accepted.inc(local.accepted)
         self.ttft.observe(c.timings.ttft_s)
         if c.timings.decode_tok_s > 0:
             self.decode.observe(c.timings.decode_tok_s)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from edgeinf.server.answer import respond, runtime, sampling, start
+from edgeinf.server.answer import respond, runtime, sampling
 from edgeinf.server.errors import ApiError
 from edgeinf.server.metrics import CONTENT_TYPE
-from edgeinf.server.remote_answer import remote_answer
 from edgeinf.server.schema import (
     ERRORS,
     ChatCompletion,
@@ -25,7 +23,8 @@ from edgeinf.server.schema import (
     answer,
 )
 from edgeinf.server.wire import ChatCompletionRequest, CompletionRequest
-from edgeinf.service import ChatRequest
+from edgeinf.service.local import ChatRequest
+from edgeinf.service.turn import TurnRequest
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
 from edgeinf.types import Message
 
@@ -42,40 +41,30 @@ async def chat_completions(
     x_edgeinf_private: str | None = Header(None, description="1, true or yes: keep it local"),
 ) -> Response:
     rt = runtime(request)
-    service = await rt.serving()
+    pipeline = await rt.serving()
     messages = tuple(
         Message("system" if m.role == "developer" else m.role, m.text()) for m in req.messages
     )
-    creq = ChatRequest(
+    chat = ChatRequest(
         messages,
-        sampling(req, service.engine.seq_ctx),
+        sampling(req, pipeline.service.context_length),
         x_session_id or req.session_id,
         request.state.principal,
     )
     private = req.private or (x_edgeinf_private or "").lower() in ("1", "true", "yes")
-    assert rt.dispatcher is not None
-    decision = await asyncio.to_thread(
-        rt.dispatcher.decide,
-        messages,
-        creq.sampling,
-        req.route,
-        private,
-        creq.owner,
-        creq.session_id,
-    )
-    if decision.target == "remote":
-        return await remote_answer(request, creq, decision, req.stream)
-    rt.metrics.routed(decision)
-    pipe, job, model = start(request, creq)
-    return await respond(request, pipe, job, model, req.stream, True, decision)
+    turn = TurnRequest(chat, req.route, private, deadline=rt.deadline())
+    return await respond(request, pipeline.answer(turn), req.stream, chat=True)
 
 
 @router.post("/v1/completions", responses=answer(TextCompletion))
 async def completions(req: CompletionRequest, request: Request) -> Response:
-    service = await runtime(request).serving()
-    creq = ChatRequest((), sampling(req, service.engine.seq_ctx), None, request.state.principal)
-    pipe, job, model = start(request, creq, raw_prompt=req.prompt)
-    return await respond(request, pipe, job, model, req.stream, chat=False)
+    rt = runtime(request)
+    pipeline = await rt.serving()
+    chat = ChatRequest(
+        (), sampling(req, pipeline.service.context_length), None, request.state.principal
+    )
+    turn = TurnRequest(chat, raw_prompt=req.prompt, deadline=rt.deadline())
+    return await respond(request, pipeline.answer(turn), req.stream, chat=False)
 
 
 @router.get("/v1/models", response_model=ModelList)
@@ -85,8 +74,7 @@ async def models(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/sessions", response_model=SessionList)
 async def list_sessions(request: Request) -> dict[str, Any]:
-    service = runtime(request).ready_service()
-    rows = service.keeper.store.index.owned_by(request.state.principal)
+    rows = runtime(request).sessions.owned_by(request.state.principal)
     return {
         "object": "list",
         "data": [
@@ -106,8 +94,7 @@ async def list_sessions(request: Request) -> dict[str, Any]:
 async def get_session(
     request: Request, session_id: str = Path(json_schema_extra=SESSION_ID)
 ) -> dict[str, Any]:
-    service = runtime(request).ready_service()
-    row = service.keeper.store.get(session_id, request.state.principal)
+    row = runtime(request).sessions.get(request.state.principal, session_id)
     if row is None:
         raise ApiError(404, f"no session '{session_id}'", "not_found_error", "session_not_found")
     return {
@@ -122,8 +109,7 @@ async def get_session(
 async def delete_session(
     request: Request, session_id: str = Path(json_schema_extra=SESSION_ID)
 ) -> dict[str, Any]:
-    service = runtime(request).ready_service()
-    if not service.keeper.store.delete(session_id, request.state.principal):
+    if not runtime(request).sessions.delete(request.state.principal, session_id):
         raise ApiError(404, f"no session '{session_id}'", "not_found_error", "session_not_found")
     return {"id": session_id, "object": "session", "deleted": True}
 
@@ -138,7 +124,10 @@ async def ready(request: Request) -> dict[str, Any]:
     """Ready also while the model is unloaded for idleness: the next request loads it."""
     rt = runtime(request)
     card = rt.describe()
-    return {"status": "ready", "model": card["id"], "loaded": rt.service is not None}
+    loaded = rt.pipeline is not None
+    if loaded:
+        rt.ready()  # raises (503) when the decode loop cannot go on
+    return {"status": "ready", "model": card["id"], "loaded": loaded}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -15,7 +15,8 @@ from edgeinf.guard import Strain, available_memory, hottest_c, strain
 from edgeinf.route.dispatch import Dispatcher
 from edgeinf.server.errors import RETRY_AFTER_S, ApiError
 from edgeinf.server.metrics import Metrics
-from edgeinf.service import ChatService
+from edgeinf.service.local import ChatService, open_sessions
+from edgeinf.service.turn import TurnPipeline
 
 log = logging.getLogger("edgeinf.server")
 UPKEEP_S = 1.0  # how often memory, temperature and idleness are checked
@@ -45,7 +46,8 @@ class Runtime:
 
     def __init__(self, settings: Settings, model_ref: str | None) -> None:
         self.settings, self.model_ref = settings, model_ref
-        self.service: ChatService | None = None
+        self.sessions = open_sessions(settings)  # the process's, loaded model or not
+        self.pipeline: TurnPipeline | None = None
         self.dispatcher: Dispatcher | None = None
         self.error: str | None = None
         self.idle = False  # unloaded after keep_alive_s; the next request loads it again
@@ -71,45 +73,64 @@ class Runtime:
 
     def _load_now(self) -> None:
         try:
-            # Requests are decoded together in batches, where greedy ones draft from n-grams;
-            # a draft model's steps would hold up every other sequence, so none is loaded.
-            settings = self.settings.model_copy(update={"draft_model": None})
-            service = ChatService(settings, self.model_ref, parallel=self.settings.parallel)
+            settings = self.settings
+            service = ChatService(
+                settings,
+                self.model_ref,
+                parallel=settings.parallel,
+                store=self.sessions,
+                max_queue=settings.max_queue,
+            )
             _ = service.keeper  # opened once here, before two threads could race to open it
-            service.start_batching(self.settings.max_queue)
             if self.dispatcher is None:
                 dispatcher = Dispatcher(settings, service.model.name, service.identity.model_sha256)
                 if dispatcher.remote is not None and settings.route == "auto":
                     _ = dispatcher.router  # loaded now, not on the first request
                 self.dispatcher = dispatcher
+            card = service.card()
             self.card = {
-                "id": service.model.name,
+                "id": card["id"],
                 "object": "model",
                 "created": int(self.started),
                 "owned_by": "edgeinf",
-                "architecture": service.engine.info.architecture,
-                "quantization": service.engine.info.quantization,
-                "context_length": service.engine.seq_ctx,
+                **{k: v for k, v in card.items() if k != "id"},
             }
+            pipeline = TurnPipeline(
+                service, self.dispatcher, lambda note: log.warning("remote failed: %s", note)
+            )
             with self._lock:
-                self.service, self.reloading, self.last_used = service, False, time.monotonic()
+                self.pipeline, self.reloading, self.last_used = pipeline, False, time.monotonic()
             self.metrics.loaded.set(1)
             log.info("model %s ready", service.model.name)
             sd_notify("READY=1")
         except EdgeinfError as exc:
             self.error, self.reloading = str(exc), False
             log.error("model failed to load: %s", exc)
+        except Exception as exc:  # not ours: the traceback is for the operator
+            self.error, self.reloading = "internal error (see the server log); restart", False
+            log.error("model failed to load", exc_info=exc)
 
     def depth(self) -> tuple[int, int]:
-        if self.service is None or self.service.batcher is None:
-            return 0, 0
-        return self.service.batcher.depth()
+        pipeline = self.pipeline
+        return (0, 0) if pipeline is None else pipeline.service.depth()
 
-    def ready_service(self) -> ChatService:
+    def deadline(self) -> float:
+        """When an answer started now is cut (time.monotonic())."""
+        return time.monotonic() + self.settings.request_timeout_s
+
+    def ready(self) -> TurnPipeline:
         with self._lock:
             self.last_used = time.monotonic()
-            if self.service is not None:
-                return self.service
+            if self.pipeline is not None:
+                if not self.pipeline.service.healthy:
+                    raise ApiError(
+                        503,
+                        "the decode loop stopped after an internal error (see the server "
+                        "log); restart the server",
+                        "server_error",
+                        "engine_stopped",
+                    )
+                return self.pipeline
             if self.idle and self.error is None and not self._stopping.is_set():  # on demand
                 self.idle, self.reloading = False, True
                 self._loader = threading.Thread(target=self._load, name="edgeinf-load")
@@ -129,12 +150,12 @@ class Runtime:
     def describe(self) -> dict[str, Any]:
         """The model's card, also while it is unloaded for idleness (without loading it)."""
         if self.card is None:
-            self.ready_service()  # raises: still loading, or failed
+            self.ready()  # raises: still loading, or failed
         assert self.card is not None
         return self.card
 
-    async def serving(self) -> ChatService:
-        """The service for a request that generates: waits while an idle model loads again
+    async def serving(self) -> TurnPipeline:
+        """The pipeline for a request that generates: waits while an idle model loads again
         (a few seconds; a first load at start-up answers 503 at once, as /ready does), and
         refuses new work while the machine is critically short of memory or too hot."""
         if self.strain.level == "critical":
@@ -148,7 +169,7 @@ class Runtime:
         deadline = time.monotonic() + RELOAD_WAIT_S
         while True:
             try:
-                return self.ready_service()
+                return self.ready()
             except ApiError:
                 if self.error or not self.reloading or time.monotonic() > deadline:
                     raise
@@ -174,10 +195,9 @@ class Runtime:
             log.warning("machine %s%s", now.level, f": {now.why}" if now.why else "")
         self.strain = now
         limit = s.parallel if now.level == "ok" else 1
-        service = self.service
-        if service is not None and service.batcher is not None:
-            service.batcher.limit = limit
-            service.batcher.drafting = now.level == "ok"
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.service.limit_load(limit, drafting=now.level == "ok")
         self.metrics.drafting.set(now.level == "ok")  # first: whoever sees the new limit sees this
         self.metrics.parallel.set(limit)
         self.metrics.shedding.set(now.level == "critical")
@@ -186,20 +206,19 @@ class Runtime:
         keep = self.settings.keep_alive_s
         with self._transition:
             with self._lock:
-                service = self.service
-                if not keep or service is None or time.monotonic() - self.last_used < keep:
+                pipeline = self.pipeline
+                if not keep or pipeline is None or time.monotonic() - self.last_used < keep:
                     return
                 if self.depth() != (0, 0):
                     return
-                self.service, self.idle = None, True
+                self.pipeline, self.idle = None, True
             self.metrics.loaded.set(0)
-            self._close(service)
+            self._close(pipeline.service)
         log.info("model unloaded after %g s idle; the next request loads it again", keep)
 
     @staticmethod
     def _close(service: ChatService, drain_s: float = 0.0) -> None:
-        if service.batcher is not None:
-            service.batcher.stop(drain_s)
+        service.stop_batching(drain_s)
         service.flush()
         service.close()
 
@@ -208,8 +227,9 @@ class Runtime:
         self._stopping.set()
         self._loader.join(timeout=60)
         with self._lock:
-            service, self.service = self.service, None
-        if service is not None:
-            self._close(service, drain_s)
+            pipeline, self.pipeline = self.pipeline, None
+        if pipeline is not None:
+            self._close(pipeline.service, drain_s)
         if self.dispatcher is not None:
             self.dispatcher.close()
+        self.sessions.close()

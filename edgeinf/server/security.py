@@ -32,7 +32,7 @@ def _host_only(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-class Guard:
+class Gate:
     """ASGI middleware; every refusal is an OpenAI-shaped error and nothing is logged of keys."""
 
     def __init__(

@@ -5,22 +5,45 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
 
 MAX_STOPS = 4
-Stop = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+def _encodable(text: str) -> str:
+    """Checked here, once, so the error names the field: JSON may carry a lone UTF-16
+    surrogate (\\ud800), which no model can be given."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"holds a lone surrogate at character {exc.start}, which is not valid Unicode; "
+            "send valid text"
+        ) from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+Stop = Annotated[Text, StringConstraints(min_length=1, max_length=256)]
 
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class WireMessage(BaseModel):
     role: Literal["system", "user", "assistant", "developer"]
-    content: str | list[TextPart]
+    content: Text | list[TextPart]
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -47,8 +70,8 @@ class Sampling(BaseModel):
     seed: int | None = Field(None, ge=0, lt=1 << 32)
     stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None = None
     stream: bool = False
-    user: str | None = Field(None, max_length=256)
-    session_id: str | None = Field(
+    user: Text | None = Field(None, max_length=256)
+    session_id: Text | None = Field(
         None, json_schema_extra={"pattern": SESSION_ID_PATTERN}
     )  # checked by the session store, whose error says what a valid id looks like
     # Accepted only to be refused with a clear error (a request may not supply templates).
@@ -69,7 +92,7 @@ class ChatCompletionRequest(Sampling):
 
 
 class CompletionRequest(Sampling):
-    prompt: str = Field(max_length=1 << 22)
+    prompt: Text = Field(max_length=1 << 22)
 
 
 def now() -> int:

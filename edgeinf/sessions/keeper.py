@@ -52,7 +52,7 @@ class SessionKeeper:
     ) -> Restore:
         in_memory = common_prefix(seq.tokens, prompt)
         if session_id is not None:
-            row = self.store.get(session_id, owner)
+            row = self.store.get(owner, session_id)
             if (
                 row
                 and row.kv_tokens > in_memory
@@ -99,7 +99,7 @@ class SessionKeeper:
         state = KVState(self.identity, tuple(seq.tokens), self.engine.export_seq(seq))
 
         def job() -> None:
-            self.store.index.put_messages(session_id, owner, model, messages)
+            self.store.index.put_messages(owner, session_id, model, messages)
             result["saved_bytes"] = self.store.save_session_kv(owner, session_id, state)
 
         self.saver.submit(job)
@@ -109,4 +109,4 @@ class SessionKeeper:
     ) -> None:
         """Keep the messages of a turn answered elsewhere; the saved state still covers their
         common prefix, so the next local turn prefills only what is new."""
-        self.saver.submit(lambda: self.store.index.put_messages(session_id, owner, model, messages))
+        self.saver.submit(lambda: self.store.index.put_messages(owner, session_id, model, messages))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 
-from edgeinf.catalog.store import fsync_dir
 from edgeinf.errors import EdgeinfError
+from edgeinf.files import fsync_dir
 from edgeinf.sessions.ids import check_session_id
 from edgeinf.sessions.index import SessionIndex, SessionRow
 from edgeinf.sessions.kvfile import Identity, KVFileError, KVState, decode, encode
@@ -51,7 +51,9 @@ class SessionStore:
         self.quarantine_dir = _private_dir(root / "quarantine")
         self.budget_bytes = budget_bytes
         self.free_reserve = free_reserve
-        self.index = SessionIndex(root / "index.sqlite")
+        self.index = SessionIndex(
+            root / "index.sqlite", self.quarantine_dir, rebuild=self._register_prefixes
+        )
         self._sweep_temp_files()
 
     def _sweep_temp_files(self) -> None:
@@ -63,6 +65,14 @@ class SessionStore:
                 continue
             if pid != os.getpid() and not psutil.pid_exists(pid):
                 tmp.unlink(missing_ok=True)
+
+    def _register_prefixes(self, index: SessionIndex) -> None:
+        """A new index knows the shared prefixes on disk again (their files are whole; a
+        session's KV file without its messages is of no use and goes)."""
+        for path in self.prefix_dir.glob("*.kv"):
+            index.put_prefix(path.stem, 0, path.stat().st_size)
+        for path in self.kv_dir.glob("*/*.kv"):
+            path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.index.close()
@@ -101,6 +111,9 @@ class SessionStore:
                 state = decode(buf)
         except KVFileError as exc:
             self.quarantine(path, str(exc))
+            return None
+        except OSError as exc:  # EIO, a directory in its place: the turn re-prefills
+            log.warning("cannot read %s (%s); re-prefilling", path.name, exc.strerror)
             return None
         if state.identity != identity:
             log.info("%s was saved for another model or build; re-prefilling", path.name)
@@ -192,11 +205,15 @@ class SessionStore:
 
     # -- sessions --
 
-    def get(self, session_id: str, owner: str) -> SessionRow | None:
-        return self.index.get(check_session_id(session_id), owner)
+    def owned_by(self, owner: str) -> list[SessionRow]:
+        """The owner's sessions, most recently used first."""
+        return self.index.owned_by(owner)
 
-    def delete(self, session_id: str, owner: str) -> bool:
-        if self.get(session_id, owner) is None:
+    def get(self, owner: str, session_id: str) -> SessionRow | None:
+        return self.index.get(owner, check_session_id(session_id))
+
+    def delete(self, owner: str, session_id: str) -> bool:
+        if self.get(owner, session_id) is None:
             return False
         self.kv_path(owner, session_id).unlink(missing_ok=True)
         self.index.delete(owner, session_id)

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgeinf import tasks
 from edgeinf.engine.engine import Engine, SeqState, kv_bytes
-from edgeinf.engine.generate import generate_once
+from edgeinf.engine.once import answer_once
 from edgeinf.engine.options import EngineOptions
 from edgeinf.engine.perplexity import perplexity
+from edgeinf.tasks import gsm8k
 from edgeinf.tune import corpus
 from edgeinf.types import SamplingParams
 
@@ -44,9 +44,8 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         out["prefill_tok_s"] = round(CHUNK / (time.perf_counter() - started), 2)
         engine.trim(seq, 0)
         params = SamplingParams(max_tokens=int(job["decode_tokens"]), temperature=0.0)
-        gen = generate_once(engine, tokens[:32], params)
-        assert gen.completion is not None
-        out["decode_tok_s"] = round(gen.completion.timings.decode_tok_s, 2)
+        completion = answer_once(engine, tokens[:32], params).completion
+        out["decode_tok_s"] = round(completion.timings.decode_tok_s, 2)
         if job.get("ppl_tokens"):
             out["perplexity"] = round(perplexity(engine, tokens[: int(job["ppl_tokens"])]), 4)
         if job.get("accuracy_tasks"):
@@ -58,10 +57,10 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 def accuracy(engine: Engine, n: int) -> float:
     """Greedy answers to the first `n` GSM8K problems of the shipped sample, graded."""
     right = 0
-    for task in tasks.load(("gsm8k",), limit=n):
+    for task in gsm8k.tasks()[:n]:
         params = SamplingParams(max_tokens=ACCURACY_MAX_TOKENS, temperature=0.0)
-        gen = generate_once(engine, engine.chat_tokens(list(task.messages)), params)
-        right += gen.completion is not None and tasks.grade(task, gen.completion.text)
+        answer = answer_once(engine, engine.chat_tokens(list(task.messages)), params)
+        right += gsm8k.grade(task, answer.completion.text)
     return round(right / n, 3)
 
 

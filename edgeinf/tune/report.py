@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgeinf.errors import MissingExtraError
+
 
 def table(result: dict[str, Any]) -> Any:
     from rich.table import Table
@@ -43,7 +45,10 @@ def _num(row: dict[str, Any], key: str, form: str) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib
+    try:  # imported here: matplotlib is the plot extra, and only drawing needs it
+        import matplotlib
+    except ImportError as exc:
+        raise MissingExtraError("the tune plot", "plot") from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from edgeinf.bench.workloads import prompts
 from edgeinf.config import load_settings
-from edgeinf.service import ChatRequest, ChatService, Turn
+from edgeinf.service.local import ChatRequest, ChatService
 from edgeinf.tune.child import exit_with_parent
 from edgeinf.types import Message, SamplingParams
 
@@ -28,7 +27,7 @@ def _service(job: dict[str, Any], state: Path, parallel: int = 1, **more: Any) -
     settings = load_settings(
         threads=int(job["threads"]), kv_type=job["kv_type"], state_dir=state, **more
     )
-    return ChatService(settings, job["path"], parallel=parallel)
+    return ChatService(settings, job["path"], parallel=parallel, max_queue=parallel)
 
 
 def speculative(job: dict[str, Any], state: Path) -> dict[str, Any]:
@@ -39,12 +38,12 @@ def speculative(job: dict[str, Any], state: Path) -> dict[str, Any]:
         for workload in ("edit", "chat"):
             messages = (Message("user", prompts(workload, 1)[0]),)
             params = SamplingParams(max_tokens=int(job["decode_tokens"]), temperature=0.0)
-            turn = service.respond(ChatRequest(messages, params))
-            turn.generation.text()
-            assert turn.generation.completion is not None
-            out[f"{workload}_tok_s"] = round(turn.generation.completion.timings.decode_tok_s, 2)
-            stats = turn.generation.draft_stats
-            out[f"{workload}_acceptance"] = round(stats.accepted / max(stats.drafted, 1), 3)
+            local = service.local(ChatRequest(messages, params))
+            "".join(local)
+            assert local.result is not None
+            out[f"{workload}_tok_s"] = round(local.result.completion.timings.decode_tok_s, 2)
+            acceptance = local.result.accepted / max(local.result.drafted, 1)
+            out[f"{workload}_acceptance"] = round(acceptance, 3)
     finally:
         service.close()
     out["decode_tok_s"] = round(statistics.geometric_mean(out[k] for k in out if "tok_s" in k), 2)
@@ -54,26 +53,20 @@ def speculative(job: dict[str, Any], state: Path) -> dict[str, Any]:
 def parallel(job: dict[str, Any], state: Path) -> dict[str, Any]:
     n = int(job["parallel"])
     service = _service(job, state, parallel=n, speculative="off")
-    done = threading.Semaphore(0)
-    turns: list[Turn] = []
-
-    def finished(turn: Turn | None, error: BaseException | None) -> None:
-        if turn is not None and error is None:
-            turns.append(turn)
-        done.release()
-
     try:
-        service.start_batching(n)
         params = SamplingParams(max_tokens=int(job["decode_tokens"]), temperature=0.0)
         started = time.perf_counter()
-        for text in prompts("chat", n):
-            service.submit(ChatRequest((Message("user", text),), params), lambda _: None, finished)
-        for _ in range(n):
-            done.acquire(timeout=900)
+        # All admitted at once, so the batcher decodes them together while each is read.
+        answers = [
+            service.local(ChatRequest((Message("user", text),), params))
+            for text in prompts("chat", n)
+        ]
+        for answer in answers:
+            "".join(answer)
         wall = time.perf_counter() - started
     finally:
         service.close()
-    completions = [t.completion for t in turns if t.completion is not None]
+    completions = [a.result.completion for a in answers if a.result is not None]
     tokens = sum(c.usage.completion_tokens for c in completions)
     return {
         "aggregate_tok_s": round(tokens / wall, 2),

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from edgeinf.catalog.info import inspect
 from edgeinf.catalog.store import LocalModel, ModelStore
 from edgeinf.config import Settings
 from edgeinf.errors import EdgeinfError
+from edgeinf.gguf.info import inspect
 from edgeinf.guard import available_memory, physical_cores
 from edgeinf.profile import DeviceProfile, profile_path
 

@@ -21,8 +21,8 @@ def say(child: pexpect.spawn, line: str) -> None:
     child.send(line + "\r")
 
 
-def spawn(tmp: Path, *args: str) -> pexpect.spawn:
-    env = {
+def spawn(tmp: Path, *args: str, env: dict[str, str] | None = None) -> pexpect.spawn:
+    environment = {
         **os.environ,
         "EDGEINF_STATE_DIR": str(tmp / "state"),
         "TERM": "xterm-256color",
@@ -30,11 +30,12 @@ def spawn(tmp: Path, *args: str) -> pexpect.spawn:
         "LINES": "40",
         # pexpect is not a terminal emulator: it never answers cursor-position requests.
         "PROMPT_TOOLKIT_NO_CPR": "1",
+        **(env or {}),
     }
     child = pexpect.spawn(
         sys.executable,
         ["-m", "edgeinf", "chat", "-m", DRAFT, "--ctx", "2048", "--temperature", "0", *args],
-        env=env,
+        env=environment,
         encoding="utf-8",
         timeout=120,
         dimensions=(40, 100),

@@ -141,6 +141,18 @@ def test_prompt_longer_than_the_context_is_refused(tiny_path: Path) -> None:
     assert_one_line_error(proc, "context holds 256", "raise --ctx")
 
 
+@pytest.mark.reliability(48)
+def test_a_prompt_that_is_not_unicode_is_refused(tiny_path: Path) -> None:
+    # Undecodable bytes on a command line reach Python as lone surrogates.
+    proc = subprocess.run(
+        [os.fsencode(sys.executable), b"-m", b"edgeinf", b"run", b"-m", TINY.encode(), b"caf\xe9"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert_one_line_error(proc, "not valid Unicode", "send valid UTF-8")
+
+
 def test_unknown_model_name_suggests_the_next_step() -> None:
     assert_one_line_error(
         edgeinf("run", "-m", "gemma-3-270m", "hi"), "unknown model 'gemma-3-270m'", "edgeinf models"

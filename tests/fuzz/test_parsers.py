@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgeinf.catalog.gguf_check import read_gguf
 from edgeinf.engine.template import ChatTemplate
 from edgeinf.errors import ModelFileError, TemplateError
+from edgeinf.gguf.check import read_gguf
 from edgeinf.sessions.kvfile import Identity, KVFileError, KVState, decode, encode
 from edgeinf.types import Message
 from tests.fuzz.conftest import Cases

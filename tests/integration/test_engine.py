@@ -1,28 +1,40 @@
-"""The engine over real GGUF models: determinism, limits, stops, UTF-8, prefix reuse."""
+"""The engine and its decode loop over real GGUF models: determinism, limits, stops, UTF-8,
+prefix reuse."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
-from edgeinf.engine.engine import Engine, SeqState
-from edgeinf.engine.generate import Generation
+from edgeinf.engine.batcher import Batcher, Job
+from edgeinf.engine.engine import Engine
+from edgeinf.engine.once import Outcome, answer_once
 from edgeinf.engine.options import EngineOptions
 from edgeinf.errors import ContextLengthExceededError
-from edgeinf.types import Message, SamplingParams
+from edgeinf.types import Completion, Message, SamplingParams
 
 GREEDY = SamplingParams(max_tokens=24, temperature=0)
 
 
-def _run(
-    engine: Engine, prompt: str, params: SamplingParams = GREEDY, seq_id: int = 0
-) -> Generation:
-    seq = SeqState(seq_id)
-    gen = Generation(engine, seq, engine.vocab.tokenize(prompt, add_bos=True), params)
-    gen.text()
-    engine.trim(seq, 0)
-    return gen
+def _run(engine: Engine, prompt: str, params: SamplingParams = GREEDY) -> Outcome:
+    return answer_once(engine, engine.vocab.tokenize(prompt, add_bos=True), params)
+
+
+def _answer(batcher: Batcher, prompt: list[int]) -> tuple[Job, Completion | None]:
+    """One greedy answer through a batcher that lives on: the job and its completion."""
+    done = threading.Event()
+    box: list[Completion | None] = []
+
+    def on_done(completion: Completion | None, error: BaseException | None) -> None:
+        box.append(completion)
+        done.set()
+
+    job = Job(prompt, GREEDY, lambda text: None, on_done)
+    batcher.submit(job)
+    assert done.wait(120)
+    return job, box[0]
 
 
 def test_greedy_output_is_repeatable(tiny_engine: Engine) -> None:
@@ -66,43 +78,35 @@ def test_stop_string_ends_the_answer_and_is_not_shown(tiny_engine: Engine) -> No
 
 
 def test_streamed_pieces_are_valid_text_for_multibyte_output(tiny_engine: Engine) -> None:
-    seq = SeqState(0)
     prompt = tiny_engine.vocab.tokenize("日本語の文章: 東京は", add_bos=True)
-    chunks = list(
-        Generation(tiny_engine, seq, prompt, SamplingParams(max_tokens=40, temperature=0))
+    chunks: list[str] = []
+    answer_once(
+        tiny_engine, prompt, SamplingParams(max_tokens=40, temperature=0), on_text=chunks.append
     )
-    tiny_engine.trim(seq, 0)
-    assert chunks and all("\ufffd" not in c.text for c in chunks)
-    assert any(ord(ch) > 0x3000 for c in chunks for ch in c.text)
+    assert chunks and all("\ufffd" not in c for c in chunks)
+    assert any(ord(ch) > 0x3000 for c in chunks for ch in c)
 
 
 @pytest.mark.reliability(11)
 def test_prompt_longer_than_context_fails_before_any_compute(tiny_path: Path) -> None:
     with Engine(tiny_path, EngineOptions(n_ctx=64, threads=2, threads_batch=2)) as engine:
         prompt = engine.vocab.tokenize("word " * 2 * engine.n_ctx, add_bos=True)
-        seq = SeqState(0)
         with pytest.raises(ContextLengthExceededError, match=f"context holds {engine.n_ctx}"):
-            Generation(engine, seq, prompt, GREEDY)
-        assert seq.tokens == []
+            answer_once(engine, prompt, GREEDY)
 
 
 def test_generation_stops_when_the_context_is_full(tiny_path: Path) -> None:
     with Engine(tiny_path, EngineOptions(n_ctx=64, threads=2, threads_batch=2)) as engine:
-        seq = SeqState(0)
         prompt = engine.vocab.tokenize("Count: 1, 2, 3, 4,", add_bos=True)
-        gen = Generation(engine, seq, prompt, SamplingParams(max_tokens=500, temperature=0))
-        gen.text()
-        assert gen.completion and gen.completion.finish_reason == "length"
-        assert len(seq.tokens) < engine.n_ctx
+        c = answer_once(engine, prompt, SamplingParams(max_tokens=500, temperature=0)).completion
+        assert c.finish_reason == "length"
+        assert c.usage.prompt_tokens + c.usage.completion_tokens <= engine.n_ctx
 
 
 def test_chat_answer_from_an_instruct_model(chat_engine: Engine) -> None:
-    seq = SeqState(0)
     prompt = chat_engine.chat_tokens([Message("user", "What is 12 + 30? Answer with the number.")])
-    gen = Generation(chat_engine, seq, prompt, GREEDY)
-    assert "42" in gen.text()
-    assert gen.completion and gen.completion.finish_reason == "stop"
-    chat_engine.trim(seq, 0)
+    c = answer_once(chat_engine, prompt, GREEDY).completion
+    assert "42" in c.text and c.finish_reason == "stop"
 
 
 @pytest.mark.reliability(12)
@@ -118,29 +122,38 @@ def test_role_markers_typed_by_a_user_are_plain_text(chat_engine: Engine) -> Non
 
 def test_prefix_reuse_gives_the_same_answer_as_a_fresh_sequence(chat_engine: Engine) -> None:
     history = [Message("user", "Name a colour."), Message("assistant", "Blue.")]
-    follow = [*history, Message("user", "Name another one.")]
-    seq = SeqState(0)
-    Generation(chat_engine, seq, chat_engine.chat_tokens(history), GREEDY).text()
-    reused = Generation(chat_engine, seq, chat_engine.chat_tokens(follow), GREEDY)
-    reused_text = reused.text()
-    assert reused.reused_tokens > 10
-    chat_engine.trim(seq, 0)
-    fresh = Generation(chat_engine, seq, chat_engine.chat_tokens(follow), GREEDY)
-    assert fresh.text() == reused_text and fresh.reused_tokens == 0
-    chat_engine.trim(seq, 0)
+    follow = chat_engine.chat_tokens([*history, Message("user", "Name another one.")])
+    batcher = Batcher(chat_engine, parallel=1, max_queue=2)
+    try:
+        _answer(batcher, chat_engine.chat_tokens(history))
+        reused, reused_answer = _answer(batcher, follow)
+    finally:
+        batcher.stop(drain_s=0)
+        batcher.forget()
+    assert reused.reused_tokens > 10 and reused_answer is not None
+    fresh = answer_once(chat_engine, follow, GREEDY).completion
+    assert fresh.token_ids == reused_answer.token_ids
 
 
-def test_closing_a_stream_early_keeps_the_engine_usable(tiny_engine: Engine) -> None:
-    seq = SeqState(0)
-    gen = iter(
-        Generation(
-            tiny_engine,
-            seq,
-            tiny_engine.vocab.tokenize("Hello", add_bos=True),
-            SamplingParams(max_tokens=50, temperature=0),
-        )
-    )
-    next(gen)
-    gen.close()  # type: ignore[attr-defined]
-    tiny_engine.trim(seq, 0)
-    assert _run(tiny_engine, "Hello").completion is not None
+def test_a_cancelled_answer_leaves_the_loop_usable(tiny_engine: Engine) -> None:
+    batcher = Batcher(tiny_engine, parallel=1, max_queue=2)
+    started, ended = threading.Event(), threading.Event()
+    outcome: list[Completion | None] = []
+
+    def on_done(completion: Completion | None, error: BaseException | None) -> None:
+        outcome.append(completion)
+        ended.set()
+
+    prompt = tiny_engine.vocab.tokenize("Hello", add_bos=True)
+    long = SamplingParams(max_tokens=200, temperature=0)
+    try:
+        job = Job(prompt, long, lambda text: started.set(), on_done)
+        batcher.submit(job)
+        assert started.wait(60)
+        job.cancelled.set()
+        assert ended.wait(10) and outcome == [None]  # nothing of it is returned
+        _, after = _answer(batcher, prompt)
+    finally:
+        batcher.stop(drain_s=0)
+        batcher.forget()
+    assert after is not None and after.text == _run(tiny_engine, "Hello").completion.text

@@ -23,7 +23,7 @@ def state(tag: int, size: int = MB) -> KVState:
 
 
 def save(store: SessionStore, owner: str, sid: str, tag: int) -> int:
-    store.index.put_messages(sid, owner, "m", (Message("user", f"hi {tag}"),))
+    store.index.put_messages(owner, sid, "m", (Message("user", f"hi {tag}"),))
     return store.save_session_kv(owner, sid, state(tag))
 
 
@@ -40,7 +40,7 @@ def test_budget_evicts_least_recently_used_also_after_a_restart(tmp_path: Path) 
     assert kept == {"s0", "s2", "s3"}
     assert store.index.kv_usage() <= store.budget_bytes
     assert not store.kv_path("local", "s1").exists()
-    assert store.get("s1", "local") is not None  # evicted state, kept conversation
+    assert store.get("local", "s1") is not None  # evicted state, kept conversation
     store.close()
 
 
@@ -56,8 +56,8 @@ def test_a_state_larger_than_the_budget_is_not_saved(tmp_path: Path) -> None:
 def test_other_principals_cannot_see_or_touch_a_session(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
     save(store, "alice", "shared-name", 1)
-    assert store.get("shared-name", "mallory") is None
-    assert not store.delete("shared-name", "mallory")
+    assert store.get("mallory", "shared-name") is None
+    assert not store.delete("mallory", "shared-name")
     save(store, "mallory", "shared-name", 2)  # the same id is another session for another owner
     alice = store.read_kv(store.kv_path("alice", "shared-name"), IDENTITY)
     assert alice is not None and alice.tokens == (1,)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeinf.config import Settings, load_settings
-from edgeinf.service import ChatRequest, ChatService, LocalTurn, conversation
+from edgeinf.service.local import ChatRequest, ChatService, LocalResult, conversation
 from edgeinf.types import Message, SamplingParams
 from tests.cli.test_cli import edgeinf
 from tests.conftest import DRAFT, TINY
@@ -25,14 +25,18 @@ def cfg(tmp_path: Path, **kw: object) -> Settings:
     )
 
 
-def turn(service: ChatService, session: str, text: str) -> tuple[LocalTurn, tuple[int, ...]]:
+def answer(service: ChatService, request: ChatRequest) -> LocalResult:
+    local = service.local(request)
+    "".join(local)
+    assert local.result is not None
+    return local.result
+
+
+def turn(service: ChatService, session: str, text: str) -> tuple[LocalResult, tuple[int, ...]]:
     messages = conversation(text, history=service.history(session))
-    t = service.respond(ChatRequest(messages, GREEDY, session_id=session))
-    t.generation.text()
-    service.finish(t)
+    t = answer(service, ChatRequest(messages, GREEDY, session_id=session))
     service.flush()
-    assert t.generation.completion is not None
-    return t, t.generation.completion.token_ids
+    return t, t.completion.token_ids
 
 
 @pytest.fixture(scope="module")
@@ -131,14 +135,12 @@ def test_a_shared_system_prompt_is_prefilled_once(tmp_path: Path) -> None:
     system = "You are a terse assistant for Python questions. " * 4
     service = ChatService(cfg(tmp_path))
     messages = (Message("system", system), Message("user", "What is a list?"))
-    first = service.respond(ChatRequest(messages, GREEDY))
-    first.generation.text()
+    first = answer(service, ChatRequest(messages, GREEDY))
     service.flush()
     service.close()
     other = ChatService(cfg(tmp_path))
     messages = (Message("system", system), Message("user", "What is a dict?"))
-    second = other.respond(ChatRequest(messages, GREEDY))
-    second.generation.text()
+    second = answer(other, ChatRequest(messages, GREEDY))
     other.close()
     assert first.restore.source == "none" and second.restore.source == "prefix"
     assert second.restored_tokens > 40

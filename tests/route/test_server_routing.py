@@ -139,7 +139,7 @@ def test_what_a_remote_says_cannot_forge_log_lines_or_leak_the_key(
     finally:
         server.stop()
     log = server.log.read_text()
-    assert "remote failed, answering locally" in log and "no such model" in log
+    assert "remote failed: " in log and "; answering locally" in log and "no such model" in log
     assert not any(line.startswith(FORGED) for line in log.splitlines())
     assert "\\r\\n" + FORGED in log and "\x1b" not in log
     assert key not in log and key not in metrics

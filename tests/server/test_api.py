@@ -193,3 +193,32 @@ def test_errors_are_in_the_openai_shape(tiny_server: Server) -> None:
     r = httpx.get(f"{tiny_server.url}/v1/sessions/none-such")
     assert r.status_code == 404
     assert set(json.loads(r.text)["error"]) == {"message", "type", "param", "code"}
+
+
+@pytest.mark.reliability(48)
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "hi \\ud800"}]}',
+         "messages.0.content"),
+        ("/v1/chat/completions",
+         '{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\udfff"}]}]}',
+         "messages.0.content"),
+        ("/v1/chat/completions",
+         '{"messages": [{"role": "user", "content": "hi"}], "stop": ["\\ud83d"]}', "stop"),
+        ("/v1/completions", '{"prompt": "x \\udc00 y"}', "prompt"),
+    ],
+)  # fmt: skip
+def test_a_lone_surrogate_is_a_400_naming_its_field(
+    tiny_server: Server, path: str, body: str, field: str
+) -> None:
+    r = httpx.post(
+        f"{tiny_server.url}{path}",
+        content=body.encode(),  # valid JSON: the escape is not valid Unicode text
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"].startswith(field) and "surrogate" in error["message"]
+    assert httpx.get(f"{tiny_server.url}/ready", timeout=10).status_code == 200

@@ -1,4 +1,5 @@
-"""N-gram speculation inside the server's batches: same answers as plain decoding."""
+"""Speculation inside the server's batches (n-gram drafts, a draft model): greedy answers are
+those of plain decoding."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import openai
 
 from edgeinf.engine.engine import Engine
-from edgeinf.engine.generate import generate_once
+from edgeinf.engine.once import answer_once
 from edgeinf.types import Message, SamplingParams
 from tests.conftest import TINY
 from tests.integration.test_speculative import OPTS, PROMPTS
@@ -49,21 +50,50 @@ def test_greedy_answers_drafted_in_a_batch_equal_plain_decoding(
         accepted = gauge(server, "edgeinf_speculative_accepted_total")
         assert drafted > accepted > 10  # drafts were checked, and some were cut back
 
-        client.chat.completions.create(  # sampled: no drafts, whatever the mode
+        client.chat.completions.create(  # sampled: drafts accepted by speculative sampling
             model=TINY,
             messages=[{"role": "user", "content": COPYING[0]}],
             max_tokens=32,
             temperature=0.8,
         )
-        assert gauge(server, "edgeinf_speculative_drafted_total") == drafted
+        assert gauge(server, "edgeinf_speculative_drafted_total") > drafted
     finally:
         assert server.stop() == 0
+    assert served == plain_answers(tiny_path, COPYING, 96)
 
-    with Engine(tiny_path, OPTS) as engine:
+
+def plain_answers(path: Path, prompts: list[str], max_tokens: int) -> list[list[str | None]]:
+    with Engine(path, OPTS) as engine:
         # The server ends a transcript-style answer at the template's turn markers.
-        params = SamplingParams(max_tokens=96, temperature=0, stop=engine.template.stops)
-        for prompt, (text, finish) in zip(COPYING, served, strict=True):
+        params = SamplingParams(max_tokens=max_tokens, temperature=0, stop=engine.template.stops)
+        out: list[list[str | None]] = []
+        for prompt in prompts:
             tokens = engine.chat_tokens([Message("user", prompt)])
-            plain = generate_once(engine, tokens, params).completion
-            assert plain is not None
-            assert (text, finish) == (plain.text, plain.finish_reason)
+            plain = answer_once(engine, tokens, params).completion
+            out.append([plain.text, plain.finish_reason])
+        return out
+
+
+def test_the_server_drafts_with_a_draft_model_when_the_mode_says_so(
+    tmp_path: Path, tiny_path: Path
+) -> None:
+    # The model as its own draft: same tokenizer, and cheap enough to run here.
+    server = start(
+        tmp_path, "-m", TINY, "--ctx", "2048", "--speculative", "draft", "--draft", TINY,
+        env={"EDGEINF_SPECULATIVE_EXACT": "true"},
+    )  # fmt: skip
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="-", max_retries=0)
+        reply = client.chat.completions.create(
+            model=TINY,
+            messages=[{"role": "user", "content": PROMPTS[3]}],
+            max_tokens=48,
+            temperature=0,
+        )
+        served = [[reply.choices[0].message.content, reply.choices[0].finish_reason]]
+        drafted = gauge(server, "edgeinf_speculative_drafted_total")
+        accepted = gauge(server, "edgeinf_speculative_accepted_total")
+    finally:
+        assert server.stop() == 0
+    assert drafted > 0 and accepted > 0
+    assert served == plain_answers(tiny_path, [PROMPTS[3]], 48)

@@ -12,9 +12,9 @@ import gguf
 import numpy as np
 import pytest
 
-from edgeinf.catalog.gguf_check import read_gguf
-from edgeinf.catalog.info import describe
 from edgeinf.errors import ModelFileError
+from edgeinf.gguf.check import read_gguf
+from edgeinf.gguf.info import describe
 
 
 @pytest.fixture

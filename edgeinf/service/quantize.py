@@ -8,11 +8,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeinf.catalog.gguf_check import read_gguf
-from edgeinf.catalog.info import describe
 from edgeinf.catalog.store import ModelStore
 from edgeinf.engine.options import EngineOptions
 from edgeinf.errors import InvalidRequestError, ModelFileError
+from edgeinf.gguf.check import read_gguf
+from edgeinf.gguf.info import describe
 
 # Bits per weight of each type, roughly (llama.cpp's quantize README), to check free space.
 BITS = {

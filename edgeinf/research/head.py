@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 Array = npt.NDArray[np.float64]
 
@@ -45,8 +47,6 @@ def fit(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating], l2: float) -> 
 
 def to_onnx(model: Logistic) -> bytes:
     """features [N, D] float32 -> score [N] float32, the same numbers as `predict`."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
     def const(name: str, value: npt.NDArray[np.floating]) -> onnx.TensorProto:
         return numpy_helper.from_array(np.asarray(value, dtype=np.float32), name)

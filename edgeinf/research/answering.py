@@ -4,16 +4,15 @@ remote through its client; every answer cached as it arrives."""
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from edgeinf.config import Settings
 from edgeinf.errors import InvalidRequestError
-from edgeinf.route.collect import Answer, answer_all, load_cached, timed
+from edgeinf.research.collect import Answer, answer_all, load_cached, timed
 from edgeinf.route.dispatch import remote_config
 from edgeinf.route.remote import RemoteClient
-from edgeinf.service import ChatRequest, ChatService, Turn
+from edgeinf.service.local import ChatRequest, ChatService
 from edgeinf.tasks import Task
 from edgeinf.types import SamplingParams
 
@@ -39,23 +38,14 @@ def local_answers(
 ) -> dict[str, Answer]:
     if len(load_cached(path).keys() & {t.id for t in tasks}) == len(tasks):
         return answer_all(tasks, _unused, path, 1)
-    service = ChatService(settings, ref, parallel=concurrency)
-    service.start_batching(max_queue=concurrency)
+    service = ChatService(settings, ref, parallel=concurrency, max_queue=concurrency)
 
     def ask(task: Task) -> tuple[str, int, int]:
-        done = threading.Event()
-        box: dict[str, Any] = {}
-
-        def on_done(turn: Turn | None, error: BaseException | None) -> None:
-            box["turn"], box["error"] = turn, error
-            done.set()
-
         sampling = SamplingParams(max_tokens=task.max_tokens, temperature=temperature, seed=7)
-        service.submit(ChatRequest(task.messages, sampling), lambda s: None, on_done)
-        done.wait()
-        if box["error"] is not None:
-            raise box["error"]
-        completion = box["turn"].completion
+        local = service.local(ChatRequest(task.messages, sampling))
+        "".join(local)
+        assert local.result is not None
+        completion = local.result.completion
         usage = completion.usage
         return completion.text, usage.prompt_tokens, usage.completion_tokens
 

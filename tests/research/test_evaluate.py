@@ -6,9 +6,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edgeinf.route.evaluate import curve, folds, random_apgr
-from edgeinf.route.report import difficulty_report
-from edgeinf.route.train import Graded, nested_oof, targets
+from edgeinf.research.evaluate import curve, folds, random_apgr
+from edgeinf.research.report import difficulty_report
+from edgeinf.research.train import Graded, nested_oof, targets
 from edgeinf.tasks import Task
 
 # 10 queries: local right on 0-2, remote right on 0-5 (gains on 3-5), local-only on 9

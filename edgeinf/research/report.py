@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edgeinf.route import evaluate
+from edgeinf.research import evaluate
+from edgeinf.research.collect import Answer
+from edgeinf.research.head import fit
+from edgeinf.research.train import Graded, fit_router, metrics, nested_oof, targets
 from edgeinf.route.cascade import agree
-from edgeinf.route.collect import Answer
-from edgeinf.route.head import fit
-from edgeinf.route.train import Graded, fit_router, metrics, nested_oof, targets
 
 RATES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 SHARES = (0.25, 0.5, 0.75, 1.0)

@@ -1,0 +1,140 @@
+"""`edgeinf route train|eval`: answer gradable tasks with both models, fit a router, measure it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from edgeinf.catalog import open_store, resolve_verified
+from edgeinf.cli.main import settings_from
+from edgeinf.config import Settings
+from edgeinf.errors import InvalidRequestError
+from edgeinf.research.answering import local_answers, remote_answers
+from edgeinf.research.card import model_card
+from edgeinf.research.collect import ANSWERS_DIR, cache_path, load_cached, second_sample_path
+from edgeinf.research.report import pair_report
+from edgeinf.research.tasks import load
+from edgeinf.research.train import (
+    features,
+    fit_router,
+    graded,
+    metrics,
+    nested_oof,
+    targets,
+    write_router,
+)
+from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE
+from edgeinf.route.dispatch import encoder_files
+from edgeinf.route.encoder import SentenceEncoder
+from edgeinf.tasks import Task
+
+
+def _local(settings: Settings, ref: str | None) -> tuple[str, str]:
+    model = resolve_verified(open_store(settings), ref or settings.default_model)
+    return model.name, model.digest()
+
+
+def _tasks(args: argparse.Namespace) -> list[Task]:
+    tasks = load(tuple(k.strip() for k in args.tasks.split(",") if k.strip()), args.limit)
+    cap = getattr(args, "max_tokens", None)
+    if cap is not None:
+        if cap < 1:
+            raise InvalidRequestError("--max-tokens must be at least 1")
+        tasks = [replace(t, max_tokens=min(t.max_tokens, cap)) for t in tasks]
+    return tasks
+
+
+def _cache_suffix(args: argparse.Namespace) -> str:
+    """Answers capped shorter are another experiment: they get their own cache."""
+    cap = getattr(args, "max_tokens", None)
+    return f"@max{cap}" if cap is not None else ""
+
+
+def _remote_key(settings: Settings) -> str:
+    host = urlsplit(settings.remote_url or "").hostname or "remote"
+    return f"remote_{host}_{settings.remote_model}"
+
+
+def train(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if not 0 < args.escalation_rate < 1:
+        raise InvalidRequestError("--escalation-rate must be between 0 and 1, e.g. 0.35")
+    tasks = _tasks(args)
+    name, sha = _local(settings, args.model)
+    local_path = cache_path(settings.state_dir, f"local_{sha[:16]}{_cache_suffix(args)}")
+    local = local_answers(settings, args.model, tasks, local_path, args.concurrency)
+    if args.cascade:
+        local_answers(
+            settings,
+            args.model,
+            tasks,
+            second_sample_path(local_path),
+            args.concurrency,
+            SECOND_SAMPLE_TEMPERATURE,
+        )
+    remote = None
+    if args.kind == "pair":
+        remote_path = cache_path(settings.state_dir, _remote_key(settings) + _cache_suffix(args))
+        remote = remote_answers(settings, tasks, remote_path, args.concurrency)
+    data = graded(tasks, local, remote)
+    encoder = SentenceEncoder(*encoder_files(settings))
+    x = features(encoder, tasks)
+    candidates = targets(args.kind, data)
+    fitted = fit_router(x, candidates, data)
+    figures = metrics(data, nested_oof(x, candidates, data))
+    remote_tokens = sum(a.prompt_tokens + a.completion_tokens for a in (remote or {}).values())
+    card = {
+        "kind": args.kind,
+        "local_model": name,
+        "local_sha256": sha,
+        "remote_model": settings.remote_model if args.kind == "pair" else None,
+        "target": fitted.target,
+        "trained_on": {
+            "tasks": sorted({t.kind for t in tasks}),
+            "n": len(tasks),
+            "remote_tokens": remote_tokens,
+        },
+        "metrics": figures,
+    }
+    suffix = settings.remote_model if args.kind == "pair" else "local-failure"
+    out = args.out or settings.state_dir / "routers" / f"{name}__{suffix}"
+    write_router(out, fitted, card, args.escalation_rate, model_card(card, args))
+    print(json.dumps({"router": str(out), "metrics": figures, "remote_tokens": remote_tokens}))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    tasks = _tasks(args)
+    name, sha = _local(settings, args.model)
+    local_path = cache_path(settings.state_dir, f"local_{sha[:16]}{_cache_suffix(args)}")
+    local = load_cached(local_path)
+    remote = load_cached(cache_path(settings.state_dir, _remote_key_any(settings, args)))
+    tasks = [t for t in tasks if t.id in local and t.id in remote]
+    if not tasks:
+        raise InvalidRequestError("no cached answers for this pair; run `edgeinf route train`")
+    data = graded(tasks, local, remote)
+    x = features(SentenceEncoder(*encoder_files(settings)), tasks)
+    second = load_cached(second_sample_path(local_path))
+    report = {
+        "local": name,
+        "remote": settings.remote_model,
+        "n": len(tasks),
+        **pair_report(data, x, local, remote, second, args.folds),
+    }
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def _remote_key_any(settings: Settings, args: argparse.Namespace) -> str:
+    """The remote's cache name; any host serving that model name when no URL is given."""
+    suffix = _cache_suffix(args)
+    if settings.remote_url:
+        return _remote_key(settings) + suffix
+    answers = settings.state_dir / ANSWERS_DIR
+    found = sorted(answers.glob(f"remote_*_{settings.remote_model}{suffix}.jsonl"))
+    if not found:
+        raise InvalidRequestError("no cached remote answers; pass --remote-url or train first")
+    return found[0].stem

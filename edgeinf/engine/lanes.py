@@ -1,0 +1,39 @@
+"""A drafting lane: a drafter and the controller that decides how far it may draft."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
+from edgeinf.engine.speculation import Controller, best_k
+
+
+@dataclass
+class Lane:
+    drafter: NgramDrafter | ModelDrafter
+    controller: Controller
+    # While an n-gram lane is off, its proposals are still checked against what plain
+    # decoding then writes: free evidence of whether drafting would pay now.
+    shadow: list[int] = field(default_factory=list)
+    shadow_len: int = 0
+
+    def gain(self) -> float:
+        c = self.controller
+        return best_k(c.acceptance.rate, c.cost, c.k_max)[1]
+
+    def watch(self, context: list[int]) -> None:
+        if not self.shadow and isinstance(self.drafter, NgramDrafter):
+            self.shadow = self.drafter.propose(context, self.controller.k_max)[0]
+            self.shadow_len = len(self.shadow)
+
+    def saw(self, token: int) -> None:
+        """A token plain decoding produced: score the shadow proposal against it."""
+        if not self.shadow:
+            return
+        if self.shadow[0] == token:
+            self.shadow.pop(0)
+            if self.shadow:
+                return
+        accepted = self.shadow_len - len(self.shadow)
+        self.controller.observe(self.shadow_len, accepted)
+        self.shadow = []

@@ -1,0 +1,1 @@
+"""Reading GGUF files without llama.cpp: bounded checks before a load, and what a model is."""

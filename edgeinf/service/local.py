@@ -1,0 +1,308 @@
+"""ChatService: the loaded model and its local answers, from messages to streamed text."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+
+from edgeinf.catalog import open_store, resolve_verified
+from edgeinf.catalog.store import LocalModel
+from edgeinf.config import Settings
+from edgeinf.engine.batcher import Batcher, Job
+from edgeinf.engine.engine import Engine, SeqState, footprint
+from edgeinf.engine.native import library_version
+from edgeinf.engine.options import EngineOptions, default_gpu_layers
+from edgeinf.guard import check_fits, physical_cores
+from edgeinf.service.channel import Channel
+from edgeinf.sessions.ids import LOCAL_OWNER, check_session_id
+from edgeinf.sessions.index import SessionRow
+from edgeinf.sessions.keeper import Restore, SessionKeeper
+from edgeinf.sessions.kvfile import Identity
+from edgeinf.sessions.store import SessionStore
+from edgeinf.speculate import Speculation
+from edgeinf.types import Completion, Message, SamplingParams
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[Message, ...]
+    sampling: SamplingParams
+    session_id: str | None = None
+    owner: str = LOCAL_OWNER
+
+    def __post_init__(self) -> None:
+        if self.session_id is not None:
+            check_session_id(self.session_id)
+
+
+@dataclass
+class LocalResult:
+    """The facts of one finished local answer."""
+
+    completion: Completion
+    restore: Restore
+    n_prompt: int
+    reused_tokens: int  # prompt tokens whose KV state was already in the slot
+    mode: str = "off"  # speculative decoding mode
+    drafted: int = 0
+    accepted: int = 0
+    saved: dict[str, int] = field(default_factory=dict)  # filled by the saver, later
+
+    @property
+    def restored_tokens(self) -> int:
+        """Prompt tokens whose KV state came from disk rather than a prefill."""
+        if self.restore.source not in ("session", "prefix"):
+            return 0
+        return min(self.restore.tokens, self.reused_tokens)
+
+    @property
+    def prefilled_tokens(self) -> int:
+        return self.n_prompt - self.reused_tokens + self.restore.prefilled
+
+
+class LocalAnswer:
+    """One local answer, decoded by the batcher's thread (with other sequences when there are
+    several slots): iterate for its text; `result` is set once it ended (None when it was
+    cancelled). Admission happens at construction, so a full queue raises there."""
+
+    def __init__(
+        self,
+        service: ChatService,
+        request: ChatRequest,
+        prompt: list[int],
+        prefix: int,
+        sampling: SamplingParams,
+        deadline: float | None,
+    ) -> None:
+        self.result: LocalResult | None = None
+        self.channel = Channel()
+        restore = Restore("none", 0)
+        lanes = service.speculation.lanes(sampling)
+
+        def prepare(seq: SeqState) -> None:
+            nonlocal restore
+            restore = service.keeper.restore(seq, request.owner, request.session_id, prompt, prefix)
+
+        def finish(seq: SeqState, completion: Completion) -> None:
+            job = self.job
+            self.result = LocalResult(
+                completion,
+                restore,
+                len(prompt),
+                job.reused_tokens,
+                service.speculation.mode if lanes else "off",
+                job.drafted,
+                job.accepted,
+            )
+            service.keep(seq, request, self.result)
+
+        self.job = Job(
+            prompt,
+            sampling,
+            self.channel.text,
+            lambda _, error: self.channel.end(error),
+            prepare,
+            finish,
+            deadline,
+            lanes=lanes,
+        )
+        service.batcher.submit(self.job)
+
+    def __iter__(self) -> Iterator[str]:
+        ended = False
+        try:
+            yield from self.channel.read()
+            ended = True
+        finally:
+            if not ended:  # the reader left early (Ctrl+C, a client gone): stop within a step
+                self.job.cancelled.set()
+
+    def cancel(self) -> None:
+        """Stop decoding at the next step (from any thread); nothing of it is kept."""
+        self.job.cancelled.set()
+
+
+class ChatService:
+    """Owns the loaded engine; keeps conversations in the process's session store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model_ref: str | None = None,
+        parallel: int = 1,
+        store: SessionStore | None = None,
+        max_queue: int = 4,
+    ) -> None:
+        """`parallel` answers are decoded together, `max_queue` more wait for a slot."""
+        self.settings = settings
+        self.model: LocalModel = resolve_verified(
+            open_store(settings), model_ref or settings.default_model
+        )
+        self.opts = engine_options(settings, n_seq_max=parallel)
+        if settings.speculative != "off" and settings.speculative_exact:
+            self.opts = replace(self.opts, exact=True)
+        check_fits(*footprint(self.model.path, self.opts))  # refused with the numbers
+        self.engine = Engine(self.model.path, self.opts)
+        self._store, self._owns_store = store, store is None
+        try:
+            self.speculation = self._speculation(settings)
+            # The costs that decide drafting are measured first (once per device), before
+            # the decode loop owns the engine.
+            if self.speculation.usable:
+                self.speculation.cost()
+            self.batcher = Batcher(
+                self.engine, self.opts.n_seq_max, max_queue, self.speculation.max_batch()
+            )
+        except BaseException:
+            self.engine.close()
+            raise
+
+    def _speculation(self, settings: Settings) -> Speculation:
+        draft: Engine | None = None
+        draft_id = "-"
+        if settings.draft_model and settings.speculative in ("auto", "draft"):
+            found = resolve_verified(open_store(settings), settings.draft_model)
+            check_fits(*footprint(found.path, self.opts))
+            draft = Engine(found.path, self.opts)
+            draft_id = found.sha256 or found.name
+        try:
+            return Speculation(
+                settings, self.engine, self.model.sha256 or self.model.name, draft, draft_id
+            )
+        except BaseException:
+            if draft is not None:
+                draft.close()
+            raise
+
+    @cached_property
+    def keeper(self) -> SessionKeeper:
+        if self._store is None:
+            self._store = open_sessions(self.settings)
+        return SessionKeeper(self.engine, self._store, self.identity)
+
+    @cached_property
+    def identity(self) -> Identity:
+        sha = self.model.digest()
+        library = library_version()
+        if self.engine.sliding_window:  # saved from a full-window cache (native.load)
+            library += " swa-full"
+        return Identity(sha, library, self.engine.seq_ctx, self.opts.kv_type)
+
+    @property
+    def load_s(self) -> float:
+        return self.engine.load_s
+
+    @property
+    def context_length(self) -> int:
+        return self.engine.seq_ctx
+
+    def card(self) -> dict[str, object]:
+        """What a client may know of the loaded model."""
+        info = self.engine.info
+        return {
+            "id": self.model.name,
+            "architecture": info.architecture,
+            "quantization": info.quantization,
+            "context_length": self.engine.seq_ctx,
+        }
+
+    def close(self) -> None:
+        self.batcher.stop(drain_s=0)
+        if "keeper" in self.__dict__:
+            self.keeper.close()
+            if self._owns_store and self._store is not None:
+                self._store.close()
+        self.speculation.close()
+        self.engine.close()
+
+    def sessions(self, owner: str = LOCAL_OWNER) -> list[SessionRow]:
+        return self.keeper.store.owned_by(owner)
+
+    def history(self, session_id: str, owner: str = LOCAL_OWNER) -> tuple[Message, ...]:
+        row = self.keeper.store.get(owner, session_id)
+        return row.messages if row else ()
+
+    def local(
+        self, request: ChatRequest, raw_prompt: str | None = None, deadline: float | None = None
+    ) -> LocalAnswer:
+        """Start a local answer; `raw_prompt` is text to continue instead of the chat
+        template's rendering of the messages."""
+        if raw_prompt is not None:
+            vocab = self.engine.vocab
+            tokens, prefix = vocab.tokenize(raw_prompt, add_bos=vocab.add_bos), 0
+        else:
+            tokens, prefix = self.engine.chat_prompt(request.messages)
+        self.engine.check_prompt(len(tokens), request.sampling.max_tokens)
+        sampling = request.sampling
+        if raw_prompt is None and self.engine.template.stops:
+            # A base model's transcript must end with its turn.
+            sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
+        return LocalAnswer(self, request, tokens, prefix, sampling, deadline)
+
+    def stop_batching(self, drain_s: float) -> None:
+        """Admit nothing more; running answers get `drain_s` to finish, then end."""
+        self.batcher.stop(drain_s)
+
+    @property
+    def healthy(self) -> bool:
+        """False once the decode loop stopped for good (an error outside any request)."""
+        return self.batcher.alive
+
+    def depth(self) -> tuple[int, int]:
+        """(running, waiting) answers."""
+        return self.batcher.depth()
+
+    def limit_load(self, parallel: int, *, drafting: bool) -> None:
+        """Decode at most `parallel` sequences together, drafting or not (the machine strains)."""
+        self.batcher.limit, self.batcher.drafting = parallel, drafting
+
+    def keep(self, seq: SeqState, request: ChatRequest, result: LocalResult) -> None:
+        """After a local answer: keep the conversation and its KV state (in the background)."""
+        if request.session_id is None:
+            return
+        messages = (*request.messages, Message("assistant", result.completion.text))
+        self.keeper.save(
+            seq, request.owner, request.session_id, self.model.name, messages, result.saved
+        )
+
+    def record(self, request: ChatRequest, answer: str) -> None:
+        """Keep a turn the remote model answered in the session's history."""
+        if request.session_id is not None:
+            messages = (*request.messages, Message("assistant", answer))
+            self.keeper.record(request.owner, request.session_id, self.model.name, messages)
+
+    def flush(self) -> None:
+        """Wait for background saves (before a short-lived process exits)."""
+        if "keeper" in self.__dict__:
+            self.keeper.saver.flush()
+
+
+def engine_options(settings: Settings, n_seq_max: int = 1) -> EngineOptions:
+    """The engine's plain options from the app's settings."""
+    threads = settings.threads or physical_cores()
+    return EngineOptions(
+        n_ctx=settings.n_ctx * n_seq_max,  # each sequence gets the configured context
+        n_batch=settings.n_batch,
+        n_seq_max=n_seq_max,
+        threads=threads,
+        threads_batch=threads,
+        n_gpu_layers=(
+            settings.n_gpu_layers if settings.n_gpu_layers is not None else default_gpu_layers()
+        ),
+        kv_type=settings.kv_type,
+    )
+
+
+def open_sessions(settings: Settings) -> SessionStore:
+    """The session store of this user's state directory."""
+    return SessionStore(settings.state_dir, settings.sessions_budget_mb << 20)
+
+
+def conversation(
+    user: str, system: str | None = None, history: tuple[Message, ...] = ()
+) -> tuple[Message, ...]:
+    """The messages of the next turn: history, with `system` replacing its system prompt."""
+    rest = tuple(m for m in history if m.role != "system")
+    head = (Message("system", system),) if system else history[: len(history) - len(rest)]
+    return (*head, *rest, Message("user", user))

@@ -82,12 +82,65 @@ class _Slot:
     out_index: int = -1  # this slot's output row in the last batch (drafts' rows follow)
 
 
+Setup = Callable[[], tuple[Engine, int | None]]
+
+
 class Batcher:
+    """The decode loop over one engine: on a thread of its own, or run by the caller."""
+
     def __init__(
         self, engine: Engine, parallel: int, max_queue: int, exact_batch: int | None = None
     ) -> None:
-        self.engine = engine
-        self.exact_batch = exact_batch  # see _step
+        """A loop on a thread of its own over an engine made on another thread (whose
+        decodes are then slower where llama.cpp runs on OpenMP: see `owning`)."""
+        self._begin(parallel, max_queue)
+        self.engine, self.exact_batch = engine, exact_batch
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._loop, name="edgeinf-batcher", daemon=True
+        )
+        self._thread.start()
+
+    @classmethod
+    def owning(cls, setup: Setup, parallel: int, max_queue: int) -> Batcher:
+        """A loop whose own thread first makes its engine: `setup` returns the engine and the
+        exact batch (see _step). With llama.cpp built on OpenMP, a context decoded from one
+        thread while the thread that made it lives on decodes slower: each thread leads an
+        OpenMP team of its own, the teams outnumber the cores, and libgomp stops spinning
+        between parallel regions (2 cores, a Xeon: the 1.5B at 9.8 against 12.5 tok/s)."""
+        self = cls.__new__(cls)
+        self._begin(parallel, max_queue)
+        made = threading.Event()
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self.engine, self.exact_batch = setup()
+            except BaseException as exc:
+                failed.append(exc)
+                return
+            finally:
+                made.set()
+            self._loop()
+
+        self._thread = threading.Thread(target=run, name="edgeinf-batcher", daemon=True)
+        self._thread.start()
+        made.wait()
+        if failed:
+            self._thread.join()
+            raise failed[0]
+        return self
+
+    @classmethod
+    def inline(cls, engine: Engine, parallel: int, exact_batch: int | None = None) -> Batcher:
+        """A loop without a thread: `run_until_idle` runs it on the caller's thread (one-off
+        answers on an engine the caller made, at the speed of that thread)."""
+        self = cls.__new__(cls)
+        self._begin(parallel, max_queue=parallel)
+        self.engine, self.exact_batch = engine, exact_batch
+        self._thread = None
+        return self
+
+    def _begin(self, parallel: int, max_queue: int) -> None:
         self._prefill_turn = False
         self.slots = [_Slot(SeqState(i)) for i in range(parallel)]
         self.limit = parallel  # sequences decoded together now; lowered when the machine strains
@@ -96,19 +149,22 @@ class Batcher:
         self._waiting: deque[Job] = deque()
         self._wake = threading.Condition()
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="edgeinf-batcher", daemon=True)
-        self._thread.start()
+
+    def run_until_idle(self) -> None:
+        """Run the loop here until no job is left (an inline batcher)."""
+        assert self._thread is None, "this batcher runs on its own thread"
+        self._run(until_idle=True)
 
     # -- called from request handlers --
 
     @property
     def alive(self) -> bool:
         """False once the loop stopped for an error it could not pin on a job."""
-        return self._thread.is_alive() or self._stopping
+        return self._thread is None or self._thread.is_alive() or self._stopping
 
     def submit(self, job: Job) -> None:
         with self._wake:
-            if not self._thread.is_alive():
+            if not self.alive:
                 raise EngineStoppedError(
                     "the decode loop stopped after an internal error (see the server log); "
                     "restart the server"
@@ -144,7 +200,8 @@ class Batcher:
                 slot.job.cancelled.set()
         with self._wake:
             self._wake.notify()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def forget(self) -> None:
         """After `stop`: empty every slot's sequence in the context."""
@@ -167,12 +224,12 @@ class Batcher:
                     slot.job.on_done(None, EngineStoppedError("the decode loop stopped"))
             raise
 
-    def _run(self) -> None:
+    def _run(self, until_idle: bool = False) -> None:
         while True:
             with self._wake:
                 self._admit()
                 if not any(s.job for s in self.slots):
-                    if self._stopping:
+                    if self._stopping or until_idle:
                         return
                     self._wake.wait()
                     continue

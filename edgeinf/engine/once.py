@@ -1,9 +1,8 @@
 """One answer through the decode loop on an engine of the caller's own (benchmarks, tuning,
-tests): a batcher with one slot, started and stopped around it."""
+tests): a batcher with one slot, run on the caller's thread."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,21 +28,18 @@ def answer_once(
     on_text: Callable[[str], None] = lambda text: None,
 ) -> Outcome:
     """The whole answer to `prompt` on empty sequences, which are empty again afterwards."""
-    finished = threading.Event()
     result: list[tuple[Completion | None, BaseException | None]] = []
 
     def on_done(completion: Completion | None, error: BaseException | None) -> None:
         result.append((completion, error))
-        finished.set()
 
     engine.check_prompt(len(prompt), params.max_tokens)
     job = Job(list(prompt), params, on_text, on_done, lanes=list(lanes))
-    batcher = Batcher(engine, parallel=1, max_queue=1, exact_batch=exact_batch)
+    batcher = Batcher.inline(engine, parallel=1, exact_batch=exact_batch)
     try:
         batcher.submit(job)
-        finished.wait()
+        batcher.run_until_idle()
     finally:
-        batcher.stop(drain_s=0)
         batcher.forget()
     completion, error = result[0]
     if error is not None:

@@ -143,22 +143,30 @@ class ChatService:
         if settings.speculative != "off" and settings.speculative_exact:
             self.opts = replace(self.opts, exact=True)
         check_fits(*footprint(self.model.path, self.opts))  # refused with the numbers
-        self.engine = Engine(self.model.path, self.opts)
         self._store, self._owns_store = store, store is None
-        try:
-            self.speculation = self._speculation(settings)
-            # The costs that decide drafting are measured first (once per device), before
-            # the decode loop owns the engine.
-            if self.speculation.usable:
-                self.speculation.cost()
-            self.batcher = Batcher(
-                self.engine, self.opts.n_seq_max, max_queue, self.speculation.max_batch()
-            )
-        except BaseException:
-            self.engine.close()
-            raise
+        self.batcher = Batcher.owning(
+            lambda: self._make_engines(settings), self.opts.n_seq_max, max_queue
+        )
 
-    def _speculation(self, settings: Settings) -> Speculation:
+    def _make_engines(self, settings: Settings) -> tuple[Engine, int | None]:
+        """On the decode loop's own thread (see Batcher.owning): the engine, the draft model,
+        and the costs that decide drafting (measured once per device)."""
+        engine = Engine(self.model.path, self.opts)
+        try:
+            speculation = self._speculation(settings, engine)
+            try:
+                if speculation.usable:
+                    speculation.cost()
+            except BaseException:
+                speculation.close()
+                raise
+        except BaseException:
+            engine.close()
+            raise
+        self.engine, self.speculation = engine, speculation
+        return engine, speculation.max_batch()
+
+    def _speculation(self, settings: Settings, engine: Engine) -> Speculation:
         draft: Engine | None = None
         draft_id = "-"
         if settings.draft_model and settings.speculative in ("auto", "draft"):
@@ -168,7 +176,7 @@ class ChatService:
             draft_id = found.sha256 or found.name
         try:
             return Speculation(
-                settings, self.engine, self.model.sha256 or self.model.name, draft, draft_id
+                settings, engine, self.model.sha256 or self.model.name, draft, draft_id
             )
         except BaseException:
             if draft is not None:

@@ -46,6 +46,7 @@ def test_train_answers_with_both_models_and_writes_a_router(
     assert "edgeinf route train" in (out / "CARD.md").read_text()
     # a second run reads every answer back: the remote is not asked again
     before = chat_requests(remote_15b)
+    assert before > 0  # the first run asked the remote, and the server counted it
     again = edgeinf(*args, env=env)
     assert again.returncode == 0, again.stderr
     assert chat_requests(remote_15b) == before

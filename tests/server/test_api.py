@@ -69,6 +69,9 @@ def test_health_ready_and_metrics(tiny_server: Server) -> None:
         "edgeinf_route_decisions_total",
     ):
         assert name in text
+    # Counted by status as the response left: the /health and /ready calls above.
+    assert 'edgeinf_requests_total{route="/health",status="200"}' in text
+    assert 'edgeinf_requests_total{route="/ready",status="200"}' in text
 
 
 @pytest.mark.reliability(10)

@@ -278,13 +278,11 @@ class TurnPipeline:
                 raise _Cancelled
 
         threading.Thread(target=call, name="edgeinf-remote", daemon=True).start()
-        ended = False
         try:
             value = yield from channel.read(POLL_S, idle)
-            ended = True
-        finally:
-            if not ended:
-                stop.event.set()
+        except (GeneratorExit, KeyboardInterrupt):
+            stop.event.set()  # closed early: the remote's reading thread stops at its next piece
+            raise
         assert isinstance(value, RemoteAnswer)
         self.service.record(chat, value.text)
         return Answer(

@@ -17,6 +17,7 @@ def report(*args: str) -> dict[str, Any]:
     return dict(json.loads(proc.stdout))
 
 
+@pytest.mark.slow  # a benchmark run: the full suite's
 @pytest.mark.usefixtures("tiny_path")
 def test_bench_speculative_compares_every_mode_with_plain_and_the_peer() -> None:
     out = report(
@@ -50,6 +51,7 @@ def test_bench_speculative_exact_outputs_equal_plain() -> None:
         assert mode["outputs_differing_from_plain"] == 0
 
 
+@pytest.mark.slow  # a benchmark run: the full suite's
 @pytest.mark.usefixtures("tiny_path")
 def test_bench_resume_restores_instead_of_prefilling() -> None:
     out = report("resume", "--model", TINY, "--context", "300", "--repeat", "1")

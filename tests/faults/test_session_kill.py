@@ -38,6 +38,7 @@ while True:
 """
 
 
+@pytest.mark.slow  # hundreds of kills: the full suite's
 @pytest.mark.reliability(20)
 def test_killed_saves_never_leave_a_torn_file(
     tmp_path: Path, record_property: Callable[[str, object], None]

@@ -28,43 +28,13 @@ import numpy as np
 
 from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
+from edgeinf.engine.jobs import STOPPED, EngineStoppedError, Job, QueueFullError
 from edgeinf.engine.lanes import Lane
 from edgeinf.engine.sampling import Distribution, Sampler
 from edgeinf.engine.verify import verify
 from edgeinf.errors import EdgeinfError
-from edgeinf.types import Completion, SamplingParams
 
 log = logging.getLogger("edgeinf.batcher")
-
-
-class QueueFullError(EdgeinfError):
-    code = "server_busy"
-
-
-class EngineStoppedError(EdgeinfError):
-    """The decode loop stopped after an unexpected error; nothing more can be answered."""
-
-    code = "engine_stopped"
-
-
-@dataclass
-class Job:
-    """A request for the batcher; callbacks run on the engine thread and must not block."""
-
-    prompt: list[int]
-    params: SamplingParams
-    on_text: Callable[[str], None]
-    on_done: Callable[[Completion | None, BaseException | None], None]
-    # Runs on the engine thread before prefill (restore saved state into the slot) and
-    # after the answer (save it); both may be None.
-    prepare: Callable[[SeqState], None] | None = None
-    finish: Callable[[SeqState, Completion], None] | None = None
-    deadline: float | None = None  # time.monotonic() after which the answer is cut
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    reused_tokens: int = 0
-    lanes: list[Lane] = field(default_factory=list)  # where its drafts may come from
-    drafted: int = 0
-    accepted: int = 0
 
 
 @dataclass
@@ -165,10 +135,7 @@ class Batcher:
     def submit(self, job: Job) -> None:
         with self._wake:
             if not self.alive:
-                raise EngineStoppedError(
-                    "the decode loop stopped after an internal error (see the server log); "
-                    "restart the server"
-                )
+                raise EngineStoppedError(STOPPED)
             if self._stopping:
                 raise QueueFullError("the server is shutting down; retry on another instance")
             if len(self._waiting) >= self.max_queue:
@@ -218,10 +185,10 @@ class Batcher:
             with self._wake:
                 waiting, self._waiting = list(self._waiting), deque()
             for job in waiting:
-                job.on_done(None, EngineStoppedError("the decode loop stopped; restart"))
+                job.on_done(None, EngineStoppedError(STOPPED))
             for slot in self.slots:
                 if slot.job is not None:
-                    slot.job.on_done(None, EngineStoppedError("the decode loop stopped"))
+                    slot.job.on_done(None, EngineStoppedError(STOPPED))
             raise
 
     def _run(self, until_idle: bool = False) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgeinf.engine.batcher import Batcher, Job
+from edgeinf.engine.batcher import Batcher
 from edgeinf.engine.engine import Engine
+from edgeinf.engine.jobs import Job
 from edgeinf.engine.lanes import Lane
 from edgeinf.types import Completion, SamplingParams
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import Request, Response
@@ -108,7 +108,7 @@ async def respond(request: Request, handle: TurnHandle, stream: bool, chat: bool
     )
 
 
-def _alive(request: Request) -> Any:
+def _alive(request: Request) -> Callable[[], Awaitable[bool]]:
     async def alive() -> bool:
         return not await request.is_disconnected()
 

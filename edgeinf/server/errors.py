@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from edgeinf.engine.batcher import EngineStoppedError, QueueFullError
+from edgeinf.engine.jobs import EngineStoppedError, QueueFullError
 from edgeinf.errors import (
     ContextLengthExceededError,
     EdgeinfError,

@@ -9,8 +9,9 @@ from functools import cached_property
 from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
-from edgeinf.engine.batcher import Batcher, Job
+from edgeinf.engine.batcher import Batcher
 from edgeinf.engine.engine import Engine, SeqState, footprint
+from edgeinf.engine.jobs import Job
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions, default_gpu_layers
 from edgeinf.guard import check_fits, physical_cores

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeinf.engine.batcher import Batcher, Job
+from edgeinf.engine.batcher import Batcher
 from edgeinf.engine.engine import Engine, SeqState
+from edgeinf.engine.jobs import Job
 from edgeinf.engine.options import EngineOptions
 from edgeinf.types import Completion, SamplingParams
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeinf.engine.batcher import Batcher, Job
+from edgeinf.engine.batcher import Batcher
 from edgeinf.engine.engine import Engine
+from edgeinf.engine.jobs import Job
 from edgeinf.engine.once import Outcome, answer_once
 from edgeinf.engine.options import EngineOptions
 from edgeinf.errors import ContextLengthExceededError

@@ -1,0 +1,44 @@
+"""What the decode loop is asked to do (a Job), and why it may refuse."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edgeinf.engine.engine import SeqState
+from edgeinf.engine.lanes import Lane
+from edgeinf.errors import EdgeinfError
+from edgeinf.types import Completion, SamplingParams
+
+STOPPED = "the decode loop stopped after an internal error (see the log); restart the server"
+
+
+class QueueFullError(EdgeinfError):
+    code = "server_busy"
+
+
+class EngineStoppedError(EdgeinfError):
+    """The decode loop stopped after an unexpected error; nothing more can be answered."""
+
+    code = "engine_stopped"
+
+
+@dataclass
+class Job:
+    """A request for the batcher; callbacks run on the engine thread and must not block."""
+
+    prompt: list[int]
+    params: SamplingParams
+    on_text: Callable[[str], None]
+    on_done: Callable[[Completion | None, BaseException | None], None]
+    # Runs on the engine thread before prefill (restore saved state into the slot) and
+    # after the answer (save it); both may be None.
+    prepare: Callable[[SeqState], None] | None = None
+    finish: Callable[[SeqState, Completion], None] | None = None
+    deadline: float | None = None  # time.monotonic() after which the answer is cut
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    reused_tokens: int = 0
+    lanes: list[Lane] = field(default_factory=list)  # where its drafts may come from
+    drafted: int = 0
+    accepted: int = 0

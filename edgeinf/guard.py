@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,41 @@ _NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a page-rounded 2^63
 def physical_cores() -> int:
     """Decode threads: one per physical core (hyper-threads slow token generation down)."""
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class CpuUse:
+    """How many cores other processes kept busy since the last reading (steal by a
+    hypervisor included): the whole machine's busy time less this process's own."""
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self.cpus = psutil.cpu_count() or 1  # the machine's, as its busy time is
+        self._last = self._read()
+
+    def _read(self) -> tuple[float, float, float]:
+        machine = psutil.cpu_times()
+        idle = machine.idle + getattr(machine, "iowait", 0.0)
+        # guest time is counted in user and nice as well
+        guest = getattr(machine, "guest", 0.0) + getattr(machine, "guest_nice", 0.0)
+        busy = sum(machine) - idle - guest
+        own = self._process.cpu_times()
+        return time.monotonic(), busy, own.user + own.system
+
+    def others(self) -> float:
+        now = self._read()
+        (t0, busy0, own0), (t1, busy1, own1) = self._last, now
+        self._last = now
+        if t1 - t0 <= 0:
+            return 0.0
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / (t1 - t0))
+
+
+def team_size(threads: int, cpus: int, others: float) -> int:
+    """Decode threads while other processes keep `others` cores busy: llama.cpp's threads
+    wait for each other at every step (OpenMP spins there), so a thread that shares its core
+    stalls the whole team; decoding on the cores left over is faster (2 cores, two busy loops
+    beside the 270M: 2 threads fell to 1 tok/s for seconds at a time, 1 thread kept 21)."""
+    return max(1, min(threads, int(cpus - others + 0.5)))
 
 
 def available_memory() -> int:

@@ -115,6 +115,9 @@ class Batcher:
         self.slots = [_Slot(SeqState(i)) for i in range(parallel)]
         self.limit = parallel  # sequences decoded together now; lowered when the machine strains
         self.drafting = True  # turned off with `limit` while the machine strains
+        self.threads: int | None = None  # decode threads wanted; None: as the engines were made
+        self.companions: list[Engine] = []  # engines decoded on this thread beside `engine`
+        self._threads: int | None = None
         self.max_queue = max_queue
         self._waiting: deque[Job] = deque()
         self._wake = threading.Condition()
@@ -138,7 +141,9 @@ class Batcher:
                 raise EngineStoppedError(STOPPED)
             if self._stopping:
                 raise QueueFullError("the server is shutting down; retry on another instance")
-            if len(self._waiting) >= self.max_queue:
+            # Jobs the loop has not yet moved into free slots do not queue.
+            free = max(0, self.limit - sum(s.job is not None for s in self.slots))
+            if len(self._waiting) >= self.max_queue + free:
                 raise QueueFullError(
                     f"all {len(self.slots)} slots are busy and {self.max_queue} requests wait; "
                     "retry shortly"
@@ -243,6 +248,10 @@ class Batcher:
 
     def _step(self) -> None:
         engine, batch = self.engine, self.engine.batch
+        if self.threads is not None and self.threads != self._threads:
+            self._threads = self.threads
+            for each in (engine, *self.companions):
+                each.set_threads(self.threads)
         now = time.monotonic()
         for slot in self.slots:
             job = slot.job

@@ -187,6 +187,10 @@ class Engine:
 
     # -- decoding --
 
+    def set_threads(self, threads: int) -> None:
+        """Decode (and prefill) with `threads` threads from the next decode on."""
+        ll.llama_set_n_threads(self._native.ctx, threads, threads)
+
     def decode(self) -> None:
         rc = ll.llama_decode(self._native.ctx, self.batch.raw)
         if rc == 1:

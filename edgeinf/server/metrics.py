@@ -63,6 +63,11 @@ class Metrics:
         self.drafting = Gauge(
             "edgeinf_drafting", "1 while batched requests may draft (strain stops it)", registry=r
         )
+        self.threads = Gauge(
+            "edgeinf_decode_threads",
+            "Threads decoding now (fewer while other processes keep cores busy)",
+            registry=r,
+        )
         self.shedding = Gauge(
             "edgeinf_shedding", "1 while new requests are refused (memory, heat)", registry=r
         )

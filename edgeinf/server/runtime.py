@@ -11,7 +11,7 @@ from typing import Any
 
 from edgeinf.config import Settings
 from edgeinf.errors import EdgeinfError
-from edgeinf.guard import Strain, available_memory, hottest_c, strain
+from edgeinf.guard import CpuUse, Strain, available_memory, hottest_c, strain, team_size
 from edgeinf.route.dispatch import Dispatcher
 from edgeinf.server.errors import RETRY_AFTER_S, ApiError
 from edgeinf.server.metrics import Metrics
@@ -42,7 +42,8 @@ def sd_notify(state: str) -> None:
 class Runtime:
     """The model's life in the server: loaded in the background, unloaded after `keep_alive_s`
     idle and loaded again on demand; fewer sequences, then no new requests, while the machine
-    runs short of memory or overheats (checked every UPKEEP_S)."""
+    runs short of memory or overheats, and fewer decode threads while other processes keep
+    cores busy (checked every UPKEEP_S)."""
 
     def __init__(self, settings: Settings, model_ref: str | None) -> None:
         self.settings, self.model_ref = settings, model_ref
@@ -53,6 +54,8 @@ class Runtime:
         self.idle = False  # unloaded after keep_alive_s; the next request loads it again
         self.reloading = False
         self.strain = Strain("ok")
+        self.cpu = CpuUse()
+        self.threads: int | None = None  # decode threads now; None until the model loads
         self.started = time.time()
         self.last_used = time.monotonic()
         self.metrics = Metrics(self.depth)
@@ -195,9 +198,21 @@ class Runtime:
             log.warning("machine %s%s", now.level, f": {now.why}" if now.why else "")
         self.strain = now
         limit = s.parallel if now.level == "ok" else 1
+        others = self.cpu.others()
         pipeline = self.pipeline
         if pipeline is not None:
-            pipeline.service.limit_load(limit, drafting=now.level == "ok")
+            configured = pipeline.service.opts.threads
+            threads = team_size(configured, self.cpu.cpus, others)
+            if threads != (self.threads or configured):
+                log.warning(
+                    "other processes keep %.1f cores busy: decoding on %d of %d threads",
+                    others,
+                    threads,
+                    configured,
+                )
+            self.threads = threads
+            pipeline.service.limit_load(limit, drafting=now.level == "ok", threads=threads)
+            self.metrics.threads.set(threads)
         self.metrics.drafting.set(now.level == "ok")  # first: whoever sees the new limit sees this
         self.metrics.parallel.set(limit)
         self.metrics.shedding.set(now.level == "critical")

@@ -148,6 +148,8 @@ class ChatService:
         self.batcher = Batcher.owning(
             lambda: self._make_engines(settings), self.opts.n_seq_max, max_queue
         )
+        if self.speculation.drafter is not None:
+            self.batcher.companions = [self.speculation.drafter.engine]
 
     def _make_engines(self, settings: Settings) -> tuple[Engine, int | None]:
         """On the decode loop's own thread (see Batcher.owning): the engine, the draft model,
@@ -262,9 +264,11 @@ class ChatService:
         """(running, waiting) answers."""
         return self.batcher.depth()
 
-    def limit_load(self, parallel: int, *, drafting: bool) -> None:
-        """Decode at most `parallel` sequences together, drafting or not (the machine strains)."""
+    def limit_load(self, parallel: int, *, drafting: bool, threads: int | None = None) -> None:
+        """Decode at most `parallel` sequences together, drafting or not (the machine strains),
+        on `threads` threads (other processes use some of the cores; None: as configured)."""
         self.batcher.limit, self.batcher.drafting = parallel, drafting
+        self.batcher.threads = threads
 
     def keep(self, seq: SeqState, request: ChatRequest, result: LocalResult) -> None:
         """After a local answer: keep the conversation and its KV state (in the background)."""

@@ -57,6 +57,10 @@ class ContextLengthExceededError(EdgeinfError):
 class InvalidRequestError(EdgeinfError):
     code = "invalid_request"
 
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param  # the request field at fault, where one is
+
 
 class EngineError(EdgeinfError):
     """llama.cpp refused an operation (load, context creation, decode)."""

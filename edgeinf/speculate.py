@@ -62,8 +62,9 @@ class Speculation:
     def lanes(self, params: SamplingParams) -> list[Lane]:
         """Fresh drafting lanes for one answer (acceptance is tracked per answer); none when
         this mode or request does not draft (repetition penalties need every token sampled
-        by the chain)."""
-        if not self.usable or params.penalized:
+        by the chain; a sampled answer's drafts are accepted from a distribution that knows
+        nothing of a grammar, while a greedy one checks each against it)."""
+        if not self.usable or params.penalized or (params.grammar and not params.greedy):
             return []
         return lanes_for(self.mode, self.cost(), self.drafter)
 

@@ -38,6 +38,7 @@ class SamplingParams:
     presence_penalty: float = 0.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    grammar: str | None = None  # GBNF the answer must match (engine.grammar checks it)
 
     def __post_init__(self) -> None:
         for name in (

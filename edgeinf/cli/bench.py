@@ -49,6 +49,12 @@ def run(args: argparse.Namespace) -> int:
         )
         print(json.dumps(result, indent=2) if args.json else _speculative_table(result))
         return 0
+    if args.bench_command == "structured":
+        from edgeinf.bench.structured import bench_structured
+
+        result = bench_structured(model, engine_options(settings), args.tokens, args.repeat)
+        print(json.dumps(result, indent=2) if args.json else _structured_table(result))
+        return 0
     from edgeinf.bench.decode import bench_decode
 
     result = bench_decode(
@@ -72,6 +78,17 @@ def _decode_table(result: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append(
             f"  llama-bench tg    {result['llama_bench']['tg_tok_s']['median']:8.2f} tok/s "
             f"(edgeinf at {result['ratio_vs_llama_bench']:.3f}x)"
+        )
+    return "\n".join(lines)
+
+
+def _structured_table(result: dict[str, Any]) -> str:
+    lines = [f"{result['model']['name']}, {result['threads']} threads, {result['tokens']} tokens"]
+    for label in ("greedy", "sampled"):
+        r = result[label]
+        lines.append(
+            f"  {label:<8} plain {r['plain_tok_s']['median']:7.2f} tok/s   json_schema "
+            f"{r['json_schema_tok_s']['median']:7.2f} tok/s   {r['ratio']:.3f}x"
         )
     return "\n".join(lines)
 

@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="sampling seed, for repeatable output")
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--json-schema", type=Path, metavar="FILE", help="answer with JSON this schema allows"
+    )
+    shape.add_argument("--grammar", type=Path, metavar="FILE", help="answer as this GBNF allows")
     p.add_argument("--session", "-s", metavar="ID", help="continue (or start) this conversation")
     p.add_argument(
         "--speculative",
@@ -162,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeat", type=int, default=5, help="runs of each, alternating")
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.add_argument("--llama-bench", type=Path, help="also run this llama-bench binary, alternating")
+    st = bsub.add_parser("structured", help="decode tok/s through a JSON schema vs without")
+    _model_flags(st)
+    st.add_argument("--tokens", type=int, default=128, help="most tokens generated per run")
+    st.add_argument("--repeat", type=int, default=3, help="runs of each, alternating")
+    st.add_argument("--json", action="store_true", help="print the report as JSON")
     sp = bsub.add_parser("speculative", help="speculative modes vs plain decoding and peers")
     _model_flags(sp)
     sp.add_argument("--draft", metavar="MODEL", help="draft model (same tokenizer)")

@@ -6,19 +6,44 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
+from edgeinf.engine.grammar import check_source, from_schema
+from edgeinf.errors import InvalidRequestError
 from edgeinf.route.dispatch import Dispatcher
+from edgeinf.route.policy import Override
 from edgeinf.service.local import ChatRequest, ChatService, conversation
 from edgeinf.service.turn import Answer, TurnPipeline, TurnRequest
 from edgeinf.sessions.ids import check_session_id
 from edgeinf.types import SamplingParams
 
 
+def grammar_from(args: argparse.Namespace) -> str | None:
+    """The grammar of --json-schema FILE or --grammar FILE, checked before a model loads."""
+    path: Path | None = args.json_schema or args.grammar
+    if path is None:
+        return None
+    flag = "--json-schema" if args.json_schema else "--grammar"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"{flag}: cannot read {path}: {exc}; check the path") from None
+    if args.grammar:
+        check_source(text, flag)
+        return text
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequestError(f"{flag}: {path} is not JSON ({exc}); fix the file") from None
+    return from_schema(schema, flag)
+
+
 def sampling_from(args: argparse.Namespace) -> SamplingParams:
     return SamplingParams(
+        grammar=grammar_from(args),
         max_tokens=args.max_tokens,
         temperature=args.temperature,
         top_k=args.top_k,
@@ -43,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
         chat = ChatRequest(
             conversation(args.prompt, args.system, history), params, session_id=args.session
         )
-        handle = pipeline.answer(TurnRequest(chat, private=args.private))
+        # The remote is not asked to keep to a grammar: those answers are local.
+        route: Override | None = "local" if params.grammar is not None else None
+        handle = pipeline.answer(TurnRequest(chat, route, private=args.private))
         write = _writer(args.json)
         for piece in handle:
             write(piece)

@@ -240,7 +240,7 @@ class Batcher:
         job.reused_tokens = self.engine.reuse_prefix(slot.seq, job.prompt)
         slot.job = job
         slot.emitter = Emitter(self.engine.vocab, job.params, len(job.prompt))
-        slot.sampler = Sampler(job.params, self.engine.vocab.n_tokens)
+        slot.sampler = Sampler(job.params, self.engine.vocab)
         if job.lanes and not job.params.greedy:
             slot.distribution = Distribution(job.params, self.engine.vocab.n_tokens)
         slot.prefill = job.prompt[job.reused_tokens :]

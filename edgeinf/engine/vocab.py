@@ -14,34 +14,34 @@ from edgeinf.errors import EngineError, InvalidRequestError
 
 class Vocab:
     def __init__(self, vocab: Any) -> None:
-        self._vocab = vocab
+        self.raw = vocab  # llama.cpp's vocabulary
         self.n_tokens = int(ll.llama_vocab_n_tokens(vocab))
         self.add_bos = bool(ll.llama_vocab_get_add_bos(vocab))
         self._piece_buf = ctypes.create_string_buffer(256)
 
     def text_of(self, token: int) -> str:
         """A token's text as stored in the vocabulary (for control tokens: their marker)."""
-        raw = ll.llama_vocab_get_text(self._vocab, token)
+        raw = ll.llama_vocab_get_text(self.raw, token)
         return raw.decode("utf-8", "replace") if raw else ""
 
     @property
     def bos_text(self) -> str:
-        bos = ll.llama_vocab_bos(self._vocab)
+        bos = ll.llama_vocab_bos(self.raw)
         return self.text_of(bos) if bos >= 0 else ""
 
     @property
     def eos_text(self) -> str:
-        eos = ll.llama_vocab_eos(self._vocab)
+        eos = ll.llama_vocab_eos(self.raw)
         return self.text_of(eos) if eos >= 0 else ""
 
     def is_eog(self, token: int) -> bool:
-        return bool(ll.llama_vocab_is_eog(self._vocab, token))
+        return bool(ll.llama_vocab_is_eog(self.raw, token))
 
     def tokenize(self, text: str, *, add_bos: bool = False, special: bool = False) -> list[int]:
         data = utf8(text)
         cap = len(data) + 2
         buf = (ll.llama_token * cap)()
-        n = ll.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, special)
+        n = ll.llama_tokenize(self.raw, data, len(data), buf, cap, add_bos, special)
         if n < 0:  # cannot happen with one token per byte plus BOS, but never read past buf
             raise EngineError("tokenizer produced more tokens than bytes; report this model")
         return list(buf[:n])
@@ -58,10 +58,10 @@ class Vocab:
     def piece(self, token: int) -> bytes:
         """The bytes a generated token stands for; control tokens render as nothing."""
         buf = self._piece_buf
-        n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+        n = ll.llama_token_to_piece(self.raw, token, buf, len(buf), 0, False)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
-            n = ll.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            n = ll.llama_token_to_piece(self.raw, token, buf, len(buf), 0, False)
         return buf.raw[:n]
 
 

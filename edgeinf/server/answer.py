@@ -11,6 +11,8 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from edgeinf.engine.grammar import JSON_OBJECT, check_source, from_schema
+from edgeinf.errors import InvalidRequestError
 from edgeinf.server.errors import ApiError, error_response
 from edgeinf.server.runtime import Runtime
 from edgeinf.server.schema import Usage
@@ -35,6 +37,7 @@ def sampling(req: Sampling, context: int) -> SamplingParams:
         )
     max_tokens = req.max_completion_tokens or req.max_tokens or context
     return SamplingParams(
+        grammar=grammar(req),
         max_tokens=max_tokens,
         temperature=req.temperature,
         top_k=req.top_k,
@@ -46,6 +49,24 @@ def sampling(req: Sampling, context: int) -> SamplingParams:
         seed=req.seed,
         stop=tuple(req.stop or ()),
     )
+
+
+def grammar(req: Sampling) -> str | None:
+    """The grammar the answer is decoded through: a raw GBNF one, any JSON object, or the
+    documents a JSON schema allows (none for plain text)."""
+    fmt = req.response_format
+    if fmt is not None and fmt.type != "text" and req.grammar is not None:
+        raise InvalidRequestError(
+            "grammar: send response_format or grammar, not both", param="grammar"
+        )
+    if req.grammar is not None:
+        check_source(req.grammar, "grammar")
+        return req.grammar
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.json_schema is None:
+        return JSON_OBJECT
+    return from_schema(fmt.json_schema.schema_, "response_format.json_schema.schema")
 
 
 def new_id(chat: bool) -> str:
@@ -65,13 +86,14 @@ def _extra(answer: Answer) -> dict[str, Any]:
     return {"route": answer.route.as_dict()} if answer.route else {}
 
 
-async def respond(request: Request, handle: TurnHandle, stream: bool, chat: bool) -> Response:
+async def respond(request: Request, handle: TurnHandle, req: Sampling, chat: bool) -> Response:
     """Start the turn (what fails now is the request's error status), then answer it."""
     await handle.open()
     rid = new_id(chat)
-    if stream:
+    if req.stream:
+        include_usage = req.stream_options is not None and req.stream_options.include_usage
         return StreamingResponse(
-            _events(request, handle, rid, chat),
+            _events(request, handle, rid, chat, include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
@@ -115,24 +137,27 @@ def _alive(request: Request) -> Callable[[], Awaitable[bool]]:
     return alive
 
 
-def sse_event(rid: str, model: str, chat: bool, choice: dict[str, Any], **extra: Any) -> bytes:
+def sse_event(
+    rid: str, model: str, chat: bool, choice: dict[str, Any] | None, **extra: Any
+) -> bytes:
+    """One chunk; `choice` None makes the usage chunk that `include_usage` asks for last."""
     payload = {
         "id": rid,
         "object": "chat.completion.chunk" if chat else "text_completion",
         "created": now(),
         "model": model,
-        "choices": [choice],
+        "choices": [] if choice is None else [choice],
         **extra,
     }
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
 
 
 async def _events(
-    request: Request, handle: TurnHandle, rid: str, chat: bool
+    request: Request, handle: TurnHandle, rid: str, chat: bool, include_usage: bool
 ) -> AsyncIterator[bytes]:
     model = handle.model
 
-    def event(choice: dict[str, Any], **extra: Any) -> bytes:
+    def event(choice: dict[str, Any] | None, **extra: Any) -> bytes:
         return sse_event(rid, model, chat, choice, **extra)
 
     if chat:
@@ -158,4 +183,6 @@ async def _events(
         usage=usage(answer),
         **_extra(answer),
     )
+    if include_usage:
+        yield event(None, usage=usage(answer))
     yield b"data: [DONE]\n\n"

@@ -33,9 +33,11 @@ class ApiError(Exception):
         type_: str,
         code: str | None = None,
         headers: dict[str, str] | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.type, self.code, self.headers = status, type_, code, headers
+        self.param = param
 
 
 class BodyTooLarge(Exception):
@@ -70,10 +72,11 @@ def error_response(
     used before a response starts and inside a stream alike. An exception edgeinf did not
     raise on purpose is logged with its traceback and answered without its text."""
     if isinstance(exc, ApiError):
-        return exc.status, body(str(exc), exc.type, exc.code), exc.headers
+        return exc.status, body(str(exc), exc.type, exc.code, exc.param), exc.headers
     if isinstance(exc, EdgeinfError):
         status, type_, headers = _status(exc)
-        return status, body(str(exc), type_, exc.code), headers
+        param = exc.param if isinstance(exc, InvalidRequestError) else None
+        return status, body(str(exc), type_, exc.code, param), headers
     log.error("internal error", exc_info=exc)
     message = "internal error while answering; the server log has the details; retry"
     return 500, body(message, "server_error", "internal_error"), None
@@ -82,11 +85,11 @@ def error_response(
 _NOT_UNICODE = "holds a lone surrogate or other text that is not valid Unicode; send valid text"
 
 
-def invalid_field(errors: Sequence[Any]) -> tuple[str, str]:
-    """(the field, one line) for pydantic's errors: the most telling error, its location
-    without the names of union branches and validators."""
+def invalid_field(errors: Sequence[Any]) -> tuple[str, str, str]:
+    """(the field, one line, a code) for pydantic's errors: the most telling error, its
+    location without the names of union branches and validators."""
     if not errors:
-        return "", "body: invalid request"
+        return "", "body: invalid request", "invalid_value"
     # A text error says more than the union branch that expected another type.
     first = next((e for e in errors if e["type"] in _TEXT_ERRORS), errors[0])
     param = ".".join(
@@ -94,11 +97,15 @@ def invalid_field(errors: Sequence[Any]) -> tuple[str, str]:
         for p in first["loc"]
         if p != "body" and (isinstance(p, int) or str(p).isidentifier())
     )
-    message = _NOT_UNICODE if first["type"] == "string_unicode" else first["msg"]
-    return param, f"{param or 'body'}: {message}"
+    message = {
+        "string_unicode": _NOT_UNICODE,
+        "extra_forbidden": "is not a parameter edgeinf knows; leave it out (see /docs)",
+    }.get(first["type"], first["msg"].removeprefix("Value error, "))
+    code = "unknown_parameter" if first["type"] == "extra_forbidden" else "invalid_value"
+    return param, f"{param or 'body'}: {message}", code
 
 
-_TEXT_ERRORS = ("string_unicode", "value_error")
+_TEXT_ERRORS = ("string_unicode", "value_error", "extra_forbidden")
 
 
 def install(app: FastAPI) -> None:
@@ -111,8 +118,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        param, message = invalid_field(exc.errors())
-        return JSONResponse(body(message, "invalid_request_error", "invalid_value", param), 400)
+        param, message, code = invalid_field(exc.errors())
+        return JSONResponse(body(message, "invalid_request_error", code, param), 400)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:

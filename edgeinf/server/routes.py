@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from edgeinf.errors import InvalidRequestError
 from edgeinf.server.answer import respond, runtime, sampling
 from edgeinf.server.errors import ApiError
 from edgeinf.server.metrics import CONTENT_TYPE
@@ -42,6 +43,7 @@ async def chat_completions(
 ) -> Response:
     rt = runtime(request)
     pipeline = await rt.serving()
+    rt.check_model(req.model)
     messages = tuple(
         Message("system" if m.role == "developer" else m.role, m.text()) for m in req.messages
     )
@@ -52,19 +54,29 @@ async def chat_completions(
         request.state.principal,
     )
     private = req.private or (x_edgeinf_private or "").lower() in ("1", "true", "yes")
-    turn = TurnRequest(chat, req.route, private, deadline=rt.deadline())
-    return await respond(request, pipeline.answer(turn), req.stream, chat=True)
+    route = req.route
+    if chat.sampling.grammar is not None:  # the remote is not asked to keep to a grammar
+        if route == "remote":
+            raise InvalidRequestError(
+                "route: structured output (response_format, grammar) is answered by the "
+                "local model; leave route out or set it to local",
+                param="route",
+            )
+        route = "local"
+    turn = TurnRequest(chat, route, private, deadline=rt.deadline())
+    return await respond(request, pipeline.answer(turn), req, chat=True)
 
 
 @router.post("/v1/completions", responses=answer(TextCompletion))
 async def completions(req: CompletionRequest, request: Request) -> Response:
     rt = runtime(request)
     pipeline = await rt.serving()
+    rt.check_model(req.model)
     chat = ChatRequest(
         (), sampling(req, pipeline.service.context_length), None, request.state.principal
     )
     turn = TurnRequest(chat, raw_prompt=req.prompt, deadline=rt.deadline())
-    return await respond(request, pipeline.answer(turn), req.stream, chat=False)
+    return await respond(request, pipeline.answer(turn), req, chat=False)
 
 
 @router.get("/v1/models", response_model=ModelList)

@@ -150,6 +150,21 @@ class Runtime:
             {"Retry-After": str(RETRY_AFTER_S)},
         )
 
+    def check_model(self, name: str | None) -> None:
+        """A request may name the served model (or the remote's), or none for the default."""
+        served = {self.card["id"]} if self.card else set()
+        if self.settings.remote_model:
+            served.add(self.settings.remote_model)
+        if name and name not in served:
+            raise ApiError(
+                404,
+                f"the model '{name}' is not served here; ask for "
+                f"{' or '.join(repr(s) for s in sorted(served))} (see /v1/models)",
+                "invalid_request_error",
+                "model_not_found",
+                param="model",
+            )
+
     def describe(self) -> dict[str, Any]:
         """The model's card, also while it is unloaded for idleness (without loading it)."""
         if self.card is None:

@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
@@ -36,6 +37,47 @@ Text = Annotated[str, AfterValidator(_encodable)]
 Stop = Annotated[Text, StringConstraints(min_length=1, max_length=256)]
 
 
+def _not_yet(what: str) -> AfterValidator:
+    """A field clients send that edgeinf does not implement yet: its empty values pass, any
+    other is refused, so that nothing a client asks for is silently dropped."""
+
+    def check(value: Any) -> Any:
+        if value not in (None, False, [], {}, "none"):
+            raise ValueError(f"{what} is not supported yet; leave it out")
+        return value
+
+    return AfterValidator(check)
+
+
+class JsonSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field("answer", max_length=64)
+    description: str | None = Field(None, max_length=4096)
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    # The answer matches the schema whether or not strict is set: it is decoded through it.
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with type json_schema, and only there")
+        return self
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: bool = False
+
+
 class TextPart(BaseModel):
     type: Literal["text"]
     text: Text
@@ -54,9 +96,9 @@ class WireMessage(BaseModel):
 class Sampling(BaseModel):
     """Fields shared by chat and text completions, each bounded before any compute."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
-    model: str | None = None
+    model: str | None = Field(None, max_length=512)  # None or "": the server's model
     max_tokens: int | None = Field(None, ge=1, le=1 << 20)
     max_completion_tokens: int | None = Field(None, ge=1, le=1 << 20)
     temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
@@ -70,7 +112,17 @@ class Sampling(BaseModel):
     seed: int | None = Field(None, ge=0, lt=1 << 32)
     stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None = None
     stream: bool = False
+    stream_options: StreamOptions | None = None
+    response_format: ResponseFormat | None = None
+    grammar: Text | None = Field(None, description="GBNF the answer must match (llama.cpp's)")
+    # Accepted and ignored, as they change nothing about an answer:
     user: Text | None = Field(None, max_length=256)
+    metadata: dict[str, Any] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    logprobs: Annotated[Any, _not_yet("logprobs")] = None
+    top_logprobs: Annotated[Any, _not_yet("top_logprobs")] = None
+    logit_bias: Annotated[Any, _not_yet("logit_bias")] = None
     session_id: Text | None = Field(
         None, json_schema_extra={"pattern": SESSION_ID_PATTERN}
     )  # checked by the session store, whose error says what a valid id looks like
@@ -86,6 +138,15 @@ class Sampling(BaseModel):
 
 class ChatCompletionRequest(Sampling):
     messages: list[WireMessage] = Field(min_length=1, max_length=2048)
+    tools: Annotated[Any, _not_yet("tool calling")] = None
+    tool_choice: Annotated[Any, _not_yet("tool calling")] = None
+    parallel_tool_calls: Annotated[Any, _not_yet("tool calling")] = None
+    functions: Annotated[Any, _not_yet("functions (use tools)")] = None
+    function_call: Annotated[Any, _not_yet("function_call (use tool_choice)")] = None
+    reasoning_effort: Annotated[Any, _not_yet("reasoning_effort")] = None
+    modalities: Annotated[Any, _not_yet("modalities")] = None
+    audio: Annotated[Any, _not_yet("audio")] = None
+    prediction: Annotated[Any, _not_yet("prediction")] = None
     # edgeinf: where to answer (default: the server's `route` setting), and privacy
     route: Literal["auto", "local", "remote"] | None = None
     private: bool = False
@@ -93,6 +154,9 @@ class ChatCompletionRequest(Sampling):
 
 class CompletionRequest(Sampling):
     prompt: Text = Field(max_length=1 << 22)
+    suffix: Annotated[Any, _not_yet("suffix (fill-in-the-middle)")] = None
+    echo: Annotated[Any, _not_yet("echo")] = None
+    best_of: Annotated[Any, _not_yet("best_of")] = None
 
 
 def now() -> int:

@@ -11,6 +11,7 @@ from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
 from edgeinf.engine.batcher import Batcher
 from edgeinf.engine.engine import Engine, SeqState, footprint
+from edgeinf.engine.grammar import Grammar
 from edgeinf.engine.jobs import Job
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions, default_gpu_layers
@@ -245,6 +246,12 @@ class ChatService:
         else:
             tokens, prefix = self.engine.chat_prompt(request.messages)
         self.engine.check_prompt(len(tokens), request.sampling.max_tokens)
+        if request.sampling.grammar is not None:  # refused here, not on the decode loop
+            grammar = Grammar(self.engine.vocab, request.sampling.grammar)
+            try:
+                grammar.check_start(self.engine.vocab)
+            finally:
+                grammar.close()
         sampling = request.sampling
         if raw_prompt is None and self.engine.template.stops:
             # A base model's transcript must end with its turn.

@@ -59,3 +59,15 @@ def test_bench_resume_restores_instead_of_prefilling() -> None:
     assert row["restored_tokens"] > 250 and row["prefilled_tokens"] < 40
     assert row["ttft_cold_s"]["median"] > 0 and row["ttft_resumed_s"]["median"] > 0
     assert row["save"]["q8_0"]["bytes_per_token"] < row["save"]["f16"]["bytes_per_token"]
+
+
+@pytest.mark.slow  # a benchmark run: the full suite's
+@pytest.mark.usefixtures("tiny_path")
+def test_bench_structured_times_the_schema_against_plain_answers() -> None:
+    out = report("structured", "--model", TINY, "--tokens", "48", "--repeat", "1")
+    for label in ("greedy", "sampled"):
+        row = out[label]
+        assert row["plain_tok_s"]["median"] > 0 and row["json_schema_tok_s"]["median"] > 0
+        assert row["ratio"] == pytest.approx(
+            row["json_schema_tok_s"]["median"] / row["plain_tok_s"]["median"], abs=0.002
+        )

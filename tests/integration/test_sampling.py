@@ -24,7 +24,7 @@ def _row_and_chain(engine: Engine, params: SamplingParams) -> tuple[np.ndarray, 
     engine.prefill(seq, engine.chat_tokens([Message("user", "Name a random colour.")]))
     counts = np.zeros(engine.vocab.n_tokens)
     try:
-        with Sampler(params, engine.vocab.n_tokens) as sampler:
+        with Sampler(params, engine.vocab) as sampler:
             for _ in range(DRAWS):
                 counts[sampler.sample(engine.ctx, -1)] += 1
         return engine.logits(-1).copy(), counts / DRAWS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
 from edgeinf.engine.engine import Engine
+from edgeinf.engine.grammar import from_schema
 from edgeinf.engine.lanes import Lane
 from edgeinf.engine.once import Outcome, answer_once
 from edgeinf.engine.options import EngineOptions
@@ -133,3 +135,24 @@ def test_sampled_answers_with_drafts_keep_the_seed_and_the_stop(spec_engine: Eng
     assert first.drafted > 0 and first.accepted > 0
     assert "variance" not in first.completion.text
     assert first.completion.usage.completion_tokens <= 96
+
+
+EDIT_SCHEMA = {
+    "type": "object",
+    "properties": {"code": {"type": "string"}, "renamed": {"type": "integer"}},
+    "required": ["code", "renamed"],
+}
+
+
+def test_greedy_ngram_speculation_under_a_schema_is_exactly_plain_and_still_drafts(
+    spec_engine: Engine,
+) -> None:
+    """Drafts pass through the grammar as every pick does, so they stay on, and exact."""
+    prompt = PROMPTS[0] + "\nAnswer as JSON: the code, and how many names you renamed."
+    params = SamplingParams(max_tokens=160, temperature=0, grammar=from_schema(EDIT_SCHEMA, "s"))
+    plain = run(spec_engine, prompt, params)
+    spec = run(spec_engine, prompt, params, ngram_lanes())
+    assert spec.completion.token_ids == plain.completion.token_ids
+    assert spec.accepted > 20, (spec.drafted, spec.accepted)  # the copied code was drafted
+    answer = json.loads(plain.completion.text)
+    assert set(answer) == {"code", "renamed"} and "def mean" in answer["code"]

@@ -37,7 +37,7 @@ def stream(server: Server, **extra: Any) -> tuple[str, dict[str, Any]]:
     text = ""
     route: dict[str, Any] = {}
     chunks = client(server).chat.completions.create(
-        model="any",
+        model=DRAFT,
         messages=[{"role": "user", "content": QUESTION}],
         max_tokens=8,
         temperature=0,
@@ -59,7 +59,7 @@ def test_remote_answers_stream_through_the_openai_client(
     assert text == "The remote model says: forty-two."
     assert (route["target"], route["reason"], route["attempts"]) == ("remote", "override", 1)
     reply = client(routed_server).chat.completions.create(
-        model="any",
+        model=DRAFT,
         messages=[{"role": "user", "content": QUESTION}],
         max_tokens=8,
         extra_body={"route": "remote"},

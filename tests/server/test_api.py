@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import DRAFT
+from tests.conftest import DRAFT, TINY
 from tests.server.conftest import Server
 
 
@@ -44,7 +44,7 @@ def test_openai_streaming_chat(chat_server: Server) -> None:
 def test_openai_text_completion_and_models(tiny_server: Server) -> None:
     c = client(tiny_server)
     r = c.completions.create(
-        model="x", prompt="The capital of France is", max_tokens=8, temperature=0
+        model=TINY, prompt="The capital of France is", max_tokens=8, temperature=0
     )
     assert r.choices[0].text.strip()
     assert [m.id for m in c.models.list().data] == ["gemma-3-270m-q4_k_m"]

@@ -1,0 +1,174 @@
+"""What a model may write: any JSON object, a JSON schema, or a GBNF grammar, checked where
+the request comes in (bounded in size and nesting) and applied token by token by llama.cpp's
+grammar sampler. Schemas become grammars through the converter llama-cpp-python ships."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from typing import Any
+
+import llama_cpp as ll
+import numpy as np
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from edgeinf.engine.vocab import Vocab
+from edgeinf.errors import InvalidRequestError
+
+MAX_SOURCE_BYTES = 256 << 10  # a schema's JSON, or a grammar's text
+MAX_GRAMMAR_BYTES = 1 << 20  # what a schema may expand to
+MAX_NESTING = 64  # llama.cpp parses grammars (and the converter schemas) recursively
+
+JSON_OBJECT: str = JSON_GBNF
+
+CANDIDATE = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+
+
+def from_schema(schema: Any, param: str) -> str:
+    """The grammar of the JSON documents `schema` allows."""
+    text = json.dumps(schema)
+    if len(text) > MAX_SOURCE_BYTES:
+        raise InvalidRequestError(
+            f"{param}: the schema is {len(text)} bytes, over the {MAX_SOURCE_BYTES} allowed; "
+            "send a smaller schema",
+            param=param,
+        )
+    if _depth(schema) > MAX_NESTING:
+        raise InvalidRequestError(
+            f"{param}: the schema nests deeper than {MAX_NESTING} levels; flatten it",
+            param=param,
+        )
+    try:
+        grammar = json_schema_to_gbnf(text)
+    except RecursionError:
+        raise InvalidRequestError(
+            f"{param}: the schema's references recurse too deeply to compile; simplify them",
+            param=param,
+        ) from None
+    except Exception as exc:  # the converter raises whatever a malformed schema trips
+        raise InvalidRequestError(
+            f"{param}: the schema cannot be compiled to a grammar ({type(exc).__name__}: "
+            f"{str(exc)[:200]}); send a valid JSON schema",
+            param=param,
+        ) from None
+    if len(grammar) > MAX_GRAMMAR_BYTES:
+        raise InvalidRequestError(
+            f"{param}: the schema expands to a grammar of {len(grammar)} bytes, over the "
+            f"{MAX_GRAMMAR_BYTES} allowed (long enums or repetition counts); simplify it",
+            param=param,
+        )
+    return str(grammar)
+
+
+def check_source(text: str, param: str) -> None:
+    """Bounds on a GBNF grammar's text before llama.cpp parses it."""
+    if len(text.encode()) > MAX_SOURCE_BYTES:
+        raise InvalidRequestError(
+            f"{param}: the grammar is over {MAX_SOURCE_BYTES} bytes; send a smaller one",
+            param=param,
+        )
+    if _gbnf_depth(text) > MAX_NESTING:
+        raise InvalidRequestError(
+            f"{param}: the grammar nests groups deeper than {MAX_NESTING}; use named rules",
+            param=param,
+        )
+
+
+def _depth(value: Any) -> int:
+    """How deeply JSON containers nest in `value` (without recursing)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _gbnf_depth(text: str) -> int:
+    """The deepest nesting of ( ) groups, outside "literals" and [character classes]."""
+    deepest = depth = 0
+    i, closing = 0, ""
+    while i < len(text):
+        c = text[i]
+        if closing:
+            if c == "\\":
+                i += 1
+            elif c == closing:
+                closing = ""
+        elif c in '"[':
+            closing = '"' if c == '"' else "]"
+        elif c == "#":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif c == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == ")":
+            depth -= 1
+        i += 1
+    return deepest
+
+
+class Grammar:
+    """llama.cpp's grammar sampler over one vocabulary: which tokens may come next, and the
+    state that advances with every token written."""
+
+    def __init__(self, vocab: Vocab, text: str, param: str = "grammar") -> None:
+        check_source(text, param)
+        self._sampler = ll.llama_sampler_init_grammar(vocab.raw, text.encode(), b"root")
+        if not self._sampler:
+            raise InvalidRequestError(
+                f"{param}: the grammar does not parse or has no 'root' rule; fix it "
+                "(GBNF, as llama.cpp reads it)",
+                param=param,
+            )
+        self._one = np.zeros(1, dtype=CANDIDATE)
+        self._one_array = _array(self._one)
+
+    def allows(self, token: int) -> bool:
+        """Whether `token` may come next (one candidate checked: the cheap test)."""
+        self._one["id"], self._one["logit"], self._one["p"] = token, 0.0, 0.0
+        self._one_array.size, self._one_array.selected, self._one_array.sorted = 1, -1, False
+        ll.llama_sampler_apply(self._sampler, ctypes.byref(self._one_array))
+        return bool(np.isfinite(self._one["logit"][0]))
+
+    def check_start(self, vocab: Vocab) -> None:
+        """Refuse a grammar that allows no text at all (only the end of the answer)."""
+        cells, array = candidates(vocab.n_tokens)
+        cells["id"] = np.arange(vocab.n_tokens, dtype=np.int32)
+        self.restrict(array)
+        allowed = cells["id"][np.isfinite(cells["logit"][: array.size])]
+        if not any(not vocab.is_eog(int(t)) for t in allowed[:64]):
+            raise InvalidRequestError(
+                "grammar: it matches no text (not even a first character); fix its rules",
+                param="grammar",
+            )
+
+    def restrict(self, array: Any) -> None:
+        """Set every token the grammar forbids next to -inf in a candidate array."""
+        ll.llama_sampler_apply(self._sampler, ctypes.byref(array))
+
+    def accept(self, token: int) -> None:
+        ll.llama_sampler_accept(self._sampler, token)
+
+    def close(self) -> None:
+        if self._sampler:
+            ll.llama_sampler_free(self._sampler)
+            self._sampler = None
+
+
+def _array(cells: np.ndarray) -> Any:
+    return ll.llama_token_data_array(
+        data=cells.ctypes.data_as(ll.llama_token_data_p),
+        size=len(cells),
+        selected=-1,
+        sorted=False,
+    )
+
+
+def candidates(n_vocab: int) -> tuple[np.ndarray, Any]:
+    """A candidate array over the whole vocabulary and llama.cpp's view of it."""
+    cells = np.zeros(n_vocab, dtype=CANDIDATE)
+    return cells, _array(cells)

@@ -1,0 +1,193 @@
+"""Structured output and the request surface, through clients nobody here wrote (the official
+`openai` package, instructor) against a real server with the 270M model: whatever the model
+would rather write, the answer is JSON the schema allows; what is not implemented is refused
+with the parameter named."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Literal
+
+import httpx
+import instructor
+import jsonschema
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from pydantic import BaseModel
+
+from tests.conftest import TINY
+from tests.server.conftest import Server
+
+ASK: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Ada Lovelace died in 1852 aged 36. Describe her."}
+]
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 40},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+        "field": {"enum": ["mathematics", "poetry", "music"]},
+    },
+    "required": ["name", "age", "field"],
+    "additionalProperties": False,
+}
+
+
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+
+
+def post(server: Server, **body: Any) -> httpx.Response:
+    payload = {"messages": ASK, "max_tokens": 80, "temperature": 0, **body}
+    return httpx.post(f"{server.url}/v1/chat/completions", json=payload, timeout=120)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_a_json_schema_answer_is_json_the_schema_allows(
+    tiny_server: Server, temperature: float
+) -> None:
+    r = client(tiny_server).chat.completions.create(
+        model=TINY,
+        messages=ASK,
+        max_tokens=120,
+        temperature=temperature,
+        seed=3,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": PERSON, "strict": True},
+        },
+    )
+    choice = r.choices[0]
+    assert choice.finish_reason == "stop", choice
+    jsonschema.validate(json.loads(choice.message.content or ""), PERSON)
+
+
+def test_json_object_is_one_bare_object_and_streams_as_one(tiny_server: Server) -> None:
+    chunks = client(tiny_server).chat.completions.create(
+        model=TINY,
+        messages=[{"role": "user", "content": "Three colours, please."}],
+        max_tokens=120,
+        temperature=0,
+        response_format={"type": "json_object"},
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    events = list(chunks)
+    text = "".join(c.choices[0].delta.content or "" for c in events if c.choices)
+    assert isinstance(json.loads(text), dict), text  # no Markdown fence around it
+    last = events[-1]
+    assert last.choices == [] and last.usage is not None  # include_usage: its own chunk
+    assert last.usage.completion_tokens > 0
+
+
+def test_a_raw_grammar_decides_the_answer(tiny_server: Server) -> None:
+    r = post(tiny_server, grammar='root ::= ("yes" | "no") "."', max_tokens=8)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] in ("yes.", "no.")
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+    field: Literal["mathematics", "poetry", "music"]
+
+
+@pytest.mark.parametrize("mode", [instructor.Mode.JSON_SCHEMA, instructor.Mode.JSON])
+def test_instructor_extracts_a_typed_object(tiny_server: Server, mode: instructor.Mode) -> None:
+    extract = instructor.from_openai(client(tiny_server), mode=mode)
+    person = extract.chat.completions.create(
+        model=TINY,
+        response_model=Person,
+        messages=ASK,
+        max_tokens=120,
+        temperature=0,
+        max_retries=0,
+    )
+    assert isinstance(person, Person) and person.name
+
+
+@pytest.mark.reliability(35)
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"logprobs": True}, "logprobs"),
+        ({"temprature": 0.2}, "temprature"),  # a typo is not dropped either
+        ({"response_format": {"type": "json_schema"}}, "response_format"),
+        ({"response_format": {"type": "xml"}}, "response_format.type"),
+        ({"grammar": 'root ::= "a"', "response_format": {"type": "json_object"}}, "grammar"),
+    ],
+)
+def test_what_is_not_implemented_is_refused_naming_the_parameter(
+    tiny_server: Server, body: dict[str, Any], param: str
+) -> None:
+    r = post(tiny_server, **body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error", error
+
+
+def test_harmless_fields_are_accepted(tiny_server: Server) -> None:
+    r = post(
+        tiny_server, user="u1", metadata={"k": "v"}, store=False, logprobs=False, tools=[],
+        max_tokens=2,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.reliability(39)
+@pytest.mark.parametrize("name", ["gpt-4o", "../models/x.gguf", "/etc/passwd", "http://x/m"])
+def test_a_model_not_served_is_404_and_none_means_the_default(
+    tiny_server: Server, name: str
+) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client(tiny_server).chat.completions.create(model=name, messages=ASK, max_tokens=2)
+    assert caught.value.code == "model_not_found" and TINY in caught.value.message
+    assert post(tiny_server, max_tokens=2).status_code == 200  # no model: the default
+    assert post(tiny_server, model="", max_tokens=2).status_code == 200
+
+
+def _deep(n: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(n):
+        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
+    return schema
+
+
+HOSTILE: list[tuple[str, dict[str, Any]]] = [
+    ("100 deep", {"response_format": {"type": "json_schema", "json_schema": {
+        "schema": _deep(100)}}}),
+    ("10,000 values", {"response_format": {"type": "json_schema", "json_schema": {
+        "schema": {"enum": [f"value-{i}-{'x' * 90}" for i in range(10_000)]}}}}),
+    ("recursive $ref", {"response_format": {"type": "json_schema", "json_schema": {"schema": {
+        "$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}}}}}),
+    ("megabytes of GBNF", {"grammar": "root ::= " + " | ".join(f'"w{i}"' for i in range(200_000))}),
+    ("deep GBNF groups", {"grammar": "root ::= " + "(" * 5000 + '"a"' + ")" * 5000}),
+    ("undefined rule", {"grammar": "root ::= missing"}),
+    ("matches only the end", {"grammar": 'root ::= ""'}),
+]  # fmt: skip
+
+
+@pytest.mark.reliability(36)
+@pytest.mark.parametrize(("what", "body"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_a_hostile_schema_or_grammar_is_a_quick_400(
+    tiny_server: Server, what: str, body: dict[str, Any]
+) -> None:
+    started = time.monotonic()
+    r = post(tiny_server, **body)
+    assert r.status_code in (400, 413), (what, r.text[:500])
+    assert time.monotonic() - started < 10, what
+    assert post(tiny_server, max_tokens=2).status_code == 200  # the engine is unharmed
+
+
+@pytest.mark.reliability(36)
+def test_a_grammar_no_character_can_satisfy_ends_the_answer_cleanly(tiny_server: Server) -> None:
+    # llama.cpp lets through byte tokens that no UTF-8 text starts with (as partial
+    # characters); the answer is those bytes, replaced, or refused: never a 5xx or a hang.
+    r = post(tiny_server, grammar="root ::= [^\\x00-\\U0010FFFF]", max_tokens=8)
+    assert r.status_code in (200, 400), r.text
+    assert post(tiny_server, max_tokens=2).status_code == 200

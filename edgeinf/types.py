@@ -2,20 +2,79 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from edgeinf.errors import InvalidRequestError
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model asked for: a function's name and its arguments as JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """OpenAI's shape."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call; `parameters` is its arguments' JSON schema."""
+
+    name: str
+    description: str = ""
+    parameters: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        function: dict[str, Any] = {"name": self.name, "description": self.description}
+        function["parameters"] = self.parameters or {"type": "object", "properties": {}}
+        return {"type": "function", "function": function}
 
 
 @dataclass(frozen=True)
 class Message:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant's calls
+    tool_call_id: str | None = None  # a tool's result: the call it answers
+
+    def as_dict(self) -> dict[str, Any]:
+        """OpenAI's shape (what sessions keep and the remote is sent)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [c.as_dict() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Message:
+        calls = tuple(
+            ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
+            for c in d.get("tool_calls") or ()
+        )
+        return cls(d["role"], d.get("content") or "", calls, d.get("tool_call_id"))
+
+
+def arguments_object(arguments: str) -> Any:
+    """A call's arguments as the object chat templates expect (the text if it is not JSON)."""
+    try:
+        return json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
 
 
 def _check(ok: bool, what: str) -> None:
@@ -39,6 +98,10 @@ class SamplingParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     grammar: str | None = None  # GBNF the answer must match (engine.grammar checks it)
+    # A lazy grammar applies once one of these patterns matches all the text written so far
+    # (from its first group on), or one of these tokens is written.
+    grammar_triggers: tuple[str, ...] = ()
+    grammar_trigger_tokens: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (

@@ -50,7 +50,7 @@ def build_history(service: ChatService, target_tokens: int) -> tuple[Message, ..
 def _child(
     mode: str, model: str, state_dir: Path, n_ctx: int, session: str, messages: tuple[Message, ...]
 ) -> dict[str, Any]:
-    payload = json.dumps([{"role": m.role, "content": m.content} for m in messages])
+    payload = json.dumps([m.as_dict() for m in messages])
     out = subprocess.run(
         [
             sys.executable,

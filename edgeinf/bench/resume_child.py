@@ -24,7 +24,7 @@ ONE_TOKEN = SamplingParams(max_tokens=1, temperature=0.0)
 
 def main(argv: list[str]) -> dict[str, float | int]:
     mode, model, state_dir, n_ctx, session = argv[:5]
-    messages = tuple(Message(m["role"], m["content"]) for m in json.loads(argv[5]))
+    messages = tuple(Message.from_dict(m) for m in json.loads(argv[5]))
     # Speculation is off: with one token to generate it has nothing to do, and its one-time
     # calibration must not land in a time-to-first-token.
     settings = load_settings(n_ctx=int(n_ctx), state_dir=Path(state_dir), speculative="off")

@@ -153,7 +153,7 @@ class ServerBackend:
         routing: Routing,
     ) -> Iterator[str]:
         body = {
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [m.as_dict() for m in messages],
             "stream": True,
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,

@@ -16,11 +16,12 @@ from edgeinf.engine import native
 from edgeinf.engine.batch import Batch
 from edgeinf.engine.options import EngineOptions
 from edgeinf.engine.template import ChatTemplate
+from edgeinf.engine.toolcalls import described
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import ContextLengthExceededError, EngineError
 from edgeinf.gguf.check import GGUFFile, read_gguf
 from edgeinf.gguf.info import describe
-from edgeinf.types import Message
+from edgeinf.types import Message, Tool
 
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
@@ -120,10 +121,15 @@ class Engine:
     def chat_tokens(self, messages: Sequence[Message]) -> list[int]:
         return self.chat_prompt(messages)[0]
 
-    def chat_prompt(self, messages: Sequence[Message]) -> tuple[list[int], int]:
+    def chat_prompt(
+        self, messages: Sequence[Message], tools: Sequence[Tool] = ()
+    ) -> tuple[list[int], int]:
         """The prompt's tokens, and how many of them come before the first user message's
         text: the part that conversations with the same system prompt share."""
-        segments = self.template.render(messages)
+        toolish = tools or any(m.tool_calls or m.role == "tool" for m in messages)
+        if toolish and not self.template.knows_tools:
+            messages, tools = described(messages, tools), ()
+        segments = self.template.render(messages, tools)
         parts = self.vocab.tokenize_segments(segments)
         first_user = next((i for i, m in enumerate(messages) if m.role == "user"), -1)
         cut = next((k for k, s in enumerate(segments) if s.message == first_user), 0)

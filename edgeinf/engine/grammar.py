@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import llama_cpp as ll
@@ -115,9 +116,32 @@ class Grammar:
     """llama.cpp's grammar sampler over one vocabulary: which tokens may come next, and the
     state that advances with every token written."""
 
-    def __init__(self, vocab: Vocab, text: str, param: str = "grammar") -> None:
+    def __init__(
+        self,
+        vocab: Vocab,
+        text: str,
+        triggers: Sequence[str] = (),
+        trigger_tokens: Sequence[int] = (),
+        param: str = "grammar",
+    ) -> None:
+        """With `triggers` (regular expressions over all the text written so far) or
+        `trigger_tokens`, the grammar waits until one matches (from its first group on) or
+        is written."""
         check_source(text, param)
-        self._sampler = ll.llama_sampler_init_grammar(vocab.raw, text.encode(), b"root")
+        if triggers or trigger_tokens:
+            patterns = (ctypes.c_char_p * max(1, len(triggers)))(*(t.encode() for t in triggers))
+            tokens = (ll.llama_token * max(1, len(trigger_tokens)))(*trigger_tokens)
+            self._sampler = ll.llama_sampler_init_grammar_lazy_patterns(
+                vocab.raw,
+                text.encode(),
+                b"root",
+                patterns,
+                len(triggers),
+                tokens,
+                len(trigger_tokens),
+            )
+        else:
+            self._sampler = ll.llama_sampler_init_grammar(vocab.raw, text.encode(), b"root")
         if not self._sampler:
             raise InvalidRequestError(
                 f"{param}: the grammar does not parse or has no 'root' rule; fix it "
@@ -157,6 +181,18 @@ class Grammar:
         if self._sampler:
             ll.llama_sampler_free(self._sampler)
             self._sampler = None
+
+
+def check_grammar(
+    vocab: Vocab, text: str, triggers: Sequence[str] = (), trigger_tokens: Sequence[int] = ()
+) -> None:
+    """Refuse, before an answer starts, a grammar that does not compile or matches no text."""
+    grammar = Grammar(vocab, text, triggers, trigger_tokens)
+    try:
+        if not (triggers or trigger_tokens):  # a lazy grammar allows anything until it starts
+            grammar.check_start(vocab)
+    finally:
+        grammar.close()
 
 
 def _array(cells: np.ndarray) -> Any:

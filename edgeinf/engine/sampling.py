@@ -36,7 +36,11 @@ class Sampler:
         self._argmax = params.greedy and not params.penalized
         self._penalized = params.penalized
         self.n_vocab = vocab.n_tokens
-        self._grammar = Grammar(vocab, params.grammar) if params.grammar else None
+        self._grammar = (
+            Grammar(vocab, params.grammar, params.grammar_triggers, params.grammar_trigger_tokens)
+            if params.grammar
+            else None
+        )
         self._cells: tuple[np.ndarray, Any] | None = None  # for picks the grammar narrows
         self._chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         add = ll.llama_sampler_chain_add

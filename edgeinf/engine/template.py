@@ -12,14 +12,14 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from edgeinf.errors import TemplateError
-from edgeinf.types import Message
+from edgeinf.types import Message, Tool, arguments_object
 
 # For base models without a template: a plain transcript the model can continue.
 PLAIN_TEMPLATE = (
@@ -70,11 +70,17 @@ class ChatTemplate:
                 f"the model's chat template does not compile ({exc}); use another model file"
             ) from exc
         self.render(_PROBE)  # a template that cannot render a plain chat fails at load
+        probe = Tool("probe_" + secrets.token_hex(4))
+        try:  # whether it lays out tools itself (else they are described in a system message)
+            self.knows_tools = probe.name in self._render(_dicts(_PROBE), [probe.as_dict()])
+        except TemplateError:
+            self.knows_tools = False
 
-    def _render(self, messages: Sequence[dict[str, str]]) -> str:
+    def _render(self, messages: Sequence[dict[str, Any]], tools: list[Any] | None = None) -> str:
         try:
             return self._template.render(
                 messages=messages,
+                tools=tools,
                 add_generation_prompt=True,
                 bos_token=self.bos,
                 eos_token=self.eos,
@@ -92,26 +98,53 @@ class ChatTemplate:
                 "use another model file or a plain completion"
             ) from exc
 
-    def render(self, messages: Sequence[Message]) -> list[Segment]:
+    def render(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> list[Segment]:
         # Render with a random marker in place of each message's text, then put the text
         # back as plain segments: what a user typed can never become a control token.
-        marks = [f"\x00{secrets.token_hex(8)}\x00" for _ in messages]
-        rendered = self._render(
-            [{"role": m.role, "content": k} for m, k in zip(messages, marks, strict=True)]
-        )
+        # (Tool calls' arguments reach templates as objects, which they write with tojson,
+        # whose escapes leave no "<" a role marker could start with.)
+        listed = [t.as_dict() for t in tools] or None
+        marks = [
+            "" if m.tool_calls and not m.content else f"\x00{secrets.token_hex(8)}\x00"
+            for m in messages
+        ]
+        rendered = self._render(_dicts(messages, marks), listed)
         segments: list[Segment] = []
         rest = rendered
         for i, (message, mark) in enumerate(zip(messages, marks, strict=True)):
+            if not mark:
+                continue
             before, found, after = rest.partition(mark)
             if not found or mark in after:
-                return self._render_unmarked(messages)
+                return self._render_unmarked(messages, listed)
             segments += [Segment(before, True), Segment(message.content, False, i)]
             rest = after
         segments.append(Segment(rest, True))
         return [s for s in segments if s.text]
 
-    def _render_unmarked(self, messages: Sequence[Message]) -> list[Segment]:
+    def _render_unmarked(
+        self, messages: Sequence[Message], tools: list[Any] | None
+    ) -> list[Segment]:
         # The template rewrote message text (trimmed, split, ...) so the markers did not
         # survive; control tokens are then parsed across the whole prompt, as peers do.
-        rendered = self._render([{"role": m.role, "content": m.content} for m in messages])
-        return [Segment(rendered, True)]
+        return [Segment(self._render(_dicts(messages), tools), True)]
+
+
+def _dicts(messages: Sequence[Message], texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Messages as templates read them: tool calls with their arguments as objects."""
+    out = []
+    for i, m in enumerate(messages):
+        d: dict[str, Any] = {"role": m.role, "content": m.content if texts is None else texts[i]}
+        if m.tool_calls:
+            d["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": arguments_object(c.arguments)},
+                }
+                for c in m.tool_calls
+            ]
+        if m.tool_call_id is not None:
+            d["tool_call_id"] = m.tool_call_id
+        out.append(d)
+    return out

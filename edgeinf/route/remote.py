@@ -231,7 +231,7 @@ class RemoteClient:
 def _body(model: str, messages: tuple[Message, ...], s: SamplingParams) -> dict[str, object]:
     body: dict[str, object] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "messages": [m.as_dict() for m in messages],
         "max_tokens": s.max_tokens,
         "temperature": s.temperature,
         "top_p": s.top_p,

@@ -12,6 +12,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from edgeinf.engine.grammar import JSON_OBJECT, check_source, from_schema
+from edgeinf.engine.toolcalls import Held
 from edgeinf.errors import InvalidRequestError
 from edgeinf.server.errors import ApiError, error_response
 from edgeinf.server.runtime import Runtime
@@ -86,14 +87,18 @@ def _extra(answer: Answer) -> dict[str, Any]:
     return {"route": answer.route.as_dict()} if answer.route else {}
 
 
-async def respond(request: Request, handle: TurnHandle, req: Sampling, chat: bool) -> Response:
-    """Start the turn (what fails now is the request's error status), then answer it."""
+async def respond(
+    request: Request, handle: TurnHandle, req: Sampling, chat: bool, tools: bool = False
+) -> Response:
+    """Start the turn (what fails now is the request's error status), then answer it; with
+    `tools`, text that may be a call is held back from the stream until it is known."""
     await handle.open()
     rid = new_id(chat)
     if req.stream:
         include_usage = req.stream_options is not None and req.stream_options.include_usage
+        held = Held() if tools else None
         return StreamingResponse(
-            _events(request, handle, rid, chat, include_usage),
+            _events(request, handle, rid, chat, include_usage, held),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
@@ -103,12 +108,12 @@ async def respond(request: Request, handle: TurnHandle, req: Sampling, chat: boo
     if answer is None:  # cancelled: the client is gone, nobody reads this
         return Response(status_code=499)
     runtime(request).metrics.answered(answer)
+    message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+    if answer.tool_calls:
+        message["content"] = answer.text or None
+        message["tool_calls"] = [c.as_dict() for c in answer.tool_calls]
     choice: dict[str, Any] = (
-        {
-            "index": 0,
-            "message": {"role": "assistant", "content": answer.text},
-            "finish_reason": answer.finish_reason,
-        }
+        {"index": 0, "message": message, "finish_reason": answer.finish_reason}
         if chat
         else {
             "index": 0,
@@ -153,7 +158,12 @@ def sse_event(
 
 
 async def _events(
-    request: Request, handle: TurnHandle, rid: str, chat: bool, include_usage: bool
+    request: Request,
+    handle: TurnHandle,
+    rid: str,
+    chat: bool,
+    include_usage: bool,
+    held: Held | None,
 ) -> AsyncIterator[bytes]:
     model = handle.model
 
@@ -164,10 +174,16 @@ async def _events(
         yield event(
             {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
         )
+
+    def text(piece: str) -> bytes:
+        delta = {"delta": {"content": piece}} if chat else {"text": piece}
+        return event({"index": 0, **delta, "finish_reason": None})
+
     try:
         async for piece in handle.pieces(_alive(request)):
-            delta = {"delta": {"content": piece}} if chat else {"text": piece}
-            yield event({"index": 0, **delta, "finish_reason": None})
+            if held is not None and not (piece := held.feed(piece)):
+                continue
+            yield text(piece)
     except Exception as exc:  # the status line is sent: the error goes in the stream
         yield f"data: {json.dumps(error_response(exc)[1])}\n\n".encode()
         yield b"data: [DONE]\n\n"
@@ -177,6 +193,12 @@ async def _events(
         yield b"data: [DONE]\n\n"
         return
     runtime(request).metrics.answered(answer)
+    if held is not None:
+        if rest := held.rest(answer.text):
+            yield text(rest)
+        for i, call in enumerate(answer.tool_calls):
+            calls = [{"index": i, **call.as_dict()}]
+            yield event({"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None})
     end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
     yield event(
         {"index": 0, **end, "finish_reason": answer.finish_reason},

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import PlainTextResponse
 
+from edgeinf.engine.toolcalls import Choice
 from edgeinf.errors import InvalidRequestError
 from edgeinf.server.answer import respond, runtime, sampling
 from edgeinf.server.errors import ApiError
@@ -23,11 +24,11 @@ from edgeinf.server.schema import (
     TextCompletion,
     answer,
 )
-from edgeinf.server.wire import ChatCompletionRequest, CompletionRequest
+from edgeinf.server.wire import ChatCompletionRequest, CompletionRequest, NamedChoice
 from edgeinf.service.local import ChatRequest
 from edgeinf.service.turn import TurnRequest
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
-from edgeinf.types import Message
+from edgeinf.types import Tool
 
 router = APIRouter(responses=ERRORS)
 # Checked by the session store itself, with an error that says what a valid id looks like.
@@ -44,27 +45,44 @@ async def chat_completions(
     rt = runtime(request)
     pipeline = await rt.serving()
     rt.check_model(req.model)
-    messages = tuple(
-        Message("system" if m.role == "developer" else m.role, m.text()) for m in req.messages
+    tool_choice = choice(req)
+    tools = tuple(  # with tool_choice "none" the model is not shown them
+        Tool(t.function.name, t.function.description or "", t.function.parameters)
+        for t in req.tools or ()
+        if tool_choice.mode != "none"
     )
     chat = ChatRequest(
-        messages,
+        tuple(m.message() for m in req.messages),
         sampling(req, pipeline.service.context_length),
         x_session_id or req.session_id,
         request.state.principal,
+        tools,
+        tool_choice,
     )
     private = req.private or (x_edgeinf_private or "").lower() in ("1", "true", "yes")
     route = req.route
-    if chat.sampling.grammar is not None:  # the remote is not asked to keep to a grammar
+    if chat.sampling.grammar is not None or tools:  # the remote is not sent either yet
         if route == "remote":
             raise InvalidRequestError(
-                "route: structured output (response_format, grammar) is answered by the "
-                "local model; leave route out or set it to local",
+                "route: structured output (response_format, grammar) and tools are answered "
+                "by the local model; leave route out or set it to local",
                 param="route",
             )
         route = "local"
     turn = TurnRequest(chat, route, private, deadline=rt.deadline())
-    return await respond(request, pipeline.answer(turn), req, chat=True)
+    return await respond(request, pipeline.answer(turn), req, chat=True, tools=bool(tools))
+
+
+def choice(req: ChatCompletionRequest) -> Choice:
+    c = req.tool_choice
+    parallel = req.parallel_tool_calls
+    if isinstance(c, NamedChoice):
+        return Choice("required", c.function.name, parallel)
+    if c is not None and c != "auto" and not req.tools:
+        if c == "none":
+            return Choice("none")
+        raise InvalidRequestError("tool_choice: 'required' needs tools", param="tool_choice")
+    return Choice(c or "auto", None, parallel)
 
 
 @router.post("/v1/completions", responses=answer(TextCompletion))

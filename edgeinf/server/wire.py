@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
+from edgeinf.types import Message, ToolCall
 
 MAX_STOPS = 4
 
@@ -83,14 +84,73 @@ class TextPart(BaseModel):
     text: Text
 
 
-class WireMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "developer"]
-    content: Text | list[TextPart]
+FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
-    def text(self) -> str:
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(p.text for p in self.content)
+
+class FunctionCall(BaseModel):
+    name: FunctionName
+    arguments: Text = Field(max_length=1 << 20)  # JSON text, as OpenAI sends it
+
+
+class WireToolCall(BaseModel):
+    id: Text = Field(max_length=256)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class WireMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: Text | list[TextPart] | None = None
+    tool_calls: list[WireToolCall] | None = Field(None, max_length=128)
+    tool_call_id: Text | None = Field(None, max_length=256)
+    name: Text | None = Field(None, max_length=256)  # accepted and ignored
+    refusal: Text | None = None  # accepted and ignored
+
+    @model_validator(mode="after")
+    def _complete(self) -> WireMessage:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("content is required, except from an assistant with tool_calls")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        if (self.role == "tool") != (self.tool_call_id is not None):
+            raise ValueError("tool messages need tool_call_id, and only they have one")
+        return self
+
+    def message(self) -> Message:
+        content = self.content
+        text = content if isinstance(content, str) else "".join(p.text for p in content or ())
+        calls = tuple(
+            ToolCall(c.id, c.function.name, c.function.arguments) for c in self.tool_calls or ()
+        )
+        role = "system" if self.role == "developer" else self.role
+        return Message(role, text, calls, self.tool_call_id)
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: FunctionName
+    description: Text | None = Field(None, max_length=8192)
+    parameters: dict[str, Any] | None = None  # a JSON schema; checked when compiled
+    strict: bool | None = None  # the arguments always match: they are decoded through them
+
+
+class WireTool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(BaseModel):
+    name: FunctionName
+
+
+class NamedChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class Sampling(BaseModel):
@@ -138,9 +198,9 @@ class Sampling(BaseModel):
 
 class ChatCompletionRequest(Sampling):
     messages: list[WireMessage] = Field(min_length=1, max_length=2048)
-    tools: Annotated[Any, _not_yet("tool calling")] = None
-    tool_choice: Annotated[Any, _not_yet("tool calling")] = None
-    parallel_tool_calls: Annotated[Any, _not_yet("tool calling")] = None
+    tools: list[WireTool] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedChoice | None = None
+    parallel_tool_calls: bool = True
     functions: Annotated[Any, _not_yet("functions (use tools)")] = None
     function_call: Annotated[Any, _not_yet("function_call (use tool_choice)")] = None
     reasoning_effort: Annotated[Any, _not_yet("reasoning_effort")] = None

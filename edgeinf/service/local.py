@@ -11,10 +11,13 @@ from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
 from edgeinf.engine.batcher import Batcher
 from edgeinf.engine.engine import Engine, SeqState, footprint
-from edgeinf.engine.grammar import Grammar
+from edgeinf.engine.grammar import check_grammar
 from edgeinf.engine.jobs import Job
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions, default_gpu_layers
+from edgeinf.engine.toolcalls import Choice, shape, triggers
+from edgeinf.engine.vocab import Vocab
+from edgeinf.errors import InvalidRequestError
 from edgeinf.guard import check_fits, physical_cores
 from edgeinf.service.channel import Channel
 from edgeinf.sessions.ids import LOCAL_OWNER, check_session_id
@@ -23,7 +26,7 @@ from edgeinf.sessions.keeper import Restore, SessionKeeper
 from edgeinf.sessions.kvfile import Identity
 from edgeinf.sessions.store import SessionStore
 from edgeinf.speculate import Speculation
-from edgeinf.types import Completion, Message, SamplingParams
+from edgeinf.types import Completion, Message, SamplingParams, Tool
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class ChatRequest:
     sampling: SamplingParams
     session_id: str | None = None
     owner: str = LOCAL_OWNER
+    tools: tuple[Tool, ...] = ()  # functions the model may call
+    tool_choice: Choice = field(default_factory=Choice)
 
     def __post_init__(self) -> None:
         if self.session_id is not None:
@@ -244,15 +249,13 @@ class ChatService:
             vocab = self.engine.vocab
             tokens, prefix = vocab.tokenize(raw_prompt, add_bos=vocab.add_bos), 0
         else:
-            tokens, prefix = self.engine.chat_prompt(request.messages)
+            tokens, prefix = self.engine.chat_prompt(request.messages, request.tools)
         self.engine.check_prompt(len(tokens), request.sampling.max_tokens)
-        if request.sampling.grammar is not None:  # refused here, not on the decode loop
-            grammar = Grammar(self.engine.vocab, request.sampling.grammar)
-            try:
-                grammar.check_start(self.engine.vocab)
-            finally:
-                grammar.close()
-        sampling = request.sampling
+        sampling = with_tools(request, self.engine.vocab)
+        if (s := sampling).grammar is not None:  # refused here, not on the decode loop
+            check_grammar(
+                self.engine.vocab, s.grammar, s.grammar_triggers, s.grammar_trigger_tokens
+            )
         if raw_prompt is None and self.engine.template.stops:
             # A base model's transcript must end with its turn.
             sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
@@ -296,6 +299,25 @@ class ChatService:
         """Wait for background saves (before a short-lived process exits)."""
         if "keeper" in self.__dict__:
             self.keeper.saver.flush()
+
+
+def with_tools(request: ChatRequest, vocab: Vocab) -> SamplingParams:
+    """The sampling of an answer that may call the request's tools: through the grammar of
+    their calls, from the first token or once the model opens a call."""
+    sampling = request.sampling
+    calls = shape(request.tools, request.tool_choice)
+    if calls is None:
+        return sampling
+    if sampling.grammar is not None:
+        raise InvalidRequestError(
+            "tools: a request with tools may not also bring response_format or grammar; "
+            "send one or the other",
+            param="tools",
+        )
+    patterns, tokens = triggers(vocab) if calls.lazy else ((), ())
+    return replace(
+        sampling, grammar=calls.grammar, grammar_triggers=patterns, grammar_trigger_tokens=tokens
+    )
 
 
 def engine_options(settings: Settings, n_seq_max: int = 1) -> EngineOptions:

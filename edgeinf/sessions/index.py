@@ -60,7 +60,7 @@ class SessionRow:
 
 
 def _row(r: sqlite3.Row) -> SessionRow:
-    messages = tuple(Message(m["role"], m["content"]) for m in json.loads(r["messages"]))
+    messages = tuple(Message.from_dict(m) for m in json.loads(r["messages"]))
     return SessionRow(
         r["id"],
         r["owner"],
@@ -182,7 +182,7 @@ class SessionIndex:
         self, owner: str, session_id: str, model: str, messages: tuple[Message, ...]
     ) -> None:
         now = time.time()
-        data = json.dumps([{"role": m.role, "content": m.content} for m in messages])
+        data = json.dumps([m.as_dict() for m in messages])
         with self._tx() as db:
             db.execute(
                 "INSERT INTO sessions (id, owner, model, messages, created, last_used) "

@@ -112,7 +112,7 @@ def test_instructor_extracts_a_typed_object(tiny_server: Server, mode: instructo
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"tool_choice": "required"}, "tool_choice"),  # and no tools
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"logit_bias": {"1": 5}}, "logit_bias"),
         ({"logprobs": True}, "logprobs"),

@@ -54,6 +54,8 @@ ROWS: dict[int, tuple[str, str]] = {
     34: ("fuzzing", "the HTTP API from its OpenAPI schema"),
     35: ("new surfaces", "a request field the server does not implement, or a typo'd one"),
     36: ("new surfaces", "hostile JSON schema or grammar: deep, huge, recursive, unmatchable"),
+    37: ("new surfaces", "a malformed tool call: broken JSON, unknown tool, cut by max_tokens"),
+    38: ("new surfaces", "tool results and tool arguments carrying role markers"),
     39: ("new surfaces", "a model name over HTTP that is a path, a URL, or unknown"),
     47: ("lifecycle", "an exception on the engine or loader thread that is not one of ours"),
     48: ("HTTP", "text that cannot be encoded in any field (a lone UTF-16 surrogate)"),

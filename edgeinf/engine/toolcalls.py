@@ -233,7 +233,12 @@ class Held:
         out, self.sent = self.text[self.sent : end], max(self.sent, end)
         return out
 
-    def rest(self, content: str) -> str:
-        """At the end, given the answer's text without its calls: what was not let out."""
-        sent = self.text[: self.sent].strip()
-        return content[len(sent) :] if content.startswith(sent) else ""
+    def rest(self, text: str, calls: bool) -> str:
+        """At the end, given the answer's text without its calls (and whether it made
+        any): what of it was not let out."""
+        sent = self.text[: self.sent]
+        if text.startswith(sent):
+            return text[len(sent) :]
+        if calls and text.startswith(sent.strip()):  # the text around calls is stripped
+            return text[len(sent.strip()) :]
+        return "" if sent.strip() else text  # or another answer, after calls only

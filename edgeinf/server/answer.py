@@ -194,7 +194,7 @@ async def _events(
         return
     runtime(request).metrics.answered(answer)
     if held is not None:
-        if rest := held.rest(answer.text):
+        if rest := held.rest(answer.text, bool(answer.tool_calls)):
             yield text(rest)
         for i, call in enumerate(answer.tool_calls):
             calls = [{"index": i, **call.as_dict()}]

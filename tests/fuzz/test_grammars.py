@@ -1,9 +1,12 @@
 """Property-based fuzzing of what turns a request's schema or grammar into llama.cpp's grammar
-sampler: JSON schemas through the converter, GBNF text through llama.cpp's own parser, both
-checked against the 270M model's vocabulary. Typed errors only, no hang, no crash."""
+sampler (JSON schemas through the converter, GBNF text through llama.cpp's own parser, both
+checked against the 270M model's vocabulary), and of the parse of tool calls out of answers.
+Typed errors only, no hang, no crash."""
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,9 @@ from hypothesis import strategies as st
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.grammar import Grammar, check_source, from_schema
 from edgeinf.engine.options import EngineOptions
+from edgeinf.engine.toolcalls import Held, parse
 from edgeinf.errors import InvalidRequestError
+from edgeinf.types import Tool
 from tests.fuzz.conftest import Cases
 
 NAMES = st.text(st.characters(codec="utf-8"), max_size=8)
@@ -89,3 +94,34 @@ def test_any_grammar_text_compiles_or_is_refused(
         assert exc.param == "grammar"
     finally:
         grammar.close()
+
+
+CALL_PIECES = st.sampled_from(
+    ["<tool_call>", "</tool_call>", "<tool_", "call>", "\n", " ", '{"name": "f"', '"name"', ":",
+     '"f"', '"g"', ', "arguments": ', '{"x": 1}', '"{\\"x\\": 2}"', "}", "{", "```json", "```",
+     "text", "[1, 2]", "null", '"'],
+)  # fmt: skip
+ANSWERS = st.one_of(
+    st.lists(CALL_PIECES, max_size=20).map("".join), st.text(st.characters(codec="utf-8"))
+)
+
+
+@pytest.mark.reliability(37)
+@given(text=ANSWERS, cuts=st.lists(st.integers(0, 200), max_size=6))
+def test_any_answer_parses_into_text_and_calls_of_known_tools(
+    text: str, cuts: list[int], cases: Cases
+) -> None:
+    cases()
+    found = parse(text, (Tool("f"),))
+    for call in found.calls:
+        assert call.name == "f" and isinstance(json.loads(call.arguments), dict)
+    if not found.calls:
+        assert found.text == text and not found.cut
+    held = Held()  # streamed in arbitrary pieces: what is let out is the answer's beginning
+    points = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    out = "".join(held.feed(text[a:b]) for a, b in itertools.pairwise(points))
+    assert text.startswith(out)
+    if found.calls:
+        assert "<tool_call>" not in out  # calls never reach a client as text
+    else:
+        assert out + held.rest(found.text, False) == text  # all of a plain answer arrives

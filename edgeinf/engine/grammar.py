@@ -34,6 +34,12 @@ def from_schema(schema: Any, param: str) -> str:
             "send a smaller schema",
             param=param,
         )
+    if not _encodable(schema):
+        raise InvalidRequestError(
+            f"{param}: the schema holds a lone surrogate or other text that is not valid "
+            "Unicode; send valid text",
+            param=param,
+        )
     if _depth(schema) > MAX_NESTING:
         raise InvalidRequestError(
             f"{param}: the schema nests deeper than {MAX_NESTING} levels; flatten it",
@@ -73,6 +79,24 @@ def check_source(text: str, param: str) -> None:
             f"{param}: the grammar nests groups deeper than {MAX_NESTING}; use named rules",
             param=param,
         )
+
+
+def _encodable(value: Any) -> bool:
+    """Whether every string in a JSON value (keys included) can be written as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def _depth(value: Any) -> int:

@@ -88,14 +88,19 @@ FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$
 
 
 class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: FunctionName
     arguments: Text = Field(max_length=1 << 20)  # JSON text, as OpenAI sends it
 
 
 class WireToolCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     id: Text = Field(max_length=256)
     type: Literal["function"] = "function"
     function: FunctionCall
+    index: int | None = None  # kept by clients that rebuilt the call from a stream; ignored
 
 
 class WireMessage(BaseModel):
@@ -105,8 +110,12 @@ class WireMessage(BaseModel):
     content: Text | list[TextPart] | None = None
     tool_calls: list[WireToolCall] | None = Field(None, max_length=128)
     tool_call_id: Text | None = Field(None, max_length=256)
-    name: Text | None = Field(None, max_length=256)  # accepted and ignored
-    refusal: Text | None = None  # accepted and ignored
+    # Accepted and ignored: what clients echo back from an answer.
+    name: Text | None = Field(None, max_length=256)
+    refusal: Text | None = None
+    annotations: list[Any] | None = None
+    audio: Annotated[Any, _not_yet("audio")] = None
+    function_call: Annotated[Any, _not_yet("function_call (use tool_calls)")] = None
 
     @model_validator(mode="after")
     def _complete(self) -> WireMessage:

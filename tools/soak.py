@@ -130,11 +130,16 @@ async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, 
         await load.chat()  # warm: the first answer allocates llama.cpp's buffers
         start_mb = await rss(http)
         peak_mb = start_mb
-        until = time.monotonic() + duration
+        began = time.monotonic()
+        until = began + duration
+        by_minute: list[float] = []  # resident memory at the end of each minute of load
         workers = [asyncio.create_task(load.worker(i, until)) for i in range(clients)]
         while not all(w.done() for w in workers):
             await asyncio.sleep(min(5.0, max(0.1, until - time.monotonic())))
-            peak_mb = max(peak_mb, await rss(http))
+            now_mb = await rss(http)
+            peak_mb = max(peak_mb, now_mb)
+            if time.monotonic() - began >= 60 * (len(by_minute) + 1):
+                by_minute.append(round(now_mb, 1))
         await asyncio.gather(*workers)
         end_mb = await rss(http)
     errors = sum(n for s, n in load.statuses.items() if s.startswith("5") and s != "503")
@@ -150,6 +155,7 @@ async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, 
         "rss_start_mb": round(start_mb, 1),
         "rss_peak_mb": round(peak_mb, 1),
         "rss_end_mb": round(end_mb, 1),
+        "rss_by_minute_mb": by_minute,
     }
 
 

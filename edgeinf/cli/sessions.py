@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
 
 from edgeinf.config import load_settings
 from edgeinf.errors import InvalidRequestError
@@ -53,7 +52,7 @@ def _dispatch(args: argparse.Namespace, store: SessionStore, budget: int) -> int
         if row is None:
             raise InvalidRequestError(f"no session '{args.id}'; see `edgeinf sessions list`")
         if args.json:
-            print(json.dumps({**_summary(row), "messages": [asdict(m) for m in row.messages]}))
+            print(json.dumps({**_summary(row), "messages": [m.as_dict() for m in row.messages]}))
         else:
             for m in row.messages:
                 print(f"[{m.role}] {m.content}\n")

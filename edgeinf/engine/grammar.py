@@ -67,12 +67,12 @@ def from_schema(schema: Any, param: str) -> str:
     return str(grammar)
 
 
-def check_source(text: str, param: str) -> None:
-    """Bounds on a GBNF grammar's text before llama.cpp parses it."""
-    if len(text.encode()) > MAX_SOURCE_BYTES:
+def check_source(text: str, param: str, limit: int = MAX_SOURCE_BYTES) -> None:
+    """Bounds on a GBNF grammar's text before llama.cpp parses it (`limit`: a request's own
+    grammar may be smaller than what a schema expands to)."""
+    if len(text.encode()) > limit:
         raise InvalidRequestError(
-            f"{param}: the grammar is over {MAX_SOURCE_BYTES} bytes; send a smaller one",
-            param=param,
+            f"{param}: the grammar is over {limit} bytes; send a smaller one", param=param
         )
     if _gbnf_depth(text) > MAX_NESTING:
         raise InvalidRequestError(
@@ -151,7 +151,7 @@ class Grammar:
         """With `triggers` (regular expressions over all the text written so far) or
         `trigger_tokens`, the grammar waits until one matches (from its first group on) or
         is written."""
-        check_source(text, param)
+        check_source(text, param, MAX_GRAMMAR_BYTES)
         if triggers or trigger_tokens:
             patterns = (ctypes.c_char_p * max(1, len(triggers)))(*(t.encode() for t in triggers))
             tokens = (ll.llama_token * max(1, len(trigger_tokens)))(*trigger_tokens)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import os
 import socket
 from collections.abc import Iterator
@@ -30,6 +31,9 @@ def check_bind(settings: Settings) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
+
+    # A native crash (llama.cpp, SQLite) then leaves every thread's stack in the log.
+    faulthandler.enable()
 
     class Server(uvicorn.Server):
         """uvicorn, except that a SIGTERM or SIGINT answered by a clean drain exits 0 (what

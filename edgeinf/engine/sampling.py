@@ -90,8 +90,9 @@ class Sampler:
         """The pick among the tokens the grammar allows next."""
         if self._cells is None:
             self._cells = candidates(self.n_vocab)
+            self._ids = np.arange(self.n_vocab, dtype=np.int32)  # made once: a pick is hot
         cells, array = self._cells
-        cells["id"] = np.arange(self.n_vocab, dtype=np.int32)
+        cells["id"] = self._ids
         cells["logit"], cells["p"] = logits, 0.0
         array.size, array.selected, array.sorted = self.n_vocab, -1, False
         grammar.restrict(array)

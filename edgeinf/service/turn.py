@@ -16,14 +16,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 
-from edgeinf.engine.toolcalls import Choice, parse, repeats
+from edgeinf.engine.toolcalls import Choice, Parsed, parse, repeats
 from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE, agree
 from edgeinf.route.dispatch import CUT_NOTICE, Dispatcher, Notify, fell_back
 from edgeinf.route.policy import Decision, Override
 from edgeinf.route.remote import RemoteAnswer, RemoteError
 from edgeinf.service.channel import Channel
 from edgeinf.service.local import ChatRequest, ChatService, LocalAnswer, LocalResult
-from edgeinf.types import Tool, ToolCall
+from edgeinf.types import ToolCall
 
 CASCADE_NOTICE = "\n\n[the local model was unsure (two samples disagreed); the remote answers]\n\n"
 POLL_S = 0.25  # how often a waiting reader checks that the turn is still wanted
@@ -212,7 +212,7 @@ class TurnPipeline:
         chat = req.chat
         if req.raw_prompt is not None:
             result = yield from self._local(req, stop)
-            return None if result is None else _local_answer(self.service, result, None, ())
+            return None if result is None else _local_answer(self.service, result, None, None)
         decision = self.dispatcher.decide(
             chat.messages, chat.sampling, req.route, req.private, chat.owner, chat.session_id
         )
@@ -229,8 +229,8 @@ class TurnPipeline:
         result = yield from self._local(req, stop, opened)
         if result is None:
             return None
-        first = parse(result.completion.text, chat.tools) if chat.tools else None
-        if first and not first.text and repeats(first.calls, chat.messages):
+        found = parse(result.completion.text, chat.tools) if chat.tools else None
+        if found and not found.text and repeats(found.calls, chat.messages):
             # Only calls made and answered already (nothing of it was shown: a reader holds
             # calls back): the model is asked again without the tools, to answer from their
             # results, which small models then do.
@@ -238,6 +238,7 @@ class TurnPipeline:
             result = yield from self._local(replace(req, chat=again), stop, opened=True)
             if result is None:
                 return None
+            found = parse(result.completion.text, chat.tools)
         escalate = self.dispatcher.escalation(decision, chat.messages, chat.sampling)
         if escalate and not self._agrees(chat, result.completion.text, stop):
             yield CASCADE_NOTICE
@@ -245,7 +246,7 @@ class TurnPipeline:
                 return (yield from self._remote(chat, escalate, stop))
             except RemoteError as exc:
                 self.notify(f"{exc}; keeping the local answer")
-        return _local_answer(self.service, result, decision, chat.tools)
+        return _local_answer(self.service, result, decision, found)
 
     def _local(
         self, req: TurnRequest, stop: _Stop, opened: bool = False
@@ -309,10 +310,10 @@ class TurnPipeline:
 
 
 def _local_answer(
-    service: ChatService, result: LocalResult, route: Decision | None, tools: tuple[Tool, ...]
+    service: ChatService, result: LocalResult, route: Decision | None, found: Parsed | None
 ) -> Answer:
+    """`found`: the answer's calls and the rest of its text, when the request had tools."""
     c = result.completion
-    found = parse(c.text, tools) if tools else None
     text, calls = (found.text, found.calls) if found else (c.text, ())
     finish = "tool_calls" if calls and not (found and found.cut) else c.finish_reason
     return Answer(

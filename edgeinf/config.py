@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import psutil
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -18,6 +19,7 @@ from edgeinf.errors import ConfigError
 from edgeinf.profile import tuned_defaults
 
 KvType = Literal["f16", "q8_0", "q4_0"]
+ContextPolicy = Literal["error", "truncate"]
 
 # Secrets that must never be sent to a remote model: private keys, cloud and API tokens.
 DEFAULT_PRIVATE_PATTERNS = (
@@ -59,6 +61,22 @@ class Settings(BaseSettings):
     )
     sessions_budget_mb: int = Field(
         2048, ge=0, description="Disk budget for saved KV state; least recently used goes first."
+    )
+    context_policy: ContextPolicy = Field(
+        "error",
+        description="A conversation longer than the context: error (400), or truncate "
+        "(drop its oldest turns, keeping the system prompt; the response says how many).",
+    )
+    prefix_cache: bool = Field(
+        True,
+        description="Keep every answer's KV state (RAM, then disk), so that a later prompt "
+        "starting the same way, from any client, skips that part of its prefill.",
+    )
+    cache_ram_mb: int | None = Field(
+        None,
+        ge=0,
+        description="Host RAM for recently kept KV state; default: an eighth of the "
+        "machine's memory, at most 1024.",
     )
     catalog_file: Path | None = Field(
         None, description="Extra catalog (JSON) whose entries add to or override the built-in one."
@@ -172,6 +190,12 @@ class Settings(BaseSettings):
     router_dir: Path | None = Field(
         None, description="Router to use instead of the one shipped for the local/remote pair."
     )
+
+    @property
+    def cache_ram_bytes(self) -> int:
+        if self.cache_ram_mb is not None:
+            return self.cache_ram_mb << 20
+        return min(1 << 30, psutil.virtual_memory().total // 8)
 
     @classmethod
     def settings_customise_sources(

@@ -50,7 +50,8 @@ class ContextLengthExceededError(EdgeinfError):
         need = f"{n_prompt} prompt tokens" + (f" + {max_tokens} to generate" if max_tokens else "")
         super().__init__(
             f"the prompt needs {need} but the context holds {n_ctx}; "
-            "shorten the prompt, lower --max-tokens or raise --ctx"
+            "shorten the prompt, lower --max-tokens, raise --ctx, or let older turns go "
+            "(context_policy truncate)"
         )
 
 

@@ -15,11 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +26,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+
+from edgeinf.bench.server import Served
 
 TOPICS = ["a sorted list merge", "closures", "SQL joins", "bash loops", "unit tests", "regexes"]
 RSS = "edgeinf_resident_memory_bytes"
@@ -159,31 +157,6 @@ async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, 
     }
 
 
-def serve(model: str, ctx: int, parallel: int, state: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = (state / "server.log").open("wb")
-    flags = ["--port", str(port), "-m", model, "--ctx", str(ctx), "--parallel", str(parallel)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgeinf", "serve", *flags],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "EDGEINF_STATE_DIR": str(state)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    sys.exit(f"the server did not become ready; see {state / 'server.log'}")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = p.add_mutually_exclusive_group(required=True)
@@ -197,18 +170,19 @@ def main() -> int:
     args = p.parse_args()
     duration, clients = min(args.duration, 86_400), max(1, min(args.clients, 32))
     with tempfile.TemporaryDirectory(prefix="edgeinf-soak-") as tmp:
-        proc = None
+        served = None
         if args.model:
-            proc, url = serve(args.model, args.ctx, args.parallel, Path(tmp))
+            flags = ["-m", args.model, "--ctx", str(args.ctx), "--parallel", str(args.parallel)]
+            served = Served(Path(tmp), flags)
+            url = served.url
         else:
             url = args.url
         if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
             print("soak tests target loopback only", file=sys.stderr)
             return 2
         report = asyncio.run(soak(url, clients, duration, args.seed))
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-            report["exit_code"] = proc.wait(timeout=60)
+        if served is not None:
+            report["exit_code"] = served.stop()
     print(json.dumps(report, indent=2))
     clean = report.get("exit_code", 0) == 0
     return 0 if clean and not report["server_errors"] and not report["dropped"] else 1

@@ -1,10 +1,12 @@
-"""`edgeinf sessions list|show|delete|prune`: the saved conversations of this user."""
+"""`edgeinf sessions list|show|delete|prune`: this user's saved conversations and the prefix
+cache's saved sequences."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
+from typing import Any
 
 from edgeinf.config import load_settings
 from edgeinf.errors import InvalidRequestError
@@ -26,6 +28,16 @@ def _summary(row: SessionRow) -> dict[str, object]:
     }
 
 
+def _cached(key: str, owner: str, tokens: int, size: int, used: float) -> dict[str, Any]:
+    return {
+        "key": key[:16],
+        "owner": owner,
+        "kv_tokens": tokens,
+        "kv_bytes": size,
+        "last_used": time.strftime("%Y-%m-%d %H:%M", time.localtime(used)),
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = SessionStore(settings.state_dir, settings.sessions_budget_mb << 20)
@@ -39,13 +51,20 @@ def _dispatch(args: argparse.Namespace, store: SessionStore, budget: int) -> int
     action = args.sessions_command
     if action == "list":
         rows = [_summary(r) for r in store.index.owned_by(LOCAL_OWNER)]
+        cached = [_cached(*row) for row in store.index.snapshots()]
         if args.json:
-            print(json.dumps(rows, indent=2))
-        for r in [] if args.json else rows:
+            print(json.dumps({"sessions": rows, "cached": cached}, indent=2))
+            return 0
+        for r in rows:
             print(
                 f"{r['id']:<20} {r['last_used']}  {r['messages']:>3} msgs  "
                 f"{r['kv_tokens']:>6} tok saved  {r['title']}"
             )
+        total = sum(c["kv_bytes"] for c in cached) / 1e6
+        print(f"prefix cache: {len(cached)} saved sequences, {total:.1f} MB (all principals)")
+        for c in cached:
+            mb = c["kv_bytes"] / 1e6
+            print(f"  {c['key']:<16} {c['last_used']}  {c['kv_tokens']:>6} tok  {mb:>7.1f} MB")
         return 0
     if action == "show":
         row = store.get(LOCAL_OWNER, args.id)

@@ -41,6 +41,15 @@ class SeqState:
     tokens: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt's tokens, and where each message's text ends in them (the natural places for
+    two conversations to part, where the prefix cache indexes a saved sequence)."""
+
+    tokens: list[int]
+    ends: tuple[int, ...] = ()
+
+
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """How many leading tokens two sequences share."""
     n = min(len(a), len(b))
@@ -119,21 +128,20 @@ class Engine:
     # -- prompts --
 
     def chat_tokens(self, messages: Sequence[Message]) -> list[int]:
-        return self.chat_prompt(messages)[0]
+        return self.chat_prompt(messages).tokens
 
-    def chat_prompt(
-        self, messages: Sequence[Message], tools: Sequence[Tool] = ()
-    ) -> tuple[list[int], int]:
-        """The prompt's tokens, and how many of them come before the first user message's
-        text: the part that conversations with the same system prompt share."""
+    def chat_prompt(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> Prompt:
         toolish = tools or any(m.tool_calls or m.role == "tool" for m in messages)
         if toolish and not self.template.knows_tools:
             messages, tools = described(messages, tools), ()
         segments = self.template.render(messages, tools)
-        parts = self.vocab.tokenize_segments(segments)
-        first_user = next((i for i, m in enumerate(messages) if m.role == "user"), -1)
-        cut = next((k for k, s in enumerate(segments) if s.message == first_user), 0)
-        return [t for part in parts for t in part], sum(len(p) for p in parts[:cut])
+        tokens: list[int] = []
+        ends: list[int] = []
+        for segment, part in zip(segments, self.vocab.tokenize_segments(segments), strict=True):
+            tokens += part
+            if segment.message is not None:
+                ends.append(len(tokens))
+        return Prompt(tokens, tuple(ends))
 
     def check_prompt(self, n_prompt: int, max_tokens: int = 0) -> None:
         """A prompt must leave room for at least one generated token."""

@@ -38,7 +38,9 @@ def local_answers(
 ) -> dict[str, Answer]:
     if len(load_cached(path).keys() & {t.id for t in tasks}) == len(tasks):
         return answer_all(tasks, _unused, path, 1)
-    service = ChatService(settings, ref, parallel=concurrency, max_queue=concurrency)
+    # Every question is asked once: keeping their states would only write to disk.
+    quiet = settings.model_copy(update={"prefix_cache": False})
+    service = ChatService(quiet, ref, parallel=concurrency, max_queue=concurrency)
 
     def ask(task: Task) -> tuple[str, int, int]:
         sampling = SamplingParams(max_tokens=task.max_tokens, temperature=temperature, seed=7)

@@ -16,7 +16,7 @@ from edgeinf.engine.toolcalls import Held
 from edgeinf.errors import InvalidRequestError
 from edgeinf.server.errors import ApiError, error_response
 from edgeinf.server.runtime import Runtime
-from edgeinf.server.schema import Usage
+from edgeinf.server.schema import PromptTokensDetails, Usage
 from edgeinf.server.wire import Sampling, now
 from edgeinf.service.turn import Answer, TurnHandle
 from edgeinf.types import SamplingParams
@@ -74,17 +74,30 @@ def new_id(chat: bool) -> str:
     return ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
 
 
-def usage(answer: Answer) -> dict[str, int]:
+def usage(answer: Answer) -> dict[str, Any]:
+    local = answer.local
     return Usage(
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
         total_tokens=answer.prompt_tokens + answer.completion_tokens,
-        restored_tokens=answer.local.restored_tokens if answer.local else 0,
+        prompt_tokens_details=PromptTokensDetails(
+            cached_tokens=local.reused_tokens if local else 0
+        ),
+        restored_tokens=local.restored_tokens if local else 0,
+        cached_from=local.cached_from if local else None,
     ).model_dump()
 
 
 def _extra(answer: Answer) -> dict[str, Any]:
-    return {"route": answer.route.as_dict()} if answer.route else {}
+    """edgeinf's own fields of a response: the route, and what the context policy dropped."""
+    extra: dict[str, Any] = {"route": answer.route.as_dict()} if answer.route else {}
+    if answer.local is not None and (trimmed := answer.local.trimmed).messages:
+        extra["context"] = {
+            "policy": "truncate",
+            "dropped_messages": trimmed.messages,
+            "dropped_tokens": trimmed.tokens,
+        }
+    return extra
 
 
 async def respond(

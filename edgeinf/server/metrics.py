@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeinf.route.policy import Decision
 from edgeinf.service.turn import Answer
+from edgeinf.sessions.keeper import TIERS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -24,9 +25,15 @@ class Metrics:
         self.completion_tokens = Counter(
             "edgeinf_completion_tokens", "Generated tokens", registry=r
         )
-        self.restored = Counter(
-            "edgeinf_restored_tokens", "Prompt tokens restored from saved KV state", registry=r
+        self.cached = Counter(
+            "edgeinf_cached_tokens",
+            "Prompt tokens not prefilled, by where their KV state was: the sequence's own "
+            "cells (slot), or the prefix cache (ram, disk)",
+            ["tier"],
+            registry=r,
         )
+        for tier in TIERS:
+            self.cached.labels(tier)
         self.prefilled = Counter("edgeinf_prefilled_tokens", "Prompt tokens prefilled", registry=r)
         self.drafted = Counter("edgeinf_speculative_drafted", "Tokens drafted", registry=r)
         self.accepted = Counter(
@@ -85,7 +92,11 @@ class Metrics:
         c = local.completion
         self.prompt_tokens.inc(c.usage.prompt_tokens)
         self.completion_tokens.inc(c.usage.completion_tokens)
-        self.restored.inc(local.restored_tokens)
+        if local.cached_from is not None:
+            restored = local.restored_tokens
+            self.cached.labels("slot").inc(local.reused_tokens - restored)
+            if restored:
+                self.cached.labels(local.cached_from).inc(restored)
         self.prefilled.inc(local.prefilled_tokens)
         self.drafted.inc(local.drafted)
         self.accepted.inc(local.accepted)

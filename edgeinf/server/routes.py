@@ -58,6 +58,7 @@ async def chat_completions(
         request.state.principal,
         tools,
         tool_choice,
+        req.context_policy,
     )
     private = req.private or (x_edgeinf_private or "").lower() in ("1", "true", "yes")
     route = req.route

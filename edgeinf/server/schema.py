@@ -38,11 +38,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = 0  # prompt tokens whose KV state was not computed for this request
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
-    restored_tokens: int = 0  # edgeinf: prompt tokens whose KV state came from disk
+    prompt_tokens_details: PromptTokensDetails = PromptTokensDetails()
+    # edgeinf: the cached tokens that came from the prefix cache (RAM or disk), and the tier
+    # they all came from ("slot": the sequence's own cells)
+    restored_tokens: int = 0
+    cached_from: Literal["slot", "ram", "disk"] | None = None
 
 
 class CalledFunction(BaseModel):
@@ -68,6 +76,12 @@ class ChatChoice(BaseModel):
     finish_reason: str | None
 
 
+class ContextDropped(BaseModel):
+    policy: Literal["truncate"]
+    dropped_messages: int
+    dropped_tokens: int
+
+
 class ChatCompletion(BaseModel):
     id: str
     object: Literal["chat.completion"]
@@ -76,6 +90,7 @@ class ChatCompletion(BaseModel):
     choices: list[ChatChoice]
     usage: Usage
     route: dict[str, Any] | None = None  # edgeinf: where the answer came from, and why
+    context: ContextDropped | None = None  # edgeinf: what the context policy dropped
 
 
 class TextChoice(BaseModel):

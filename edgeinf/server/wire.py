@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from edgeinf.config import ContextPolicy
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
 from edgeinf.types import Message, ToolCall
 
@@ -219,6 +220,8 @@ class ChatCompletionRequest(Sampling):
     # edgeinf: where to answer (default: the server's `route` setting), and privacy
     route: Literal["auto", "local", "remote"] | None = None
     private: bool = False
+    # edgeinf: a conversation longer than the context (default: the server's setting)
+    context_policy: ContextPolicy | None = None
 
 
 class CompletionRequest(Sampling):

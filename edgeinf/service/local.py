@@ -10,7 +10,7 @@ from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
 from edgeinf.engine.batcher import Batcher
-from edgeinf.engine.engine import Engine, SeqState, footprint
+from edgeinf.engine.engine import Engine, Prompt, SeqState, footprint
 from edgeinf.engine.grammar import check_grammar
 from edgeinf.engine.jobs import Job
 from edgeinf.engine.native import library_version
@@ -20,9 +20,10 @@ from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import InvalidRequestError
 from edgeinf.guard import check_fits, physical_cores
 from edgeinf.service.channel import Channel
+from edgeinf.service.context import ContextPolicy, Trimmed, fit
 from edgeinf.sessions.ids import LOCAL_OWNER, check_session_id
 from edgeinf.sessions.index import SessionRow
-from edgeinf.sessions.keeper import Restore, SessionKeeper
+from edgeinf.sessions.keeper import Named, Restore, SessionKeeper, Tier
 from edgeinf.sessions.kvfile import Identity
 from edgeinf.sessions.store import SessionStore
 from edgeinf.speculate import Speculation
@@ -37,6 +38,7 @@ class ChatRequest:
     owner: str = LOCAL_OWNER
     tools: tuple[Tool, ...] = ()  # functions the model may call
     tool_choice: Choice = field(default_factory=Choice)
+    context_policy: ContextPolicy | None = None  # None: the settings' context_policy
 
     def __post_init__(self) -> None:
         if self.session_id is not None:
@@ -55,17 +57,28 @@ class LocalResult:
     drafted: int = 0
     accepted: int = 0
     saved: dict[str, int] = field(default_factory=dict)  # filled by the saver, later
+    trimmed: Trimmed = field(default_factory=Trimmed)  # what the context policy dropped
 
     @property
     def restored_tokens(self) -> int:
-        """Prompt tokens whose KV state came from disk rather than a prefill."""
-        if self.restore.source not in ("session", "prefix"):
+        """Prompt tokens whose KV state came from the prefix cache (RAM or disk) rather than
+        from a prefill or the slot's own cells."""
+        if self.restore.source not in ("ram", "disk"):
             return 0
         return min(self.restore.tokens, self.reused_tokens)
 
     @property
+    def cached_from(self) -> Tier | None:
+        """The tier the reused prompt tokens came from: "slot", "ram" or "disk" (None when
+        the whole prompt was prefilled)."""
+        if self.reused_tokens == 0:
+            return None
+        source = self.restore.source
+        return source if source != "none" and self.restored_tokens else "slot"
+
+    @property
     def prefilled_tokens(self) -> int:
-        return self.n_prompt - self.reused_tokens + self.restore.prefilled
+        return self.n_prompt - self.reused_tokens
 
 
 class LocalAnswer:
@@ -77,8 +90,8 @@ class LocalAnswer:
         self,
         service: ChatService,
         request: ChatRequest,
-        prompt: list[int],
-        prefix: int,
+        prompt: Prompt,
+        trimmed: Trimmed,
         sampling: SamplingParams,
         deadline: float | None,
     ) -> None:
@@ -89,23 +102,24 @@ class LocalAnswer:
 
         def prepare(seq: SeqState) -> None:
             nonlocal restore
-            restore = service.keeper.restore(seq, request.owner, request.session_id, prompt, prefix)
+            restore = service.keeper.restore(seq, request.owner, prompt.tokens, prompt.ends)
 
         def finish(seq: SeqState, completion: Completion) -> None:
             job = self.job
             self.result = LocalResult(
                 completion,
                 restore,
-                len(prompt),
+                len(prompt.tokens),
                 job.reused_tokens,
                 service.speculation.mode if lanes else "off",
                 job.drafted,
                 job.accepted,
+                trimmed=trimmed,
             )
-            service.keep(seq, request, self.result)
+            service.keep(seq, request, prompt, self.result)
 
         self.job = Job(
-            prompt,
+            prompt.tokens,
             sampling,
             self.channel.text,
             lambda _, error: self.channel.end(error),
@@ -196,7 +210,7 @@ class ChatService:
     def keeper(self) -> SessionKeeper:
         if self._store is None:
             self._store = open_sessions(self.settings)
-        return SessionKeeper(self.engine, self._store, self.identity)
+        return SessionKeeper(self.engine, self._store, self.identity, self.settings.cache_ram_bytes)
 
     @cached_property
     def identity(self) -> Identity:
@@ -245,12 +259,17 @@ class ChatService:
     ) -> LocalAnswer:
         """Start a local answer; `raw_prompt` is text to continue instead of the chat
         template's rendering of the messages."""
+        trimmed = Trimmed()
         if raw_prompt is not None:
             vocab = self.engine.vocab
-            tokens, prefix = vocab.tokenize(raw_prompt, add_bos=vocab.add_bos), 0
+            prompt = Prompt(vocab.tokenize(raw_prompt, add_bos=vocab.add_bos))
+        elif (request.context_policy or self.settings.context_policy) == "truncate":
+            prompt, trimmed = fit(
+                self.engine, request.messages, request.tools, request.sampling.max_tokens
+            )
         else:
-            tokens, prefix = self.engine.chat_prompt(request.messages, request.tools)
-        self.engine.check_prompt(len(tokens), request.sampling.max_tokens)
+            prompt = self.engine.chat_prompt(request.messages, request.tools)
+        self.engine.check_prompt(len(prompt.tokens), request.sampling.max_tokens)
         sampling = with_tools(request, self.engine.vocab)
         if (s := sampling).grammar is not None:  # refused here, not on the decode loop
             check_grammar(
@@ -259,7 +278,7 @@ class ChatService:
         if raw_prompt is None and self.engine.template.stops:
             # A base model's transcript must end with its turn.
             sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
-        return LocalAnswer(self, request, tokens, prefix, sampling, deadline)
+        return LocalAnswer(self, request, prompt, trimmed, sampling, deadline)
 
     def stop_batching(self, drain_s: float) -> None:
         """Admit nothing more; running answers get `drain_s` to finish, then end."""
@@ -280,20 +299,25 @@ class ChatService:
         self.batcher.limit, self.batcher.drafting = parallel, drafting
         self.batcher.threads = threads
 
-    def keep(self, seq: SeqState, request: ChatRequest, result: LocalResult) -> None:
-        """After a local answer: keep the conversation and its KV state (in the background)."""
-        if request.session_id is None:
-            return
-        messages = (*request.messages, Message("assistant", result.completion.text))
-        self.keeper.save(
-            seq, request.owner, request.session_id, self.model.name, messages, result.saved
-        )
+    def keep(
+        self, seq: SeqState, request: ChatRequest, prompt: Prompt, result: LocalResult
+    ) -> None:
+        """After a local answer: keep its KV state in the prefix cache, and a named session's
+        messages (in the background)."""
+        named = self._named(request, result.completion.text)
+        if named is not None or self.settings.prefix_cache:
+            self.keeper.save(seq, request.owner, prompt.ends, named, result.saved)
 
     def record(self, request: ChatRequest, answer: str) -> None:
         """Keep a turn the remote model answered in the session's history."""
-        if request.session_id is not None:
-            messages = (*request.messages, Message("assistant", answer))
-            self.keeper.record(request.owner, request.session_id, self.model.name, messages)
+        if (named := self._named(request, answer)) is not None:
+            self.keeper.record(request.owner, named)
+
+    def _named(self, request: ChatRequest, answer: str) -> Named | None:
+        if request.session_id is None:
+            return None
+        messages = (*request.messages, Message("assistant", answer))
+        return Named(request.session_id, self.model.name, messages)
 
     def flush(self) -> None:
         """Wait for background saves (before a short-lived process exits)."""

@@ -1,9 +1,11 @@
-"""The session index in SQLite: messages, owners, sizes and last use, for listing and LRU.
+"""The session index in SQLite: sessions' messages, and the prefix cache's saved sequences with
+the digests they are found under, their owners, sizes and last use (for listing and LRU).
 
-Messages live here rather than in the KV file, so a damaged KV file loses nothing: the
-conversation is re-prefilled from its messages. A damaged index (overwritten, truncated) is
-moved aside and started anew, like a damaged KV file: the sessions it listed are lost, the
-answers go on.
+Messages live here rather than in the KV files, so a damaged KV file loses nothing: the
+conversation is re-prefilled from its messages. A session points at the saved sequence its
+last turn left (its `kv_key`); the sequence is found by content, the pointer is for listing.
+A damaged index (overwritten, truncated) is moved aside and started anew, like a damaged KV
+file: the sessions it listed are lost, the answers go on.
 """
 
 from __future__ import annotations
@@ -36,14 +38,29 @@ CREATE TABLE IF NOT EXISTS sessions (
     kv_bytes INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     last_used REAL NOT NULL,
+    kv_key TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (owner, id)
 );
-CREATE TABLE IF NOT EXISTS prefixes (
+CREATE TABLE IF NOT EXISTS snapshots (
     key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
     kv_tokens INTEGER NOT NULL,
     kv_bytes INTEGER NOT NULL,
     last_used REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS marks (
+    digest TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (digest, key)
+);
+CREATE INDEX IF NOT EXISTS marks_by_key ON marks (key);
+"""
+# Before the prefix cache, sessions had KV files of their own and shared prefixes a table.
+_UPGRADE = """
+DROP TABLE IF EXISTS prefixes;
+ALTER TABLE sessions ADD COLUMN kv_key TEXT NOT NULL DEFAULT '';
+UPDATE sessions SET kv_tokens = 0, kv_bytes = 0;
 """
 
 
@@ -57,6 +74,7 @@ class SessionRow:
     kv_bytes: int
     created: float
     last_used: float
+    kv_key: str = ""  # the saved sequence its last turn left, '' if none
 
 
 def _row(r: sqlite3.Row) -> SessionRow:
@@ -70,6 +88,7 @@ def _row(r: sqlite3.Row) -> SessionRow:
         r["kv_bytes"],
         r["created"],
         r["last_used"],
+        r["kv_key"],
     )
 
 
@@ -121,6 +140,9 @@ class SessionIndex:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            columns = {r[1] for r in db.execute("PRAGMA table_info(sessions)")}
+            if columns and "kv_key" not in columns:
+                db.executescript(_UPGRADE)
             db.executescript(_SCHEMA)
         except BaseException:
             db.close()
@@ -193,11 +215,13 @@ class SessionIndex:
             )
 
     @_recovering
-    def set_kv(self, owner: str, session_id: str, kv_tokens: int, kv_bytes: int) -> None:
+    def set_kv(self, owner: str, session_id: str, key: str, kv_tokens: int, kv_bytes: int) -> None:
+        """Point the session at the saved sequence `key` its last turn left."""
         with self._tx() as db:
             db.execute(
-                "UPDATE sessions SET kv_tokens = ?, kv_bytes = ? WHERE owner = ? AND id = ?",
-                (kv_tokens, kv_bytes, owner, session_id),
+                "UPDATE sessions SET kv_key = ?, kv_tokens = ?, kv_bytes = ? "
+                "WHERE owner = ? AND id = ?",
+                (key, kv_tokens, kv_bytes, owner, session_id),
             )
 
     @_recovering
@@ -205,43 +229,109 @@ class SessionIndex:
         with self._tx() as db:
             db.execute("DELETE FROM sessions WHERE owner = ? AND id = ?", (owner, session_id))
 
-    # -- shared prefixes --
+    # -- saved sequences (the prefix cache) --
 
     @_recovering
-    def put_prefix(self, key: str, kv_tokens: int, kv_bytes: int) -> None:
+    def put_snapshot(
+        self, key: str, owner: str, kv_tokens: int, kv_bytes: int, marks: dict[str, int]
+    ) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT OR REPLACE INTO prefixes VALUES (?, ?, ?, ?)",
-                (key, kv_tokens, kv_bytes, time.time()),
+                "INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?)",
+                (key, owner, kv_tokens, kv_bytes, time.time()),
+            )
+            db.execute("DELETE FROM marks WHERE key = ?", (key,))
+            db.executemany(
+                "INSERT OR REPLACE INTO marks VALUES (?, ?, ?)",
+                [(digest, n, key) for digest, n in marks.items()],
             )
 
     @_recovering
-    def touch_prefix(self, key: str) -> None:
-        with self._tx() as db:
-            db.execute("UPDATE prefixes SET last_used = ? WHERE key = ?", (time.time(), key))
+    def find_snapshot(self, owner: str, wanted: dict[str, int]) -> tuple[str, int] | None:
+        """(key, position) of `owner`'s saved sequence indexed under the longest of the
+        `wanted` digests (digest: position), the most recently used of equals."""
+        if not wanted:
+            return None
+        holes = ",".join("?" * len(wanted))
+        with self._lock:
+            r = self._db.execute(
+                "SELECT m.key, m.n FROM marks m JOIN snapshots s ON s.key = m.key "
+                f"WHERE s.owner = ? AND m.digest IN ({holes}) "
+                "ORDER BY m.n DESC, s.last_used DESC LIMIT 1",
+                (owner, *wanted),
+            ).fetchone()
+        return (r[0], int(r[1])) if r else None
 
     @_recovering
-    def delete_prefix(self, key: str) -> None:
+    def sharing(self, key: str, marks: dict[str, int], longest: int) -> list[tuple[str, int]]:
+        """(key, tokens) of the other saved sequences of no more than `longest` tokens that
+        are indexed under one of `marks`: the ones a new sequence may cover."""
+        if not marks:
+            return []
+        holes = ",".join("?" * len(marks))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT s.key, s.kv_tokens FROM snapshots s JOIN marks m "
+                f"ON m.key = s.key WHERE m.digest IN ({holes}) AND s.kv_tokens <= ? "
+                "AND s.key != ?",
+                (*marks, longest, key),
+            ).fetchall()
+        return [(r[0], int(r[1])) for r in rows]
+
+    @_recovering
+    def touch_snapshot(self, key: str) -> None:
         with self._tx() as db:
-            db.execute("DELETE FROM prefixes WHERE key = ?", (key,))
+            db.execute("UPDATE snapshots SET last_used = ? WHERE key = ?", (time.time(), key))
+
+    @_recovering
+    def replace_snapshot(self, old: str, new: str | None) -> None:
+        """Forget the saved sequence `old`; sessions that pointed at it point at `new`
+        (which covers it), or at nothing."""
+        with self._tx() as db:
+            db.execute("DELETE FROM snapshots WHERE key = ?", (old,))
+            db.execute("DELETE FROM marks WHERE key = ?", (old,))
+            if new is None:
+                db.execute(
+                    "UPDATE sessions SET kv_key = '', kv_tokens = 0, kv_bytes = 0 WHERE kv_key = ?",
+                    (old,),
+                )
+            else:
+                db.execute(
+                    "UPDATE sessions SET kv_key = ?, "
+                    "kv_tokens = (SELECT kv_tokens FROM snapshots WHERE key = ?), "
+                    "kv_bytes = (SELECT kv_bytes FROM snapshots WHERE key = ?) WHERE kv_key = ?",
+                    (new, new, new, old),
+                )
+
+    @_recovering
+    def snapshot_keys(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT key FROM snapshots")}
+
+    @_recovering
+    def snapshots(self, owner: str | None = None) -> list[tuple[str, str, int, int, float]]:
+        """(key, owner, tokens, bytes, last used) of the saved sequences, most recent first."""
+        query = "SELECT key, owner, kv_tokens, kv_bytes, last_used FROM snapshots"
+        args: tuple[str, ...] = ()
+        if owner is not None:
+            query, args = query + " WHERE owner = ?", (owner,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY last_used DESC", args).fetchall()
+        return [(r[0], r[1], int(r[2]), int(r[3]), float(r[4])) for r in rows]
 
     # -- disk budget --
 
     @_recovering
     def kv_usage(self) -> int:
         with self._lock:
-            a = self._db.execute("SELECT COALESCE(SUM(kv_bytes), 0) FROM sessions").fetchone()[0]
-            b = self._db.execute("SELECT COALESCE(SUM(kv_bytes), 0) FROM prefixes").fetchone()[0]
-        return int(a) + int(b)
+            used = self._db.execute("SELECT COALESCE(SUM(kv_bytes), 0) FROM snapshots")
+            return int(used.fetchone()[0])
 
     @_recovering
-    def lru(self) -> list[tuple[str, str, int]]:
-        """(owner or '' for a shared prefix, id or prefix key, bytes) of every stored KV
-        state, least recently used first."""
+    def lru(self) -> list[tuple[str, int]]:
+        """(key, bytes) of every saved sequence, least recently used first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT owner, id, kv_bytes, last_used FROM sessions WHERE kv_bytes > 0 "
-                "UNION ALL SELECT '', key, kv_bytes, last_used FROM prefixes "
-                "ORDER BY 4 ASC"
+                "SELECT key, kv_bytes FROM snapshots ORDER BY last_used ASC"
             ).fetchall()
-        return [(r[0], r[1], int(r[2])) for r in rows]
+        return [(r[0], int(r[1])) for r in rows]

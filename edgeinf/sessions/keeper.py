@@ -1,112 +1,149 @@
-"""Putting a conversation's KV state back before a turn, and keeping it after one."""
+"""The prefix cache: putting a prompt's KV state back before an answer, keeping the sequence
+after one.
+
+After every answer (never before it) the sequence's state is kept: in the RAM tier at once,
+on disk by the saver, indexed under the digests of its prefixes (see prefixes.py). Before an
+answer the slot's own cells, the RAM tier and the disk are asked in that order for the
+longest saved start of the prompt, each within the principal's own namespace (a slot another
+principal used starts empty). A saved sequence that a newer one extends is dropped: the
+newer one serves every prompt the older one would. Sessions are names for conversations:
+their messages live in the index, their state is found like any other prompt's.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
 
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
 from edgeinf.sessions.kvfile import Identity, KVState
+from edgeinf.sessions.prefixes import MIN_TOKENS, digests, key_of, marks, namespace
+from edgeinf.sessions.ramtier import RamTier, Snapshot
 from edgeinf.sessions.saver import Saver
 from edgeinf.sessions.store import SessionStore
 from edgeinf.types import Message
 
-MIN_SHARED_PREFIX = 16  # shorter system prompts cost less to prefill than to look up
+Tier = Literal["slot", "ram", "disk"]  # where a prompt's cached tokens were
+TIERS: tuple[Tier, ...] = get_args(Tier)
 
 
 @dataclass
 class Restore:
-    """Where a turn's cached tokens came from."""
+    """Where a prompt's cached tokens came from."""
 
-    source: str  # "memory", "session", "prefix" or "none"
+    source: Tier | Literal["none"]
     tokens: int
-    prefilled: int = 0  # tokens prefilled here to store a new shared prefix
     seconds: float = 0.0  # spent finding, reading, checking and loading saved state
 
 
+@dataclass(frozen=True)
+class Named:
+    """A turn of a named session: its messages are kept with the state."""
+
+    session_id: str
+    model: str
+    messages: tuple[Message, ...]
+
+
 class SessionKeeper:
-    def __init__(self, engine: Engine, store: SessionStore, identity: Identity) -> None:
+    def __init__(
+        self, engine: Engine, store: SessionStore, identity: Identity, ram_bytes: int
+    ) -> None:
         self.engine, self.store, self.identity = engine, store, identity
+        self.ram = RamTier(ram_bytes)
         self.saver = Saver()
+        self._last_owner: dict[int, str] = {}  # sequence id: whose tokens its cells hold
 
     def close(self) -> None:
         self.saver.close()
 
-    def prefix_key(self, tokens: list[int]) -> str:
-        blob = json.dumps([asdict(self.identity), tokens], separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def restore(
-        self, seq: SeqState, owner: str, session_id: str | None, prompt: list[int], prefix: int
-    ) -> Restore:
-        """Load into `seq` the saved state that covers most of `prompt`."""
+    def restore(self, seq: SeqState, owner: str, prompt: list[int], ends: Sequence[int]) -> Restore:
+        """Load into `seq` the saved state of `owner` that covers most of `prompt`."""
         started = time.perf_counter()
-        found = self._restore(seq, owner, session_id, prompt, prefix)
+        found = self._restore(seq, owner, prompt, ends)
         found.seconds = time.perf_counter() - started
         return found
 
     def _restore(
-        self, seq: SeqState, owner: str, session_id: str | None, prompt: list[int], prefix: int
+        self, seq: SeqState, owner: str, prompt: list[int], ends: Sequence[int]
     ) -> Restore:
-        in_memory = common_prefix(seq.tokens, prompt)
-        if session_id is not None:
-            row = self.store.get(owner, session_id)
-            if (
-                row
-                and row.kv_tokens > in_memory
-                and self._load_session(seq, owner, session_id, prompt, in_memory)
-            ):
-                return Restore("session", common_prefix(seq.tokens, prompt))
-        if in_memory >= max(prefix, 1):
-            return Restore("memory", in_memory)
-        if prefix >= MIN_SHARED_PREFIX:
-            key = self.prefix_key(prompt[:prefix])
-            state = self.store.read_kv(self.store.prefix_path(key), self.identity)
-            if state and self.engine.import_seq(seq, state.payload, state.tokens):
-                self.store.index.touch_prefix(key)
-                return Restore("prefix", prefix)
-            self._keep_prefix(seq, key, prompt[:prefix])
-            return Restore("none", in_memory, prefilled=prefix - in_memory)
-        return Restore("none", common_prefix(seq.tokens, prompt))
+        if self._last_owner.get(seq.seq_id, owner) != owner:
+            self.engine.forget(seq)  # a reused slot would tell that another sent this prompt
+        self._last_owner[seq.seq_id] = owner
+        in_slot = common_prefix(seq.tokens, prompt)
+        seed = namespace(owner, self.identity)
+        at = digests(seed, prompt, marks(len(prompt), ends))
+        wanted = {digest: n for digest, n in at.items() if n > in_slot}
+        held = self.ram.find(wanted)
+        if held is not None and self._load(seq, held[0].state, prompt, in_slot):
+            return Restore("ram", common_prefix(seq.tokens, prompt))
+        found = self.store.index.find_snapshot(owner, wanted)
+        if found is not None:
+            key = found[0]
+            state = self.store.read_kv(self.store.snapshot_path(key), self.identity)
+            if state is None:  # gone, damaged (now quarantined) or not ours: of no more use
+                self.store.evict(key)
+            elif self._load(seq, state, prompt, in_slot):
+                self.store.index.touch_snapshot(key)
+                return Restore("disk", common_prefix(seq.tokens, prompt))
+        return Restore("slot" if in_slot else "none", common_prefix(seq.tokens, prompt))
 
-    def _load_session(
-        self, seq: SeqState, owner: str, session_id: str, prompt: list[int], better_than: int
-    ) -> bool:
-        state = self.store.read_kv(self.store.kv_path(owner, session_id), self.identity)
-        if state is None or common_prefix(state.tokens, prompt) <= better_than:
+    def _load(self, seq: SeqState, state: KVState, prompt: list[int], better_than: int) -> bool:
+        if common_prefix(state.tokens, prompt) <= better_than:
             return False
         return self.engine.import_seq(seq, state.payload, state.tokens)
-
-    def _keep_prefix(self, seq: SeqState, key: str, tokens: list[int]) -> None:
-        """Prefill the shared prefix on its own and store a copy of its state."""
-        self.engine.trim(seq, common_prefix(seq.tokens, tokens))
-        self.engine.prefill(seq, tokens[len(seq.tokens) :])
-        state = KVState(self.identity, tuple(tokens), self.engine.export_seq(seq))
-        self.saver.submit(lambda: self.store.save_prefix(key, state))
 
     def save(
         self,
         seq: SeqState,
         owner: str,
-        session_id: str,
-        model: str,
-        messages: tuple[Message, ...],
+        ends: Sequence[int],
+        named: Named | None,
         result: dict[str, int],
     ) -> None:
-        """Snapshot the sequence now; write messages and state in the background."""
-        state = KVState(self.identity, tuple(seq.tokens), self.engine.export_seq(seq))
+        """Snapshot the sequence now (on the decode thread); write it in the background.
+        `result` gets the bytes written once they are."""
+        tokens = tuple(seq.tokens)
+        if len(tokens) < MIN_TOKENS:
+            if named is not None:
+                self._keep_messages(owner, named)
+            return
+        seed = namespace(owner, self.identity)
+        at = digests(seed, tokens, marks(len(tokens), ends))
+        key = key_of(seed, tokens)
+        state = KVState(self.identity, tokens, self.engine.export_seq(seq))
+        snapshot = Snapshot(key, owner, state, at)
+        self.ram.put(snapshot)
 
         def job() -> None:
-            self.store.index.put_messages(owner, session_id, model, messages)
-            result["saved_bytes"] = self.store.save_session_kv(owner, session_id, state)
+            if named is not None:
+                self._keep_messages(owner, named)
+            written = self.store.save_snapshot(snapshot)
+            result["saved_bytes"] = written
+            if not written:
+                return
+            if named is not None:
+                self.store.index.set_kv(owner, named.session_id, key, len(tokens), written)
+            self._drop_covered(seed, snapshot)
 
         self.saver.submit(job)
 
-    def record(
-        self, owner: str, session_id: str, model: str, messages: tuple[Message, ...]
-    ) -> None:
+    def _drop_covered(self, seed: bytes, snapshot: Snapshot) -> None:
+        """Evict the saved sequences whose tokens all start `snapshot`'s."""
+        tokens = snapshot.state.tokens
+        sharing = self.store.index.sharing(snapshot.key, snapshot.marks, len(tokens))
+        lengths = sorted({n for _, n in sharing})
+        prefixes = digests(seed, tokens, lengths)
+        for key, n in sharing:
+            if prefixes.get(key) == n:
+                self.store.evict(key, covered_by=snapshot.key)
+
+    def _keep_messages(self, owner: str, named: Named) -> None:
+        self.store.index.put_messages(owner, named.session_id, named.model, named.messages)
+
+    def record(self, owner: str, named: Named) -> None:
         """Keep the messages of a turn answered elsewhere; the saved state still covers their
         common prefix, so the next local turn prefills only what is new."""
-        self.saver.submit(lambda: self.store.index.put_messages(owner, session_id, model, messages))
+        self.saver.submit(lambda: self._keep_messages(owner, named))

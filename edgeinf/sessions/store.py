@@ -1,9 +1,9 @@
-"""The session store on disk: the SQLite index, KV state files, quarantine and disk budget."""
+"""The session store on disk: the SQLite index, saved sequences' KV files, quarantine and the
+disk budget."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -18,6 +18,7 @@ from edgeinf.files import fsync_dir
 from edgeinf.sessions.ids import check_session_id
 from edgeinf.sessions.index import SessionIndex, SessionRow
 from edgeinf.sessions.kvfile import Identity, KVFileError, KVState, decode, encode
+from edgeinf.sessions.ramtier import Snapshot
 
 log = logging.getLogger("edgeinf.sessions")
 FREE_RESERVE = 512 << 20  # saved state never takes the disk's free space below this
@@ -46,15 +47,15 @@ def _private_dir(path: Path) -> Path:
 class SessionStore:
     def __init__(self, root: Path, budget_bytes: int, free_reserve: int = FREE_RESERVE) -> None:
         self.root = _private_dir(root)
-        self.kv_dir = _private_dir(root / "kv")
         self.prefix_dir = _private_dir(root / "prefix")
         self.quarantine_dir = _private_dir(root / "quarantine")
         self.budget_bytes = budget_bytes
         self.free_reserve = free_reserve
         self.index = SessionIndex(
-            root / "index.sqlite", self.quarantine_dir, rebuild=self._register_prefixes
+            root / "index.sqlite", self.quarantine_dir, rebuild=lambda _: self._sweep_files()
         )
         self._sweep_temp_files()
+        self._sweep_files()
 
     def _sweep_temp_files(self) -> None:
         """Remove temp files left by writers that were killed mid-save."""
@@ -66,27 +67,23 @@ class SessionStore:
             if pid != os.getpid() and not psutil.pid_exists(pid):
                 tmp.unlink(missing_ok=True)
 
-    def _register_prefixes(self, index: SessionIndex) -> None:
-        """A new index knows the shared prefixes on disk again (their files are whole; a
-        session's KV file without its messages is of no use and goes)."""
+    def _sweep_files(self) -> None:
+        """Remove KV files the index does not list: a save killed between the rename and the
+        index, every file after the index was started anew, the files of an older layout."""
+        listed = self.index.snapshot_keys()
         for path in self.prefix_dir.glob("*.kv"):
-            index.put_prefix(path.stem, 0, path.stat().st_size)
-        for path in self.kv_dir.glob("*/*.kv"):
-            path.unlink(missing_ok=True)
+            if path.stem not in listed:
+                path.unlink(missing_ok=True)
+        shutil.rmtree(self.root / "kv", ignore_errors=True)  # sessions' own files, once
 
     def close(self) -> None:
         self.index.close()
 
     # -- paths --
 
-    def kv_path(self, owner: str, session_id: str) -> Path:
-        """Each principal has its own directory: ids never collide across principals."""
-        bucket = _private_dir(self.kv_dir / hashlib.sha256(owner.encode()).hexdigest()[:16])
-        return bucket / f"{check_session_id(session_id)}.kv"
-
-    def prefix_path(self, key: str) -> Path:
+    def snapshot_path(self, key: str) -> Path:
         if len(key) != 64 or not all(c in "0123456789abcdef" for c in key):
-            raise ValueError("prefix keys are sha256 hex digests")
+            raise ValueError("saved sequences are named by sha256 hex digests")
         return self.prefix_dir / f"{key}.kv"
 
     # -- reading --
@@ -151,22 +148,16 @@ class SessionStore:
             ) from exc
         return len(data)
 
-    def save_session_kv(self, owner: str, session_id: str, state: KVState) -> int:
-        size = len(state.payload) + 4096
-        if not self.make_room(size, keep=(owner, session_id)):
-            log.warning(
-                "session %s state (%d bytes) is over the disk budget; not saved", session_id, size
-            )
+    def save_snapshot(self, snapshot: Snapshot) -> int:
+        """Write a saved sequence and index it; 0 if it does not fit the disk budget."""
+        if not self.make_room(snapshot.size + 4096, keep=snapshot.key):
+            log.warning("a saved sequence (%d bytes) is over the disk budget", snapshot.size)
             return 0
-        written = self.write_kv(self.kv_path(owner, session_id), state)
-        self.index.set_kv(owner, session_id, len(state.tokens), written)
-        return written
-
-    def save_prefix(self, key: str, state: KVState) -> int:
-        if not self.make_room(len(state.payload) + 4096, keep=("", key)):
-            return 0
-        written = self.write_kv(self.prefix_path(key), state)
-        self.index.put_prefix(key, len(state.tokens), written)
+        state = snapshot.state
+        written = self.write_kv(self.snapshot_path(snapshot.key), state)
+        self.index.put_snapshot(
+            snapshot.key, snapshot.owner, len(state.tokens), written, snapshot.marks
+        )
         return written
 
     # -- budget --
@@ -176,32 +167,28 @@ class SessionStore:
         free = shutil.disk_usage(self.root).free
         return max(0, min(self.budget_bytes, self.index.kv_usage() + free - self.free_reserve))
 
-    def make_room(self, incoming: int, keep: tuple[str, str] = ("", "")) -> bool:
+    def make_room(self, incoming: int, keep: str = "") -> bool:
         """Evict least recently used states until `incoming` more bytes fit the budget."""
         budget = self.effective_budget()
         return incoming <= budget and self.prune(budget - incoming, keep) <= budget - incoming
 
-    def prune(self, target: int, keep: tuple[str, str] = ("", "")) -> int:
-        """Evict least recently used states until at most `target` bytes remain; return
-        the bytes that remain."""
+    def prune(self, target: int, keep: str = "") -> int:
+        """Evict least recently used saved sequences until at most `target` bytes remain;
+        return the bytes that remain."""
         usage = self.index.kv_usage()
-        for owner, key, size in self.index.lru():
+        for key, size in self.index.lru():
             if usage <= target:
                 break
-            if (owner, key) != keep:
-                self.evict(owner, key)
+            if key != keep:
+                self.evict(key)
                 usage -= size
         return usage
 
-    def evict(self, owner: str, key: str) -> None:
-        """Drop a stored KV state (owner '' is a shared prefix); a session keeps its
-        messages and is re-prefilled when it is next used."""
-        if owner:
-            self.kv_path(owner, key).unlink(missing_ok=True)
-            self.index.set_kv(owner, key, 0, 0)
-        else:
-            self.prefix_path(key).unlink(missing_ok=True)
-            self.index.delete_prefix(key)
+    def evict(self, key: str, covered_by: str | None = None) -> None:
+        """Drop a saved sequence; sessions pointing at it point at `covered_by` (a longer
+        one that starts with all its tokens) or are re-prefilled when next used."""
+        self.snapshot_path(key).unlink(missing_ok=True)
+        self.index.replace_snapshot(key, covered_by)
 
     # -- sessions --
 
@@ -213,8 +200,11 @@ class SessionStore:
         return self.index.get(owner, check_session_id(session_id))
 
     def delete(self, owner: str, session_id: str) -> bool:
-        if self.get(owner, session_id) is None:
+        """Forget a session, with the state its last turn left."""
+        row = self.get(owner, session_id)
+        if row is None:
             return False
-        self.kv_path(owner, session_id).unlink(missing_ok=True)
+        if row.kv_key:
+            self.evict(row.kv_key)
         self.index.delete(owner, session_id)
         return True

@@ -24,8 +24,12 @@ from edgeinf.types import Message, SamplingParams
 
 
 def _service(job: dict[str, Any], state: Path, parallel: int = 1, **more: Any) -> ChatService:
-    settings = load_settings(
-        threads=int(job["threads"]), kv_type=job["kv_type"], state_dir=state, **more
+    settings = load_settings(  # a probe's answers are not worth keeping
+        threads=int(job["threads"]),
+        kv_type=job["kv_type"],
+        state_dir=state,
+        prefix_cache=False,
+        **more,
     )
     return ChatService(settings, job["path"], parallel=parallel, max_queue=parallel)
 

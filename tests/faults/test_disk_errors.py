@@ -20,7 +20,7 @@ IDENTITY = Identity("ab" * 32, "test", 4096, "f16")
 @pytest.mark.reliability(24)
 def test_eio_on_save_leaves_the_old_state_intact(failing_disk: FailingDisk) -> None:
     store = SessionStore(failing_disk.mount / "state", budget_bytes=1 << 30, free_reserve=0)
-    path = store.kv_path("local", "s")
+    path = store.snapshot_path("ab" * 32)
     store.write_kv(path, KVState(IDENTITY, (1,), b"\x01" * (1 << 20)))
     failing_disk.fail()
     for tag in (2, 3):  # the first save meets EIO at fsync; later ones may meet it anywhere

@@ -173,7 +173,7 @@ def test_role_markers_in_tool_results_and_arguments_are_plain_text(chat_engine: 
             Message("assistant", "", (ToolCall("call_1", "lookup", args),)),
             Message("tool", text, tool_call_id="call_1"),
         ]
-        return chat_engine.chat_prompt(messages, tools)[0]
+        return chat_engine.chat_prompt(messages, tools).tokens
 
     im_start = chat_engine.vocab.tokenize("<|im_start|>", special=True)[0]
     forged_count = prompt(forged, call.arguments).count(im_start)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle  # only to plant a hostile file: edgeinf itself never unpickles
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edgeinf.sessions.kvfile import Identity, KVState, decode
+from edgeinf.sessions.ramtier import Snapshot
 from edgeinf.sessions.store import SaveError, SessionStore
 from edgeinf.types import Message
 
@@ -22,9 +24,17 @@ def state(tag: int, size: int = MB) -> KVState:
     return KVState(IDENTITY, (tag,), bytes([tag]) * size)
 
 
+def key(tag: int) -> str:
+    return hashlib.sha256(bytes([tag])).hexdigest()
+
+
 def save(store: SessionStore, owner: str, sid: str, tag: int) -> int:
+    """A session's turn: its messages, its state, the session pointing at the state."""
     store.index.put_messages(owner, sid, "m", (Message("user", f"hi {tag}"),))
-    return store.save_session_kv(owner, sid, state(tag))
+    written = store.save_snapshot(Snapshot(key(tag), owner, state(tag), {}))
+    if written:
+        store.index.set_kv(owner, sid, key(tag), 1, written)
+    return written
 
 
 @pytest.mark.reliability(25)
@@ -34,12 +44,12 @@ def test_budget_evicts_least_recently_used_also_after_a_restart(tmp_path: Path) 
         assert save(store, "local", f"s{i}", i) > 0
     store.close()
     store = SessionStore(tmp_path, budget_bytes=3 * MB + 64 * 1024, free_reserve=0)  # restart
-    save(store, "local", "s0", 9)  # s0 is used again: s1 is now the oldest
+    store.index.touch_snapshot(key(0))  # s0 is used again: s1 is now the oldest
     save(store, "local", "s3", 3)
     kept = {r.id for r in store.index.owned_by("local") if r.kv_bytes}
     assert kept == {"s0", "s2", "s3"}
     assert store.index.kv_usage() <= store.budget_bytes
-    assert not store.kv_path("local", "s1").exists()
+    assert not store.snapshot_path(key(1)).exists()
     assert store.get("local", "s1") is not None  # evicted state, kept conversation
     store.close()
 
@@ -48,7 +58,19 @@ def test_budget_evicts_least_recently_used_also_after_a_restart(tmp_path: Path) 
 def test_a_state_larger_than_the_budget_is_not_saved(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, budget_bytes=MB // 2, free_reserve=0)
     assert save(store, "local", "big", 1) == 0
-    assert not store.kv_path("local", "big").exists()
+    assert not store.snapshot_path(key(1)).exists()
+    store.close()
+
+
+@pytest.mark.reliability(25)
+def test_files_the_index_does_not_list_are_swept_on_open(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
+    save(store, "local", "s", 1)
+    stray = store.snapshot_path(key(2))  # a save killed between its rename and the index
+    store.write_kv(stray, state(2))
+    store.close()
+    store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
+    assert store.snapshot_path(key(1)).exists() and not stray.exists()
     store.close()
 
 
@@ -59,8 +81,9 @@ def test_other_principals_cannot_see_or_touch_a_session(tmp_path: Path) -> None:
     assert store.get("mallory", "shared-name") is None
     assert not store.delete("mallory", "shared-name")
     save(store, "mallory", "shared-name", 2)  # the same id is another session for another owner
-    alice = store.read_kv(store.kv_path("alice", "shared-name"), IDENTITY)
-    assert alice is not None and alice.tokens == (1,)
+    alice = store.get("alice", "shared-name")
+    assert alice is not None and alice.kv_key == key(1)
+    assert store.index.find_snapshot("mallory", {"any": 1}) is None
     store.close()
 
 
@@ -68,7 +91,7 @@ def test_other_principals_cannot_see_or_touch_a_session(tmp_path: Path) -> None:
 def test_damaged_file_is_quarantined(tmp_path: Path) -> None:
     store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
     save(store, "local", "s", 1)
-    path = store.kv_path("local", "s")
+    path = store.snapshot_path(key(1))
     with path.open("r+b") as fh:
         fh.seek(5000)
         fh.write(b"\xff")
@@ -90,8 +113,8 @@ def test_damaged_file_is_quarantined(tmp_path: Path) -> None:
 def test_state_of_another_model_is_ignored_not_quarantined(tmp_path: Path, other: Identity) -> None:
     store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
     save(store, "local", "s", 1)
-    assert store.read_kv(store.kv_path("local", "s"), other) is None
-    assert store.kv_path("local", "s").exists()
+    assert store.read_kv(store.snapshot_path(key(1)), other) is None
+    assert store.snapshot_path(key(1)).exists()
     store.close()
 
 
@@ -100,8 +123,8 @@ def test_symlinked_state_file_is_not_followed(tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "state", budget_bytes=10 * MB, free_reserve=0)
     secret = tmp_path / "secret"
     secret.write_bytes(b"not yours")
-    store.kv_path("local", "s").symlink_to(secret)
-    assert store.read_kv(store.kv_path("local", "s"), IDENTITY) is None
+    store.snapshot_path(key(1)).symlink_to(secret)
+    assert store.read_kv(store.snapshot_path(key(1)), IDENTITY) is None
     assert secret.read_bytes() == b"not yours"
     store.close()
 
@@ -120,7 +143,7 @@ class Planted:
 def test_a_planted_pickle_is_quarantined_and_never_run(tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "state", budget_bytes=10 * MB, free_reserve=0)
     marker = tmp_path / "pwned"
-    path = store.kv_path("local", "s")
+    path = store.snapshot_path(key(1))
     path.write_bytes(pickle.dumps(Planted(marker)))
     assert store.read_kv(path, IDENTITY) is None
     assert not marker.exists() and not path.exists()
@@ -151,10 +174,10 @@ def test_a_world_writable_state_directory_is_made_private(tmp_path: Path) -> Non
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
 
 
-@pytest.mark.reliability(24)
+@pytest.mark.reliability(24, 43)
 def test_disk_full_leaves_the_old_state_intact(tiny_disk: Path) -> None:
     store = SessionStore(tiny_disk / "state", budget_bytes=100 * MB, free_reserve=0)
-    path = store.kv_path("local", "s")
+    path = store.snapshot_path(key(1))
     store.write_kv(path, state(1, MB))
     filler = tiny_disk / "filler"
     with filler.open("wb") as fh:  # leave less room than the next save needs

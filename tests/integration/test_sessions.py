@@ -87,6 +87,13 @@ def test_a_sliding_window_model_resumes_past_its_window(tmp_path: Path, tiny_pat
     assert tokens == expected
 
 
+def saved_path(service: ChatService, session: str) -> Path:
+    """The file of the state a session's last turn left."""
+    row = service.keeper.store.get("local", session)
+    assert row is not None and row.kv_key
+    return service.keeper.store.snapshot_path(row.kv_key)
+
+
 def _damage(how: str) -> Callable[[Path], None]:
     def apply(path: Path) -> None:
         data = bytearray(path.read_bytes())
@@ -101,14 +108,14 @@ def _damage(how: str) -> Callable[[Path], None]:
     return apply
 
 
-@pytest.mark.reliability(21)
+@pytest.mark.reliability(21, 43)
 @pytest.mark.parametrize("how", ["truncate", "bitflip", "zerofill"])
 def test_damaged_state_is_quarantined_and_the_answer_is_still_right(
     tmp_path: Path, uninterrupted: tuple[int, ...], how: str
 ) -> None:
     first = ChatService(cfg(tmp_path))
     turn(first, "d", Q1)
-    path = first.keeper.store.kv_path("local", "d")
+    path = saved_path(first, "d")
     first.close()
     _damage(how)(path)
     second = ChatService(cfg(tmp_path))
@@ -116,11 +123,11 @@ def test_damaged_state_is_quarantined_and_the_answer_is_still_right(
     quarantined = list(second.keeper.store.quarantine_dir.iterdir())
     second.close()
     assert tokens == uninterrupted
-    assert t.restore.source != "session"
+    assert t.restore.source == "none"
     assert len(quarantined) == 1
 
 
-@pytest.mark.reliability(22)
+@pytest.mark.reliability(22, 43)
 def test_state_from_another_kv_type_is_not_restored(tmp_path: Path) -> None:
     first = ChatService(cfg(tmp_path))
     turn(first, "m", Q1)
@@ -128,7 +135,7 @@ def test_state_from_another_kv_type_is_not_restored(tmp_path: Path) -> None:
     second = ChatService(cfg(tmp_path, kv_type="q8_0"))
     t, _ = turn(second, "m", Q2)
     second.close()
-    assert t.restore.source != "session"
+    assert t.restore.source == "none"
 
 
 def test_a_shared_system_prompt_is_prefilled_once(tmp_path: Path) -> None:
@@ -142,8 +149,59 @@ def test_a_shared_system_prompt_is_prefilled_once(tmp_path: Path) -> None:
     messages = (Message("system", system), Message("user", "What is a dict?"))
     second = answer(other, ChatRequest(messages, GREEDY))
     other.close()
-    assert first.restore.source == "none" and second.restore.source == "prefix"
+    assert first.restore.source == "none" and second.restore.source == "disk"
     assert second.restored_tokens > 40
+
+
+def test_a_client_without_a_session_id_resumes_after_a_restart(
+    tmp_path: Path, uninterrupted: tuple[int, ...]
+) -> None:
+    """The conversation is sent whole each turn, as OpenAI clients do: its state is found
+    by content, and the turn is token for token the one of a process that never stopped."""
+    first = ChatService(cfg(tmp_path))
+    one = answer(first, ChatRequest(conversation(Q1), GREEDY))
+    first.flush()
+    first.close()
+    history = (*conversation(Q1), Message("assistant", one.completion.text))
+    second = ChatService(cfg(tmp_path))
+    two = answer(second, ChatRequest(conversation(Q2, history=history), GREEDY))
+    second.close()
+    assert two.completion.token_ids == uninterrupted
+    assert two.cached_from == "disk" and two.restored_tokens > 50
+
+
+@pytest.mark.reliability(43)
+def test_a_conversation_that_lost_its_slot_comes_back_from_ram(
+    tmp_path: Path, uninterrupted: tuple[int, ...]
+) -> None:
+    """One slot, two conversations taking turns: each one's second turn finds its state in
+    the RAM tier (the disk copy gone), and answers as if it had kept the slot."""
+    service = ChatService(cfg(tmp_path))
+    one = answer(service, ChatRequest(conversation(Q1), GREEDY))
+    answer(service, ChatRequest(conversation("Name three colours."), GREEDY))
+    service.flush()
+    for path in service.keeper.store.prefix_dir.glob("*.kv"):
+        path.unlink()
+    history = (*conversation(Q1), Message("assistant", one.completion.text))
+    two = answer(service, ChatRequest(conversation(Q2, history=history), GREEDY))
+    service.close()
+    assert two.completion.token_ids == uninterrupted
+    assert two.cached_from == "ram" and two.restored_tokens > 50
+
+
+@pytest.mark.reliability(42)
+def test_another_principal_with_the_same_prompt_restores_nothing(tmp_path: Path) -> None:
+    messages = (Message("system", "You review Python code. " * 8), Message("user", Q1))
+    first = ChatService(cfg(tmp_path))
+    answer(first, ChatRequest(messages, GREEDY, owner="key:alice"))
+    first.flush()
+    first.close()
+    second = ChatService(cfg(tmp_path))  # no slot holds it: only the cache could
+    mallory = answer(second, ChatRequest(messages, GREEDY, owner="key:mallory"))
+    alice = answer(second, ChatRequest(messages, GREEDY, owner="key:alice"))
+    second.close()
+    assert mallory.restored_tokens == 0 and mallory.cached_from is None
+    assert alice.restored_tokens > 50
 
 
 def test_run_session_resumes_in_a_new_process(tmp_path: Path, draft_path: Path) -> None:
@@ -166,7 +224,10 @@ def test_run_session_resumes_in_a_new_process(tmp_path: Path, draft_path: Path) 
     assert two["session"]["restored_tokens"] > 20
     assert "Ada" in two["text"]
     listed = json.loads(edgeinf("sessions", "list", "--json", env=env).stdout)
-    assert [s["id"] for s in listed] == ["cli"] and listed[0]["messages"] == 4
+    assert [s["id"] for s in listed["sessions"]] == ["cli"]
+    assert listed["sessions"][0]["messages"] == 4
+    # the second turn's state covers the first's: one saved sequence is left
+    assert [c["kv_tokens"] for c in listed["cached"]] == [listed["sessions"][0]["kv_tokens"]]
 
 
 @pytest.mark.reliability(9)

@@ -1,4 +1,4 @@
-"""Session ids never become paths outside the state directory."""
+"""Session ids are checked, and never become paths."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def test_bad_ids_are_refused(session_id: str) -> None:
         check_session_id(session_id)
 
 
+@pytest.mark.parametrize("session_id", ["chat-1", "A_b-9", new_session_id()])
+def test_good_ids_are_accepted(session_id: str) -> None:
+    assert check_session_id(session_id) == session_id
+
+
 @pytest.mark.reliability(9)
 def test_error_message_is_bounded_for_huge_ids() -> None:
     with pytest.raises(InvalidRequestError) as info:
@@ -43,17 +48,20 @@ def test_error_message_is_bounded_for_huge_ids() -> None:
 
 
 @pytest.mark.reliability(9)
-@pytest.mark.parametrize("session_id", ["chat-1", "A_b-9", new_session_id()])
-def test_good_ids_resolve_inside_the_state_directory(session_id: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["../" * 8 + "etc/passwd", "/etc/passwd", "AB" * 32, "ab" * 33])
+def test_state_files_are_named_by_digests_only(key: str, tmp_path: Path) -> None:
+    """A session id never names a file (its state is found by content); a state file's
+    name is a sha256 hex digest, and nothing else is accepted as one."""
     store = SessionStore(tmp_path / "state", 1 << 20)
-    path = store.kv_path("someone", check_session_id(session_id))
-    assert path.resolve().is_relative_to((tmp_path / "state").resolve())
+    assert store.snapshot_path("ab" * 32).parent == store.prefix_dir
+    with pytest.raises(ValueError, match="digests"):
+        store.snapshot_path(key)
     store.close()
 
 
 @pytest.mark.reliability(23)
 def test_state_directories_are_private(tmp_path: Path) -> None:
     store = SessionStore(tmp_path / "state", 1 << 20)
-    for d in (store.root, store.kv_dir, store.prefix_dir, store.quarantine_dir):
+    for d in (store.root, store.prefix_dir, store.quarantine_dir):
         assert d.stat().st_mode & 0o777 == 0o700
     store.close()

@@ -1,0 +1,47 @@
+"""An `edgeinf serve` of its own on a free loopback port, for the tools that load one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+class Served:
+    """A running server: its process, URL and log."""
+
+    def __init__(self, state: Path, flags: list[str], env: dict[str, str] | None = None) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.log = state / "server.log"
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edgeinf", "serve", "--port", str(port), *flags],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "EDGEINF_STATE_DIR": str(state), **(env or {})},
+            )
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.proc.kill()
+        self.proc.wait()
+        sys.exit(f"the server did not become ready; see {self.log}")
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager stops it; the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)

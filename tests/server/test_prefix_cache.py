@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -16,17 +17,18 @@ from tests.conftest import DRAFT
 from tests.server.conftest import Server, start
 
 
-def code_review(chars: int) -> list[dict[str, str]]:
+def code_review(chars: int) -> list[Any]:
     """A conversation over real code (the standard library's), about chars/3 tokens long."""
     source = inspect.getsource(textwrap)
-    messages = [{"role": "system", "content": "You help with Python code."}]
+    messages: list[Any] = [{"role": "system", "content": "You help with Python code."}]
     for start_at in range(0, chars, 1200):
         piece = source[start_at : start_at + 1200]
         messages += [
             {"role": "user", "content": f"Read this code:\n```python\n{piece}\n```"},
             {"role": "assistant", "content": "Read. What next?"},
         ]
-    return [*messages[:-1], {"role": "user", "content": "Which function is the longest?"}]
+    last = {"role": "user", "content": "Which function is the longest?"}
+    return [*messages[:-1], last]
 
 
 def client(server: Server) -> OpenAI:
@@ -46,7 +48,7 @@ def test_a_conversation_resent_whole_resumes_from_disk_after_a_restart(
     finally:
         assert first.stop() == 0  # a clean stop: the state written on the way out
     assert one.usage is not None and one.usage.prompt_tokens > 600
-    follow = [
+    follow: list[Any] = [
         *messages,
         {"role": "assistant", "content": one.choices[0].message.content or ""},
         {"role": "user", "content": "And the shortest?"},
@@ -61,7 +63,8 @@ def test_a_conversation_resent_whole_resumes_from_disk_after_a_restart(
         second.stop()
     usage = two.usage
     assert usage is not None and usage.prompt_tokens_details is not None
-    assert usage.prompt_tokens_details.cached_tokens >= one.usage.prompt_tokens
+    cached = usage.prompt_tokens_details.cached_tokens
+    assert cached is not None and cached >= one.usage.prompt_tokens
     assert (usage.model_extra or {})["cached_from"] == "disk"
     restored = (usage.model_extra or {})["restored_tokens"]
     assert f'edgeinf_cached_tokens_total{{tier="disk"}} {float(restored)}' in metrics

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     sessions_budget_mb: int = Field(
         2048, ge=0, description="Disk budget for saved KV state; least recently used goes first."
     )
+    chat_prefill: bool = Field(
+        True,
+        description="edgeinf chat prefills the message being typed (and puts a resumed "
+        "conversation's state back as it opens), so that Enter costs only its last tokens.",
+    )
     context_policy: ContextPolicy = Field(
         "error",
         description="A conversation longer than the context: error (400), or truncate "

@@ -50,7 +50,8 @@ async def one(
                 r = await http.post(
                     "/v1/chat/completions", json=body, timeout=httpx.Timeout(leave_after)
                 )
-                return {"status": r.status_code}  # answered (or refused) before it left
+                # answered (or refused) before it left
+                return {"status": r.status_code, "seconds": time.perf_counter() - started}
             return {"status": "left"}
         if not stream:
             r = await http.post("/v1/chat/completions", json=body)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
 
     from edgeinf.route.policy import Override
+
+TYPING_PAUSE_S = 0.15  # a pause in typing this long prefills what was typed so far
 
 HELP = """\
 /help             this help
@@ -46,7 +50,9 @@ def status_line(stats: Stats) -> str:
         parts.append(f"{stats.tok_s:.0f} tok/s")
     if stats.acceptance is not None:
         parts.append(f"accept {stats.acceptance:.0%}")
-    parts.append(f"restored {stats.restored:,} tok")
+    parts.append(f"cached {stats.cached:,} tok")
+    if stats.prefilled is not None:
+        parts.append(f"prefilled {stats.prefilled:,} tok")
     return " · ".join(parts)
 
 
@@ -79,6 +85,25 @@ class Chat:
         self.history: tuple[Message, ...] = backend.history(session_id)
         self.route: Override = settings.route  # --route or the setting; /route changes it
         self.private = False
+        self._pause: threading.Timer | None = None
+
+    # -- while the user types --
+
+    def typed(self, text: str) -> None:
+        """The input changed: once typing pauses, prefill the conversation and what the
+        message starts with, so that Enter costs only its last tokens."""
+        if self._pause is not None:
+            self._pause.cancel()
+        if not self.settings.chat_prefill or text.startswith("/"):
+            return
+        messages = conversation(text, self.system, self.history)
+        self._pause = threading.Timer(TYPING_PAUSE_S, self._warm, (messages,))
+        self._pause.daemon = True
+        self._pause.start()
+
+    def _warm(self, messages: tuple[Message, ...]) -> None:
+        with contextlib.suppress(EdgeinfError):  # a template that refuses: the answer says so
+            self.backend.warm(messages)
 
     # -- one answer --
 
@@ -86,6 +111,8 @@ class Chat:
         from rich.live import Live
         from rich.markdown import Markdown
 
+        if self._pause is not None:
+            self._pause.cancel()
         messages = conversation(text, self.system, self.history)
         shown = ""
         done = 0  # text before this index is printed for good
@@ -147,6 +174,7 @@ class Chat:
             self.session_id = check_session_id(arg or self.session_id)
             self.history = self.backend.history(self.session_id)
             say(f"[dim]resumed {self.session_id}: {len(self.history)} messages[/dim]")
+            self.typed("")  # its state goes back into the slot now
         elif name == "system":
             self.system = arg or None
             say("[dim]system prompt set[/dim]" if arg else "[dim]system prompt removed[/dim]")
@@ -236,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if chat.history:
         chat.console.print(f"[dim]resumed: {len(chat.history)} messages[/dim]")
+        chat.typed("")  # its state goes back into the slot while the first message is typed
     keys = KeyBindings()
 
     @keys.add("escape", "enter")  # Alt+Enter: a new line instead of sending
@@ -248,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
         multiline=False,
         enable_open_in_editor=False,
     )
+    prompt.default_buffer.on_text_changed += lambda buffer: chat.typed(buffer.text)
     try:
         while True:
             try:

@@ -13,6 +13,7 @@ from edgeinf.sessions.ids import LOCAL_OWNER
 from edgeinf.types import Message, SamplingParams
 
 if TYPE_CHECKING:
+    from edgeinf.engine.jobs import Job
     from edgeinf.route.policy import Override
     from edgeinf.service.turn import Answer
 
@@ -24,7 +25,8 @@ class Stats:
     tok_s: float = 0.0
     tokens: int = 0
     acceptance: float | None = None
-    restored: int = 0
+    cached: int = 0  # prompt tokens not computed for this answer (see usage.cached_tokens)
+    prefilled: int | None = None  # None: not known (a server does not say)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Backend(Protocol):
         params: SamplingParams,
         routing: Routing,
     ) -> Iterator[str]: ...
+    def warm(self, messages: tuple[Message, ...]) -> None: ...
     def last_stats(self) -> Stats: ...
     def history(self, session_id: str) -> tuple[Message, ...]: ...
     def sessions(self) -> list[tuple[str, int, str]]: ...
@@ -65,6 +68,7 @@ class LocalBackend:
         )
         self.pipeline = TurnPipeline(self.service, self.dispatcher, self._notes.append)
         self._stats = Stats()
+        self._warming: Job | None = None
 
     def stream(
         self,
@@ -84,6 +88,14 @@ class LocalBackend:
         yield from self._pending_notes()
         if handle.result is not None:
             self._stats = stats_of(handle.result)
+
+    def warm(self, messages: tuple[Message, ...]) -> None:
+        """Prefill what the conversation and the message being typed will start with."""
+        from edgeinf.service.local import ChatRequest
+
+        if self._warming is not None:
+            self._warming.cancelled.set()  # the text changed: what it prefilled stays
+        self._warming = self.service.warm(ChatRequest(messages, SamplingParams()))
 
     def _pending_notes(self) -> Iterator[str]:
         """What the turn had to say (a remote that failed) in the answer, where it happened."""
@@ -123,7 +135,8 @@ def stats_of(answer: Answer) -> Stats:
         timings.decode_tok_s,
         answer.completion_tokens,
         local.accepted / local.drafted if local.drafted else None,
-        local.restored_tokens,
+        local.reused_tokens,
+        local.prefilled_tokens,
     )
 
 
@@ -179,11 +192,15 @@ class ServerBackend:
                         0.0,
                         usage["completion_tokens"],
                         None,
-                        usage.get("restored_tokens", 0),
+                        usage.get("prompt_tokens_details", {}).get("cached_tokens", 0),
                     )
                 for choice in event.get("choices", []):
                     if text := choice.get("delta", {}).get("content"):
                         yield text
+
+    def warm(self, messages: tuple[Message, ...]) -> None:
+        """Nothing: the server's API has no prefill-only request (its slot keeps the
+        conversation between turns, its prefix cache keeps it after that)."""
 
     def last_stats(self) -> Stats:
         return self._stats

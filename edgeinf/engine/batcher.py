@@ -291,9 +291,10 @@ class Batcher:
                 continue
             chunk, slot.prefill = slot.prefill[:room], slot.prefill[room:]
             base = len(slot.seq.tokens)
+            warm = slot.job is not None and slot.job.warm
             for j, tok in enumerate(chunk):
                 last = j == len(chunk) - 1 and not slot.prefill
-                index = batch.add(tok, base + j, slot.seq.seq_id, last)
+                index = batch.add(tok, base + j, slot.seq.seq_id, last and not warm)
                 if last:
                     slot.out_index = index
             slot.seq.tokens.extend(chunk)
@@ -303,7 +304,10 @@ class Batcher:
         engine.decode()
         for slot in self.slots:
             if slot.out_index >= 0 and slot.job is not None:
-                self._sample(slot)
+                if slot.job.warm:
+                    self._end(slot, None)  # prefilled: its cells wait for the real prompt
+                else:
+                    self._sample(slot)
             slot.out_index = -1
 
     def _drafts(self, slot: _Slot, room: int) -> list[int]:
@@ -385,7 +389,7 @@ class Batcher:
             slot.distribution = None
         if job is None:
             return
-        if error is not None or emitter is None or job.cancelled.is_set():
+        if error is not None or emitter is None or job.cancelled.is_set() or job.warm:
             job.on_done(None, error)
             return
         if rest := emitter.flush():

@@ -175,12 +175,13 @@ class Engine:
 
     # -- sequence state, for saving to and restoring from disk --
 
-    def export_seq(self, seq: SeqState) -> bytes:
-        """A copy of the sequence's KV cells (llama.cpp's own serialisation)."""
+    def export_seq(self, seq: SeqState) -> memoryview:
+        """A copy of the sequence's KV cells (llama.cpp's own serialisation), in a buffer of
+        its own: no second copy is made of what may be hundreds of megabytes."""
         size = ll.llama_state_seq_get_size(self._native.ctx, seq.seq_id)
         buf = (ctypes.c_uint8 * size)()
         got = ll.llama_state_seq_get_data(self._native.ctx, buf, size, seq.seq_id)
-        return bytes(memoryview(buf)[:got])
+        return memoryview(buf).cast("B")[:got]
 
     def import_seq(self, seq: SeqState, payload: bytes | memoryview, tokens: Sequence[int]) -> bool:
         """Replace the sequence's cells with saved ones; False (sequence empty) if refused."""

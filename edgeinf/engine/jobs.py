@@ -42,3 +42,6 @@ class Job:
     lanes: list[Lane] = field(default_factory=list)  # where its drafts may come from
     drafted: int = 0
     accepted: int = 0
+    # Only prefill the prompt into a slot, generating nothing, for a later job that starts
+    # the same way (a message being typed): it ends without a completion.
+    warm: bool = False

@@ -12,7 +12,7 @@ from edgeinf.config import Settings
 from edgeinf.engine.batcher import Batcher
 from edgeinf.engine.engine import Engine, Prompt, SeqState, footprint
 from edgeinf.engine.grammar import check_grammar
-from edgeinf.engine.jobs import Job
+from edgeinf.engine.jobs import Job, QueueFullError
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions, default_gpu_layers
 from edgeinf.engine.toolcalls import Choice, shape, triggers
@@ -279,6 +279,27 @@ class ChatService:
             # A base model's transcript must end with its turn.
             sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
         return LocalAnswer(self, request, prompt, trimmed, sampling, deadline)
+
+    def warm(self, request: ChatRequest) -> Job | None:
+        """Prefill a slot with the conversation and the start of the message being typed
+        (its last words may still change), so that sending it costs only its last tokens;
+        cancel the job when the text changes. None when there is nothing worth doing or
+        no room for it now."""
+        prompt = self.engine.chat_prompt(request.messages, request.tools)
+        cut = prompt.ends[-1] - 1 if prompt.ends else 0
+        if cut < 2 or cut + 1 > self.engine.seq_ctx:
+            return None
+        tokens = prompt.tokens[:cut]
+
+        def prepare(seq: SeqState) -> None:
+            self.keeper.restore(seq, request.owner, tokens, prompt.ends)
+
+        job = Job(tokens, request.sampling, lambda _: None, lambda *_: None, prepare, warm=True)
+        try:
+            self.batcher.submit(job)
+        except QueueFullError:  # answers come first
+            return None
+        return job
 
     def stop_batching(self, drain_s: float) -> None:
         """Admit nothing more; running answers get `drain_s` to finish, then end."""

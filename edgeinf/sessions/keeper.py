@@ -12,6 +12,8 @@ their messages live in the index, their state is found like any other prompt's.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from edgeinf.types import Message
 
 Tier = Literal["slot", "ram", "disk"]  # where a prompt's cached tokens were
 TIERS: tuple[Tier, ...] = get_args(Tier)
+log = logging.getLogger("edgeinf.sessions")
 
 
 @dataclass
@@ -79,14 +82,18 @@ class SessionKeeper:
         held = self.ram.find(wanted)
         if held is not None and self._load(seq, held[0].state, prompt, in_slot):
             return Restore("ram", common_prefix(seq.tokens, prompt))
-        found = self.store.index.find_snapshot(owner, wanted)
+        try:
+            found = self.store.index.find_snapshot(owner, wanted)
+        except sqlite3.Error as exc:  # a failing disk: the answer is prefilled, as if missed
+            log.warning("the prefix cache's index cannot be read (%s); prefilling", exc)
+            found = None
         if found is not None:
             key = found[0]
             state = self.store.read_kv(self.store.snapshot_path(key), self.identity)
             if state is None:  # gone, damaged (now quarantined) or not ours: of no more use
-                self.store.evict(key)
+                self.saver.submit(lambda: self.store.evict(key))
             elif self._load(seq, state, prompt, in_slot):
-                self.store.index.touch_snapshot(key)
+                self.saver.submit(lambda: self.store.index.touch_snapshot(key))
                 return Restore("disk", common_prefix(seq.tokens, prompt))
         return Restore("slot" if in_slot else "none", common_prefix(seq.tokens, prompt))
 
@@ -108,7 +115,7 @@ class SessionKeeper:
         tokens = tuple(seq.tokens)
         if len(tokens) < MIN_TOKENS:
             if named is not None:
-                self._keep_messages(owner, named)
+                self.record(owner, named)
             return
         seed = namespace(owner, self.identity)
         at = digests(seed, tokens, marks(len(tokens), ends))
@@ -144,6 +151,7 @@ class SessionKeeper:
         self.store.index.put_messages(owner, named.session_id, named.model, named.messages)
 
     def record(self, owner: str, named: Named) -> None:
-        """Keep the messages of a turn answered elsewhere; the saved state still covers their
-        common prefix, so the next local turn prefills only what is new."""
+        """Keep the messages of a turn alone (in the background): one answered elsewhere,
+        whose state the saved one of the turn before still mostly covers, or one too short
+        to be worth keeping the state of."""
         self.saver.submit(lambda: self._keep_messages(owner, named))

@@ -47,7 +47,9 @@ class KVState:
     payload: bytes | memoryview  # a view into the file's buffer when read: no copy
 
 
-def encode(state: KVState) -> bytes:
+def encode_parts(state: KVState) -> tuple[bytes, bytes | memoryview, bytes]:
+    """The file as (prefix and header, payload, sha256): written one after another, the
+    payload (hundreds of megabytes for a long conversation) is never copied."""
     header = json.dumps(
         {
             "identity": asdict(state.identity),
@@ -56,8 +58,14 @@ def encode(state: KVState) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
-    body = _PREFIX.pack(MAGIC, FORMAT, len(header)) + header + state.payload
-    return body + hashlib.sha256(body).digest()
+    head = _PREFIX.pack(MAGIC, FORMAT, len(header)) + header
+    digest = hashlib.sha256(head)
+    digest.update(state.payload)
+    return head, state.payload, digest.digest()
+
+
+def encode(state: KVState) -> bytes:
+    return b"".join(encode_parts(state))
 
 
 def decode(data: bytes | bytearray | memoryview) -> KVState:

@@ -17,7 +17,7 @@ from edgeinf.errors import EdgeinfError
 from edgeinf.files import fsync_dir
 from edgeinf.sessions.ids import check_session_id
 from edgeinf.sessions.index import SessionIndex, SessionRow
-from edgeinf.sessions.kvfile import Identity, KVFileError, KVState, decode, encode
+from edgeinf.sessions.kvfile import Identity, KVFileError, KVState, decode, encode_parts
 from edgeinf.sessions.ramtier import Snapshot
 
 log = logging.getLogger("edgeinf.sessions")
@@ -51,11 +51,9 @@ class SessionStore:
         self.quarantine_dir = _private_dir(root / "quarantine")
         self.budget_bytes = budget_bytes
         self.free_reserve = free_reserve
-        self.index = SessionIndex(
-            root / "index.sqlite", self.quarantine_dir, rebuild=lambda _: self._sweep_files()
-        )
+        self.index = SessionIndex(root / "index.sqlite", self.quarantine_dir, self._sweep_files)
         self._sweep_temp_files()
-        self._sweep_files()
+        self._sweep_files(self.index)
 
     def _sweep_temp_files(self) -> None:
         """Remove temp files left by writers that were killed mid-save."""
@@ -67,10 +65,10 @@ class SessionStore:
             if pid != os.getpid() and not psutil.pid_exists(pid):
                 tmp.unlink(missing_ok=True)
 
-    def _sweep_files(self) -> None:
+    def _sweep_files(self, index: SessionIndex) -> None:
         """Remove KV files the index does not list: a save killed between the rename and the
         index, every file after the index was started anew, the files of an older layout."""
-        listed = self.index.snapshot_keys()
+        listed = index.snapshot_keys()
         for path in self.prefix_dir.glob("*.kv"):
             if path.stem not in listed:
                 path.unlink(missing_ok=True)
@@ -129,12 +127,13 @@ class SessionStore:
 
     def write_kv(self, path: Path, state: KVState) -> int:
         """Atomically replace `path`: readers see the old or the new file, never a torn one."""
-        data = encode(state)
+        parts = encode_parts(state)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for part in parts:
+                    fh.write(part)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -146,7 +145,7 @@ class SessionStore:
                 f"could not save {path.name} ({exc.strerror}); the previous state is intact. "
                 "Free disk space or check the state directory"
             ) from exc
-        return len(data)
+        return sum(len(part) for part in parts)
 
     def save_snapshot(self, snapshot: Snapshot) -> int:
         """Write a saved sequence and index it; 0 if it does not fit the disk budget."""

@@ -78,9 +78,9 @@ def test_chat_answers_survives_ctrl_c_and_resumes(tmp_path: Path, draft_path: Pa
     again = spawn(tmp_path, "--resume")
     say(again, "And of Spain? Answer in a full sentence.")
     again.expect("Madrid")
-    again.expect(r"restored ([\d,]+) tok")
-    restored = int(again.match.group(1).replace(",", ""))
-    assert restored > 20
+    again.expect(r"cached ([\d,]+) tok")
+    cached = int(again.match.group(1).replace(",", ""))
+    assert cached > 20
     ttft = float(re.search(r"ttft ([\d.]+)s", again.before + again.after).group(1))  # type: ignore[union-attr]
     assert ttft < 2.0
     say(again, "/exit")
@@ -103,3 +103,39 @@ def test_escapes_in_an_answer_never_reach_the_terminal(
     child.expect(pexpect.EOF)
     seen = (tmp_path / "terminal.log").read_text()
     assert "pwned-title" not in seen and "]52;" not in seen and "\x1b[8m" not in seen
+
+
+def _typed_turn(tmp: Path, env: dict[str, str]) -> tuple[int, int]:
+    """Resume the conversation `typed`, type a question at a person's pace, pause, press
+    Enter: (cached, prefilled) tokens of the answer, from the status line."""
+    child = spawn(tmp, "--resume", "typed", env=env)
+    for ch in "Which function in that code is the longest one?":
+        child.send(ch)
+        time.sleep(0.06)
+    time.sleep(1.5)  # a pause before Enter: long enough for the last prefill
+    child.send("\r")
+    child.expect(r"cached ([\d,]+) tok · prefilled ([\d,]+) tok")
+    cached, prefilled = (int(g.replace(",", "")) for g in child.match.groups())
+    say(child, "/exit")
+    child.expect(pexpect.EOF)
+    return cached, prefilled
+
+
+@pytest.mark.slow
+def test_a_message_is_prefilled_while_it_is_typed(tmp_path: Path, draft_path: Path) -> None:
+    import inspect
+    import textwrap
+
+    from tests.cli.test_cli import edgeinf
+
+    state = {"EDGEINF_STATE_DIR": str(tmp_path / "state")}
+    code = inspect.getsource(textwrap)[:3000]
+    made = edgeinf(
+        "run", "-m", DRAFT, "--ctx", "2048", "--max-tokens", "8", "--session", "typed",
+        f"Read this code:\n```python\n{code}\n```", env=state,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    cached, prefilled = _typed_turn(tmp_path, {})
+    assert cached > 700 and prefilled <= 6  # the conversation and all but the last words
+    cached_off, prefilled_off = _typed_turn(tmp_path, {"EDGEINF_CHAT_PREFILL": "false"})
+    assert cached_off > 700 and prefilled_off >= 12  # restored at Enter, then the question

@@ -5,13 +5,17 @@ id, through the official `openai` client, against `edgeinf serve` on loopback.
     python tools/prefixcache.py -m qwen2.5-coder-0.5b-instruct-q4_k_m interleaved
 
 restart: a conversation of about --tokens tokens is answered, the server is restarted, and
-the time to first token of its next turn is set against that of a conversation of the same
-length that shares nothing with it (its text differs from the first token on), on the same
-restarted server, in alternating order, --repeat times.
+the time to first token of its next turn is set against that of the same conversation with
+another first word (so it shares no prefix with anything saved: the same length, a cold
+prefill), on the same restarted server, in alternating order, --repeat times.
 
 interleaved: --conversations conversations take turns on a server with --parallel slots (two
 clients at a time), --rounds rounds; the median time to first token of every turn after the
-first, with the prefix cache on and off (EDGEINF_PREFIX_CACHE=false), servers alternating.
+first, with the prefix cache on and off (EDGEINF_PREFIX_CACHE=false).
+
+budget: --turns turns of each of --conversations conversations, round robin, the server
+restarted every --restart-every turns, under a disk budget of --budget-mb: the disk the
+saved states take after each server, and where each turn's cached tokens came from.
 
 Prints one JSON object; figures are ratios within one run (see the project's BENCHMARKS.md).
 """
@@ -28,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from openai import AsyncOpenAI
 
@@ -46,13 +51,15 @@ def _source() -> str:
     return "\n".join(inspect.getsource(m) for m in (t, d, a))
 
 
-def conversation(tag: int, tokens: int, source: str) -> list[dict[str, str]]:
+def conversation(
+    tag: int, tokens: int, source: str, topic: int | None = None
+) -> list[dict[str, str]]:
     """About `tokens` tokens of a code review: a system prompt whose first word is `tag`'s
-    own (two tags share nothing but the template's opening), then turns over a slice of
-    `source` that `tag` picks."""
+    own (two tags share nothing but the template's opening), then turns over the slice of
+    `source` that `topic` (by default `tag`) picks."""
     role = ROLES[tag % len(ROLES)]
     messages = [{"role": "system", "content": f"{role.title()} #{tag}: you help with Python code."}]
-    start = (tag * 7919) % max(1, len(source) - 40_000)
+    start = ((tag if topic is None else topic) * 7919) % max(1, len(source) - 40_000)
     pos, budget = start, int(tokens * CHARS_PER_TOKEN)
     while pos - start < budget:
         piece = source[pos : pos + 1500]
@@ -65,11 +72,12 @@ def conversation(tag: int, tokens: int, source: str) -> list[dict[str, str]]:
 
 
 async def turn(client: AsyncOpenAI, messages: list[dict[str, str]]) -> dict[str, Any]:
+    model = (await client.models.list()).data[0].id
     """One streamed answer: time to first token, its text and usage."""
     started = time.perf_counter()
     ttft, text, usage = None, [], None
     stream = await client.chat.completions.create(  # type: ignore[call-overload]
-        model="default",
+        model=model,
         messages=messages,
         max_tokens=16,
         temperature=0,
@@ -82,20 +90,20 @@ async def turn(client: AsyncOpenAI, messages: list[dict[str, str]]) -> dict[str,
             text.append(chunk.choices[0].delta.content)
         if chunk.usage is not None:
             usage = chunk.usage
-    assert ttft is not None and usage is not None, "the answer had no text or no usage"
-    extra = usage.model_extra or {}
-    details = usage.prompt_tokens_details
+    ttft = ttft or time.perf_counter() - started  # an empty answer: its end
+    extra = (usage.model_extra if usage else None) or {}
+    details = usage.prompt_tokens_details if usage else None
     return {
         "ttft_s": ttft,
         "text": "".join(text),
-        "prompt_tokens": usage.prompt_tokens,
-        "cached_tokens": details.cached_tokens if details else 0,
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "cached_tokens": details.cached_tokens if details else None,
         "cached_from": extra.get("cached_from"),
     }
 
 
-def client(served: Served) -> AsyncOpenAI:
-    return AsyncOpenAI(base_url=f"{served.url}/v1", api_key="unused", max_retries=0, timeout=600)
+def client(url: str) -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
 
 
 def restart(model: str, tokens: int, repeat: int, tmp: Path) -> dict[str, Any]:
@@ -105,21 +113,19 @@ def restart(model: str, tokens: int, repeat: int, tmp: Path) -> dict[str, Any]:
     for r in range(repeat):
         state = tmp / f"restart-{r}"
         state.mkdir()
-        kept = conversation(2 * r, tokens, source)
-        served = Served(state, flags)
-        first = asyncio.run(turn(client(served), kept))
-        served.stop()
-        resumed = [
-            *kept,
+        kept = conversation(2 * r, tokens, source, topic=r)
+        with Served(state, flags) as served:
+            first = asyncio.run(turn(client(served.url), kept))
+        follow = [
             {"role": "assistant", "content": first["text"]},
             {"role": "user", "content": "Which function above is the longest?"},
         ]
-        cold = conversation(2 * r + 1, tokens, source)
-        cold.append({"role": "user", "content": "Which function above is the longest?"})
-        served = Served(state, flags)  # the restart: nothing in its slots or RAM
-        order = [("resumed", resumed), ("cold", cold)]
-        got = {name: asyncio.run(turn(client(served), m)) for name, m in order[:: 1 - 2 * (r % 2)]}
-        served.stop()
+        resumed = [*kept, *follow]
+        cold = [*conversation(2 * r + 1, tokens, source, topic=r), *follow]  # the same after
+        order = [("resumed", resumed), ("cold", cold)][:: 1 - 2 * (r % 2)]
+        with Served(state, flags) as served:  # the restart: nothing in its slots or RAM
+            api = client(served.url)
+            got = {name: asyncio.run(turn(api, m)) for name, m in order}
         rows.append({name: {k: v for k, v in t.items() if k != "text"} for name, t in got.items()})
     warm = statistics.median(row["resumed"]["ttft_s"] for row in rows)
     cold_s = statistics.median(row["cold"]["ttft_s"] for row in rows)
@@ -127,12 +133,12 @@ def restart(model: str, tokens: int, repeat: int, tmp: Path) -> dict[str, Any]:
 
 
 async def _rounds(
-    served: Served, conversations: int, rounds: int, tokens: int, clients: int
+    url: str, conversations: int, rounds: int, tokens: int, clients: int
 ) -> list[dict[str, Any]]:
     source = _source()
     talks = [conversation(100 + c, tokens, source) for c in range(conversations)]
     gate = asyncio.Semaphore(clients)
-    api = client(served)
+    api = client(url)
     done: list[dict[str, Any]] = []
 
     async def one(c: int, k: int) -> None:
@@ -149,8 +155,27 @@ async def _rounds(
     return done
 
 
+def _later_turns(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    """The turns after each conversation's first: what a returning conversation meets."""
+    later = [t for t in turns if t["round"] > 0]
+    known = [t for t in later if t["cached_tokens"] is not None]
+    return {
+        "ttft_p50_s": statistics.median(t["ttft_s"] for t in later),
+        "cached_tokens_p50": statistics.median(t["cached_tokens"] for t in known)
+        if known
+        else None,
+        "cached_from": sorted({str(t["cached_from"]) for t in later}),
+    }
+
+
 def interleaved(
-    model: str, conversations: int, rounds: int, parallel: int, tokens: int, tmp: Path
+    model: str,
+    conversations: int,
+    rounds: int,
+    parallel: int,
+    tokens: int,
+    tmp: Path,
+    peer: str | None,
 ) -> dict[str, Any]:
     flags = ["-m", model, "--parallel", str(parallel), "--ctx", str(max(4096, tokens * 2))]
     out: dict[str, Any] = {}
@@ -158,20 +183,54 @@ def interleaved(
         state = tmp / f"interleaved-{cache}"
         state.mkdir()
         env = {"EDGEINF_PREFIX_CACHE": "true" if cache == "on" else "false"}
-        served = Served(state, flags, env)
-        try:
-            turns = asyncio.run(_rounds(served, conversations, rounds, tokens, 2))
-        finally:
-            served.stop()
-        later = [t for t in turns if t["round"] > 0]
-        out[cache] = {
-            "ttft_p50_s": statistics.median(t["ttft_s"] for t in later),
-            "cached_tokens_p50": statistics.median(t["cached_tokens"] for t in later),
-            "cached_from": sorted({str(t["cached_from"]) for t in later}),
-            "prompt_tokens_p50": statistics.median(t["prompt_tokens"] for t in later),
-        }
+        with Served(state, flags, env) as served:
+            turns = asyncio.run(_rounds(served.url, conversations, rounds, tokens, 2))
+        out[cache] = _later_turns(turns)
     out["speedup"] = out["off"]["ttft_p50_s"] / out["on"]["ttft_p50_s"]
+    if peer is not None:  # another server on loopback, llama-server for one
+        out["peer"] = _later_turns(asyncio.run(_rounds(peer, conversations, rounds, tokens, 2)))
+        out["speedup_vs_peer"] = out["peer"]["ttft_p50_s"] / out["on"]["ttft_p50_s"]
     return out
+
+
+def _disk_mb(state: Path) -> float:
+    return sum(p.stat().st_size for p in (state / "prefix").glob("*.kv")) / 1e6
+
+
+def budget(
+    model: str, conversations: int, turns: int, budget_mb: int, every: int, tmp: Path
+) -> dict[str, Any]:
+    """Turns over many conversations, restarting the server every `every` turns: the disk
+    the saved states take, after each restart and at the end, against the budget."""
+    state = tmp / "budget"
+    state.mkdir()
+    flags = ["-m", model, "--ctx", "4096"]
+    env = {"EDGEINF_SESSIONS_BUDGET_MB": str(budget_mb)}
+    source = _source()
+    talks = [conversation(200 + c, 300, source) for c in range(conversations)]
+    tiers: dict[str, int] = {}
+    disk: list[float] = []
+    done = 0
+    while done < conversations * turns:
+        with Served(state, flags, env) as served:
+            api = client(served.url)
+            for _ in range(min(every, conversations * turns - done)):
+                c = done % conversations
+                piece = source[(done * 997) % 60_000 :][:300]
+                talks[c].append({"role": "user", "content": f"And this part?\n{piece}"})
+                got = asyncio.run(turn(api, talks[c]))
+                talks[c].append({"role": "assistant", "content": got["text"]})
+                tiers[str(got["cached_from"])] = tiers.get(str(got["cached_from"]), 0) + 1
+                done += 1
+        disk.append(round(_disk_mb(state), 1))
+    return {
+        "turns": done,
+        "conversations": conversations,
+        "restarts": len(disk) - 1,
+        "budget_mb": budget_mb * (1 << 20) / 1e6,
+        "disk_mb_after_each_server": disk,
+        "turns_by_cache_tier": tiers,
+    }
 
 
 def main() -> int:
@@ -186,19 +245,26 @@ def main() -> int:
     i.add_argument("--rounds", type=int, default=3)
     i.add_argument("--parallel", type=int, default=2)
     i.add_argument("--tokens", type=int, default=800)
+    i.add_argument("--peer", help="also run the rounds against this server on loopback")
+    b = sub.add_parser("budget", help="many turns, restarts, the disk budget held")
+    b.add_argument("--conversations", type=int, default=20)
+    b.add_argument("--turns", type=int, default=10, help="per conversation")
+    b.add_argument("--budget-mb", type=int, default=64)
+    b.add_argument("--restart-every", type=int, default=50, help="turns")
     args = p.parse_args()
+    peer = getattr(args, "peer", None)
+    if peer and urlparse(peer).hostname not in ("127.0.0.1", "localhost"):
+        sys.exit("--peer must be a server on loopback")
     with tempfile.TemporaryDirectory(prefix="edgeinf-prefixcache-") as tmp:
+        m, where = args.model, Path(tmp)
         if args.what == "restart":
-            report = restart(args.model, args.tokens, min(args.repeat, 10), Path(tmp))
+            report = restart(m, args.tokens, min(args.repeat, 10), where)
+        elif args.what == "budget":
+            n, turns = min(args.conversations, 64), min(args.turns, 50)
+            report = budget(m, n, turns, args.budget_mb, args.restart_every, where)
         else:
-            report = interleaved(
-                args.model,
-                min(args.conversations, 32),
-                min(args.rounds, 10),
-                args.parallel,
-                args.tokens,
-                Path(tmp),
-            )
+            n, rounds = min(args.conversations, 32), min(args.rounds, 10)
+            report = interleaved(m, n, rounds, args.parallel, args.tokens, where, args.peer)
     print(json.dumps({"model": args.model, args.what: report}, indent=2))
     return 0
 

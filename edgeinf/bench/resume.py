@@ -160,10 +160,12 @@ def _save_turn(
         elapsed = time.perf_counter() - started
         assert local.result is not None
         result = local.result
-        saved = result.saved["saved_bytes"]
+        saved = int(result.saved["saved_bytes"])
         tokens = result.n_prompt + result.completion.usage.completion_tokens
         return {
             "save_s": round(elapsed, 4),
+            "export_s": round(result.saved["export_s"], 4),  # the decode loop's share
+            "write_s": round(result.saved["write_s"], 4),
             "bytes": saved,
             "tokens": tokens,
             "bytes_per_token": round(saved / tokens),

@@ -43,5 +43,12 @@ class Served:
 
     def stop(self) -> int:
         """SIGTERM, as a service manager stops it; the exit code."""
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
+
+    def __enter__(self) -> Served:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -127,7 +127,7 @@ def report(service: ChatService, answer: Answer, chat: ChatRequest) -> dict[str,
                 "id": chat.session_id,
                 "restored_tokens": local.restored_tokens,
                 "prefilled_tokens": local.prefilled_tokens,
-                "saved_bytes": local.saved.get("saved_bytes", 0),
+                "saved_bytes": int(local.saved.get("saved_bytes", 0)),
             }
     if answer.route is not None:
         out["route"] = answer.route.as_dict()

@@ -56,7 +56,7 @@ class LocalResult:
     mode: str = "off"  # speculative decoding mode
     drafted: int = 0
     accepted: int = 0
-    saved: dict[str, int] = field(default_factory=dict)  # filled by the saver, later
+    saved: dict[str, float] = field(default_factory=dict)  # the keeper's figures, later
     trimmed: Trimmed = field(default_factory=Trimmed)  # what the context policy dropped
 
     @property
@@ -281,15 +281,14 @@ class ChatService:
         return LocalAnswer(self, request, prompt, trimmed, sampling, deadline)
 
     def warm(self, request: ChatRequest) -> Job | None:
-        """Prefill a slot with the conversation and the start of the message being typed
-        (its last words may still change), so that sending it costs only its last tokens;
-        cancel the job when the text changes. None when there is nothing worth doing or
-        no room for it now."""
+        """Prefill a slot with the prompt of a message being typed, all but its last token
+        (which the answer evaluates for its logits), so that sending it costs one token;
+        if more is typed, only what changed is prefilled again. Cancel the job when the
+        text changes. None when there is nothing to do or no room for it now."""
         prompt = self.engine.chat_prompt(request.messages, request.tools)
-        cut = prompt.ends[-1] - 1 if prompt.ends else 0
-        if cut < 2 or cut + 1 > self.engine.seq_ctx:
+        tokens = prompt.tokens[:-1]
+        if len(tokens) < 2 or len(tokens) + 1 > self.engine.seq_ctx:
             return None
-        tokens = prompt.tokens[:cut]
 
         def prepare(seq: SeqState) -> None:
             self.keeper.restore(seq, request.owner, tokens, prompt.ends)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +59,10 @@ class SessionKeeper:
         self.ram = RamTier(ram_bytes)
         self.saver = Saver()
         self._last_owner: dict[int, str] = {}  # sequence id: whose tokens its cells hold
+        # Bytes of states waiting for the saver: at most the RAM tier's budget (or one
+        # state), so a disk slower than the answers never holds more memory than that.
+        self._unwritten = 0
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         self.saver.close()
@@ -81,6 +86,8 @@ class SessionKeeper:
         wanted = {digest: n for digest, n in at.items() if n > in_slot}
         held = self.ram.find(wanted)
         if held is not None and self._load(seq, held[0].state, prompt, in_slot):
+            key = held[0].key
+            self.saver.submit(lambda: self.store.index.touch_snapshot(key))  # disk LRU too
             return Restore("ram", common_prefix(seq.tokens, prompt))
         try:
             found = self.store.index.find_snapshot(owner, wanted)
@@ -108,10 +115,11 @@ class SessionKeeper:
         owner: str,
         ends: Sequence[int],
         named: Named | None,
-        result: dict[str, int],
+        result: dict[str, float],
     ) -> None:
         """Snapshot the sequence now (on the decode thread); write it in the background.
-        `result` gets the bytes written once they are."""
+        `result` gets the time the snapshot took, then the bytes written and the time that
+        took, once they are."""
         tokens = tuple(seq.tokens)
         if len(tokens) < MIN_TOKENS:
             if named is not None:
@@ -120,15 +128,32 @@ class SessionKeeper:
         seed = namespace(owner, self.identity)
         at = digests(seed, tokens, marks(len(tokens), ends))
         key = key_of(seed, tokens)
+        started = time.perf_counter()
         state = KVState(self.identity, tokens, self.engine.export_seq(seq))
+        result["export_s"] = time.perf_counter() - started  # the decode loop waited this long
         snapshot = Snapshot(key, owner, state, at)
         self.ram.put(snapshot)
+        with self._lock:
+            waiting = self._unwritten
+            behind = waiting > 0 and waiting + snapshot.size > self.ram.budget_bytes
+            if not behind:
+                self._unwritten += snapshot.size
+        if behind:  # the disk cannot keep up: this state stays in RAM only
+            log.info("%d bytes wait to be saved; this state is kept in RAM only", waiting)
+            if named is not None:
+                self.record(owner, named)
+            return
 
         def job() -> None:
-            if named is not None:
-                self._keep_messages(owner, named)
-            written = self.store.save_snapshot(snapshot)
-            result["saved_bytes"] = written
+            started = time.perf_counter()
+            try:
+                if named is not None:
+                    self._keep_messages(owner, named)
+                written = self.store.save_snapshot(snapshot)
+            finally:
+                with self._lock:
+                    self._unwritten -= snapshot.size
+            result["saved_bytes"], result["write_s"] = written, time.perf_counter() - started
             if not written:
                 return
             if named is not None:

@@ -69,9 +69,11 @@ class SessionStore:
         """Remove KV files the index does not list: a save killed between the rename and the
         index, every file after the index was started anew, the files of an older layout."""
         listed = index.snapshot_keys()
+        settled = time.time() - 60  # a newer one may be a live writer's, about to be indexed
         for path in self.prefix_dir.glob("*.kv"):
-            if path.stem not in listed:
-                path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if path.stem not in listed and path.stat().st_mtime < settled:
+                    path.unlink()
         shutil.rmtree(self.root / "kv", ignore_errors=True)  # sessions' own files, once
 
     def close(self) -> None:

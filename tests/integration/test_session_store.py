@@ -7,6 +7,7 @@ import os
 import pickle  # only to plant a hostile file: edgeinf itself never unpickles
 import re
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -68,9 +69,12 @@ def test_files_the_index_does_not_list_are_swept_on_open(tmp_path: Path) -> None
     save(store, "local", "s", 1)
     stray = store.snapshot_path(key(2))  # a save killed between its rename and the index
     store.write_kv(stray, state(2))
+    os.utime(stray, (time.time() - 120, time.time() - 120))
+    live = store.snapshot_path(key(3))  # another process's save, just renamed
+    store.write_kv(live, state(3))
     store.close()
     store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
-    assert store.snapshot_path(key(1)).exists() and not stray.exists()
+    assert store.snapshot_path(key(1)).exists() and live.exists() and not stray.exists()
     store.close()
 
 

@@ -31,6 +31,7 @@ from edgeinf.bench.server import Served
 
 TOPICS = ["a sorted list merge", "closures", "SQL joins", "bash loops", "unit tests", "regexes"]
 RSS = "edgeinf_resident_memory_bytes"
+RAM_TIER = 'edgeinf_cache_bytes{tier="ram"}'
 
 
 class Soak:
@@ -115,11 +116,16 @@ class Soak:
                 self.count("transport", type(exc).__name__)
 
 
-async def rss(http: httpx.AsyncClient) -> float:
+async def gauge(http: httpx.AsyncClient, name: str) -> float:
+    """A gauge of /metrics, in MiB."""
     for line in (await http.get("/metrics")).text.splitlines():
-        if line.startswith(RSS + " "):
+        if line.startswith(name + " "):
             return float(line.split()[1]) / 2**20
-    raise RuntimeError(f"{RSS} missing from /metrics")
+    raise RuntimeError(f"{name} missing from /metrics")
+
+
+async def rss(http: httpx.AsyncClient) -> float:
+    return await gauge(http, RSS)
 
 
 async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, Any]:
@@ -131,6 +137,7 @@ async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, 
         began = time.monotonic()
         until = began + duration
         by_minute: list[float] = []  # resident memory at the end of each minute of load
+        cached_by_minute: list[float] = []  # what of it the prefix cache's RAM tier holds
         workers = [asyncio.create_task(load.worker(i, until)) for i in range(clients)]
         while not all(w.done() for w in workers):
             await asyncio.sleep(min(5.0, max(0.1, until - time.monotonic())))
@@ -138,6 +145,7 @@ async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, 
             peak_mb = max(peak_mb, now_mb)
             if time.monotonic() - began >= 60 * (len(by_minute) + 1):
                 by_minute.append(round(now_mb, 1))
+                cached_by_minute.append(round(await gauge(http, RAM_TIER), 1))
         await asyncio.gather(*workers)
         end_mb = await rss(http)
     errors = sum(n for s, n in load.statuses.items() if s.startswith("5") and s != "503")
@@ -154,6 +162,7 @@ async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, 
         "rss_peak_mb": round(peak_mb, 1),
         "rss_end_mb": round(end_mb, 1),
         "rss_by_minute_mb": by_minute,
+        "ram_tier_by_minute_mb": cached_by_minute,
     }
 
 

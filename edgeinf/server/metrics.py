@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import psutil
@@ -16,7 +17,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    def __init__(self, depth: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, depth: Callable[[], tuple[int, int]], cache: Callable[[str], float]) -> None:
+        """`depth`: (running, waiting) requests; `cache`: the bytes a prefix cache tier
+        ("ram" or "disk") holds now."""
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "edgeinf_requests", "Requests by route and status", ["route", "status"], registry=r
@@ -61,6 +64,11 @@ class Metrics:
         waiting = Gauge("edgeinf_queue_depth", "Requests waiting for a slot", registry=r)
         running.set_function(lambda: depth()[0])
         waiting.set_function(lambda: depth()[1])
+        held = Gauge(
+            "edgeinf_cache_bytes", "KV state the prefix cache holds, by tier", ["tier"], registry=r
+        )
+        for tier in ("ram", "disk"):
+            held.labels(tier).set_function(functools.partial(cache, tier))
         self.loaded = Gauge("edgeinf_model_loaded", "1 while the model is in memory", registry=r)
         self.parallel = Gauge(
             "edgeinf_parallel_limit",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -58,7 +60,7 @@ class Runtime:
         self.threads: int | None = None  # decode threads now; None until the model loads
         self.started = time.time()
         self.last_used = time.monotonic()
-        self.metrics = Metrics(self.depth)
+        self.metrics = Metrics(self.depth, self.cache_bytes)
         self.card: dict[str, Any] | None = None  # /v1/models' entry, kept while unloaded
         self._lock = threading.Lock()
         self._transition = threading.Lock()  # a load waits for an unload to finish
@@ -116,6 +118,17 @@ class Runtime:
     def depth(self) -> tuple[int, int]:
         pipeline = self.pipeline
         return (0, 0) if pipeline is None else pipeline.service.depth()
+
+    def cache_bytes(self, tier: str) -> float:
+        """What the prefix cache holds in RAM (the loaded model's) or on disk (all models');
+        NaN when the index cannot be read."""
+        if tier == "ram":
+            pipeline = self.pipeline
+            return 0 if pipeline is None else pipeline.service.cache_ram_bytes()
+        try:
+            return self.sessions.index.kv_usage()
+        except sqlite3.Error:
+            return math.nan
 
     def deadline(self) -> float:
         """When an answer started now is cut (time.monotonic())."""

@@ -339,6 +339,10 @@ class ChatService:
         messages = (*request.messages, Message("assistant", answer))
         return Named(request.session_id, self.model.name, messages)
 
+    def cache_ram_bytes(self) -> int:
+        """KV state the prefix cache's RAM tier holds now."""
+        return self.keeper.ram.used_bytes if "keeper" in self.__dict__ else 0
+
     def flush(self) -> None:
         """Wait for background saves (before a short-lived process exits)."""
         if "keeper" in self.__dict__:

@@ -65,6 +65,7 @@ def test_health_ready_and_metrics(tiny_server: Server) -> None:
         "edgeinf_queue_depth",
         "edgeinf_resident_memory_bytes",
         "edgeinf_cached_tokens_total",
+        "edgeinf_cache_bytes",
         "edgeinf_speculative_drafted_total",
         "edgeinf_route_decisions_total",
     ):

@@ -4,6 +4,7 @@ sent each turn, no session id, through the official `openai` client."""
 from __future__ import annotations
 
 import inspect
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,8 @@ def test_a_conversation_resent_whole_resumes_from_disk_after_a_restart(
     assert (usage.model_extra or {})["cached_from"] == "disk"
     restored = (usage.model_extra or {})["restored_tokens"]
     assert f'edgeinf_cached_tokens_total{{tier="disk"}} {float(restored)}' in metrics
+    held = re.search(r'edgeinf_cache_bytes\{tier="(ram|disk)"\} (\S+)', metrics)
+    assert held is not None and float(held.group(2)) > 0  # this turn's state, in both tiers
 
 
 @pytest.mark.reliability(44)

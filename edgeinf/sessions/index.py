@@ -309,14 +309,13 @@ class SessionIndex:
             return {r[0] for r in self._db.execute("SELECT key FROM snapshots")}
 
     @_recovering
-    def snapshots(self, owner: str | None = None) -> list[tuple[str, str, int, int, float]]:
+    def snapshots(self) -> list[tuple[str, str, int, int, float]]:
         """(key, owner, tokens, bytes, last used) of the saved sequences, most recent first."""
-        query = "SELECT key, owner, kv_tokens, kv_bytes, last_used FROM snapshots"
-        args: tuple[str, ...] = ()
-        if owner is not None:
-            query, args = query + " WHERE owner = ?", (owner,)
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY last_used DESC", args).fetchall()
+            rows = self._db.execute(
+                "SELECT key, owner, kv_tokens, kv_bytes, last_used FROM snapshots "
+                "ORDER BY last_used DESC"
+            ).fetchall()
         return [(r[0], r[1], int(r[2]), int(r[3]), float(r[4])) for r in rows]
 
     # -- disk budget --

@@ -76,10 +76,6 @@ class RamTier:
                     return self._held[key], n
         return None
 
-    def drop(self, key: str) -> None:
-        with self._lock:
-            self._remove(key)
-
     def _remove(self, key: str) -> None:
         gone = self._held.pop(key, None)
         if gone is None:

@@ -3,8 +3,8 @@ after one.
 
 After every answer (never before it) the sequence's state is kept: in the RAM tier at once,
 on disk by the saver, indexed under the digests of its prefixes (see prefixes.py). Before an
-answer the slot's own cells, the RAM tier and the disk are asked in that order for the
-longest saved start of the prompt, each within the principal's own namespace (a slot another
+answer the slot's own cells count first, then the RAM tier and then the disk are asked for a
+longer start of the prompt, each within the principal's own namespace (a slot another
 principal used starts empty). A saved sequence that a newer one extends is dropped: the
 newer one serves every prompt the older one would. Sessions are names for conversations:
 their messages live in the index, their state is found like any other prompt's.

@@ -9,8 +9,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+
+def up(url: str, proc: subprocess.Popen[Any], timeout_s: float, path: str = "/ready") -> bool:
+    """Whether the server at `url` answers `path` with 200 within `timeout_s` (False as soon
+    as its process has exited)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 class Served:
@@ -29,14 +44,8 @@ class Served:
                 env={**os.environ, "EDGEINF_STATE_DIR": str(state), **(env or {})},
             )
         self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        if up(self.url, self.proc, timeout_s=180):
+            return
         self.proc.kill()
         self.proc.wait()
         sys.exit(f"the server did not become ready; see {self.log}")

@@ -22,7 +22,7 @@ from typing import Literal, get_args
 
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
 from edgeinf.sessions.kvfile import Identity, KVState
-from edgeinf.sessions.prefixes import MIN_TOKENS, digests, key_of, marks, namespace
+from edgeinf.sessions.prefixes import MIN_TOKENS, covered, digests, key_of, marks, namespace
 from edgeinf.sessions.ramtier import RamTier, Snapshot
 from edgeinf.sessions.saver import Saver
 from edgeinf.sessions.store import SessionStore
@@ -132,7 +132,7 @@ class SessionKeeper:
         state = KVState(self.identity, tokens, self.engine.export_seq(seq))
         result["export_s"] = time.perf_counter() - started  # the decode loop waited this long
         snapshot = Snapshot(key, owner, state, at)
-        self.ram.put(snapshot)
+        self.ram.put(snapshot, replacing=covered(seed, tokens, self.ram.held()))
         with self._lock:
             waiting = self._unwritten
             behind = waiting > 0 and waiting + snapshot.size > self.ram.budget_bytes
@@ -166,11 +166,8 @@ class SessionKeeper:
         """Evict the saved sequences whose tokens all start `snapshot`'s."""
         tokens = snapshot.state.tokens
         sharing = self.store.index.sharing(snapshot.key, snapshot.marks, len(tokens))
-        lengths = sorted({n for _, n in sharing})
-        prefixes = digests(seed, tokens, lengths)
-        for key, n in sharing:
-            if prefixes.get(key) == n:
-                self.store.evict(key, covered_by=snapshot.key)
+        for key in covered(seed, tokens, sharing):
+            self.store.evict(key, covered_by=snapshot.key)
 
     def _keep_messages(self, owner: str, named: Named) -> None:
         self.store.index.put_messages(owner, named.session_id, named.model, named.messages)

@@ -53,3 +53,12 @@ def digests(seed: bytes, tokens: Sequence[int], positions: Sequence[int]) -> dic
 def key_of(seed: bytes, tokens: Sequence[int]) -> str:
     """A saved sequence's key: the digest of all its tokens."""
     return next(iter(digests(seed, tokens, [len(tokens)])))
+
+
+def covered(seed: bytes, tokens: Sequence[int], others: Iterable[tuple[str, int]]) -> list[str]:
+    """The keys among `others` (key, token count) of sequences that `tokens` starts with:
+    a saved sequence's key is the digest of all its tokens, so one pass over `tokens`
+    tells, whatever the number of others."""
+    others = [(key, n) for key, n in others if n <= len(tokens)]
+    at = digests(seed, tokens, sorted({n for _, n in others}))
+    return [key for key, n in others if at.get(key) == n]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edgeinf.engine.engine import common_prefix
 from edgeinf.sessions.kvfile import KVState
 
 
@@ -44,21 +44,19 @@ class RamTier:
     def __len__(self) -> int:
         return len(self._held)
 
-    def put(self, snapshot: Snapshot) -> None:
-        """Hold `snapshot` in place of the held ones it covers (their tokens are a prefix of
-        its own), dropping the least recently used until the budget holds."""
+    def held(self) -> list[tuple[str, int]]:
+        """(key, token count) of every snapshot held."""
+        with self._lock:
+            return [(key, len(held.state.tokens)) for key, held in self._held.items()]
+
+    def put(self, snapshot: Snapshot, replacing: Iterable[str] = ()) -> None:
+        """Hold `snapshot` in place of the held ones it covers (`replacing`: their tokens
+        start its own), dropping the least recently used until the budget holds."""
         if snapshot.size > self.budget_bytes:
             return
-        tokens = snapshot.state.tokens
         with self._lock:
-            for key, held in list(self._held.items()):
-                shorter = held.state.tokens
-                if (
-                    held.owner == snapshot.owner
-                    and len(shorter) <= len(tokens)
-                    and common_prefix(shorter, tokens) == len(shorter)
-                ):
-                    self._remove(key)
+            for key in replacing:
+                self._remove(key)
             self._held[snapshot.key] = snapshot
             self._by_digest.update(dict.fromkeys(snapshot.marks, snapshot.key))
             self._used += snapshot.size

@@ -6,14 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
+from edgeinf.bench.server import up
 from tests.conftest import DRAFT, TINY, free_port
 
 
@@ -54,19 +53,8 @@ def start(
         env={**os.environ, "EDGEINF_STATE_DIR": str(tmp / "state"), **(env or {})},
     )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return server
-        try:
-            r = httpx.get(
-                f"{server.url}/ready" if wait_ready else f"{server.url}/health", timeout=2
-            )
-            if r.status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
+    if up(server.url, proc, 120, "/ready" if wait_ready else "/health") or proc.poll() is not None:
+        return server
     server.stop()
     raise AssertionError(f"server did not become ready: {log.read_text()[-2000:]}")
 

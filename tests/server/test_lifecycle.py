@@ -16,6 +16,7 @@ import httpx
 import psutil
 import pytest
 
+from edgeinf.bench.server import up
 from edgeinf.sessions.kvfile import decode
 from tests.conftest import DRAFT, TINY, free_port
 from tests.server.conftest import Server, start
@@ -194,14 +195,7 @@ def test_socket_activation_serves_on_the_handed_over_socket(
     listener.close()
     server = Server(proc, f"http://127.0.0.1:{port}", tmp_path / "none")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{server.url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+        up(server.url, proc, 60)
         assert httpx.get(f"{server.url}/ready").status_code == 200
     finally:
         assert server.stop() == 0

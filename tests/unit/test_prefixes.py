@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from edgeinf.sessions.kvfile import Identity, KVState
-from edgeinf.sessions.prefixes import BLOCK, MIN_TOKENS, digests, key_of, marks, namespace
+from edgeinf.sessions.prefixes import (
+    BLOCK,
+    MIN_TOKENS,
+    covered,
+    digests,
+    key_of,
+    marks,
+    namespace,
+)
 from edgeinf.sessions.ramtier import RamTier, Snapshot
 
 IDENTITY = Identity("ab" * 32, "test", 4096, "f16")
@@ -43,7 +51,7 @@ def test_the_ram_tier_finds_the_longest_and_drops_what_a_longer_one_covers() -> 
     ram.put(short)
     ram.put(other)
     longer = snapshot(list(range(250)))
-    ram.put(longer)
+    ram.put(longer, replacing=covered(SEED, longer.state.tokens, ram.held()))
     assert len(ram) == 2  # `short` is a prefix of `longer`: held once
     prompt = [*range(200), 5, 5]
     found = ram.find(digests(SEED, prompt, marks(len(prompt))))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psutil
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,6 +40,36 @@ def config_file() -> Path:
     if explicit:
         return Path(explicit)
     return _xdg("XDG_CONFIG_HOME", ".config") / "edgeinf" / "config.toml"
+
+
+class ModelPreset(BaseModel):
+    """An operator's settings for one model, a `[models."NAME"]` table of config.toml."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_ctx: int | None = Field(None, ge=64, le=1 << 20, description="Context size in tokens.")
+    parallel: int | None = Field(None, ge=1, le=64, description="Sequences decoded together.")
+    keep_alive_s: float | None = Field(
+        None, ge=0, description="Unload after this long idle (0: keep it loaded)."
+    )
+    system: str | None = Field(
+        None, description="System prompt of a conversation that brings none."
+    )
+    chat_template_file: Path | None = Field(
+        None,
+        description="Jinja chat template used instead of the GGUF's own (for a file whose "
+        "template is missing or broken); requests still may not bring one.",
+    )
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, le=1000)
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(None, gt=0.0, le=2.0)
+
+    def sampling(self) -> dict[str, float]:
+        """The sampling defaults it sets (a request's own values win)."""
+        names = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty")
+        return {n: v for n in names if (v := getattr(self, n)) is not None}
 
 
 class Settings(BaseSettings):
@@ -128,7 +158,23 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Deadline of one request; the answer is cut there."
     )
     keep_alive_s: float = Field(
-        0.0, ge=0, description="Unload the model after this long idle (0: keep it loaded)."
+        0.0, ge=0, description="Unload a model after this long idle (0: keep it loaded)."
+    )
+    max_loaded: int = Field(
+        3,
+        ge=1,
+        le=64,
+        description="Models the server keeps loaded at once; least recently used goes first.",
+    )
+    models_memory_mb: int | None = Field(
+        None,
+        ge=0,
+        description="Memory the loaded models may take together (weights + KV cache); "
+        "default: the machine's memory less 1 GiB.",
+    )
+    models: dict[str, ModelPreset] = Field(
+        default_factory=dict,
+        description='Per-model presets, by model name: [models."NAME"] tables.',
     )
     memory_low_mb: int = Field(
         512, ge=0, description="Below this much available memory, decode one request at a time."
@@ -195,6 +241,24 @@ class Settings(BaseSettings):
     router_dir: Path | None = Field(
         None, description="Router to use instead of the one shipped for the local/remote pair."
     )
+
+    @property
+    def models_memory_bytes(self) -> int:
+        if self.models_memory_mb is not None:
+            return self.models_memory_mb << 20
+        return max(0, psutil.virtual_memory().total - (1 << 30))
+
+    def preset(self, model: str) -> ModelPreset:
+        """The operator's settings for one model (empty when it has none)."""
+        return self.models.get(model) or ModelPreset.model_validate({})
+
+    def for_model(self, model: str) -> Settings:
+        """These settings with one model's preset applied to its context, parallelism and
+        keep-alive."""
+        p = self.preset(model)
+        changes = {"n_ctx": p.n_ctx, "parallel": p.parallel, "keep_alive_s": p.keep_alive_s}
+        update = {k: v for k, v in changes.items() if v is not None}
+        return self.model_copy(update=update) if update else self
 
     @property
     def cache_ram_bytes(self) -> int:

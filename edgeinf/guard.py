@@ -12,7 +12,7 @@ import psutil
 
 from edgeinf.errors import InsufficientMemoryError
 
-_GIB = 1 << 30
+GIB = 1 << 30
 _NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a page-rounded 2^63
 
 
@@ -122,8 +122,8 @@ def check_fits(model_bytes: int, kv_bytes: int, available: int | None = None) ->
     margin = 256 << 20
     if need + margin > free:
         raise InsufficientMemoryError(
-            f"the model needs {need / _GIB:.2f} GiB ({model_bytes / _GIB:.2f} GiB weights + "
-            f"{kv_bytes / _GIB:.2f} GiB KV cache) but only {free / _GIB:.2f} GiB is available; "
+            f"the model needs {need / GIB:.2f} GiB ({model_bytes / GIB:.2f} GiB weights + "
+            f"{kv_bytes / GIB:.2f} GiB KV cache) but only {free / GIB:.2f} GiB is available; "
             "use a smaller model or quantization, or lower --ctx"
         )
 

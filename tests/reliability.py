@@ -57,9 +57,11 @@ ROWS: dict[int, tuple[str, str]] = {
     37: ("new surfaces", "a malformed tool call: broken JSON, unknown tool, cut by max_tokens"),
     38: ("new surfaces", "tool results and tool arguments carrying role markers"),
     39: ("new surfaces", "a model name over HTTP that is a path, a URL, or unknown"),
+    40: ("new surfaces", "several models beyond memory; a model deleted while loaded"),
     42: ("new surfaces", "the prefix cache across principals"),
     43: ("new surfaces", "prefix cache files killed, damaged, of another model; RAM tier full"),
     44: ("new surfaces", "a conversation longer than the context"),
+    45: ("new surfaces", "the Ollama routes fuzzed from their schema; NDJSON cut mid-stream"),
     47: ("lifecycle", "an exception on the engine or loader thread that is not one of ours"),
     48: ("HTTP", "text that cannot be encoded in any field (a lone UTF-16 surrogate)"),
 }

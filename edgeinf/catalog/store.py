@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +37,17 @@ class LocalModel:
 def _suggest(ref: str, known: list[str]) -> str:
     close = difflib.get_close_matches(ref, known, n=1)
     return f"did you mean '{close[0]}'? " if close else ""
+
+
+def sha256_cached(path: Path) -> str:
+    """`sha256_file`, computed again only when the file changed (for listings)."""
+    st = path.stat()
+    return _sha256_version(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_version(path: Path, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
 
 
 def sha256_file(path: Path) -> str:
@@ -123,6 +135,17 @@ class ModelStore:
                 raise ModelNotFoundError(f"no model file at {path}; check the path")
             known = [m for m in self.local_files() if m.path.resolve() == path.resolve()]
             return known[0] if known else LocalModel(path.stem, path.resolve(), None, None)
+        try:
+            return self.named(ref)
+        except ModelNotFoundError as exc:
+            if ref in self.catalog or ref in self.registered():
+                raise
+            raise ModelNotFoundError(f"{exc}, or pass a path to a .gguf file") from None
+
+    def named(self, ref: str) -> LocalModel:
+        """A catalog or registered name (never a path: what a client over HTTP may name),
+        with Ollama's default tag `:latest` allowed after it."""
+        ref = ref.removesuffix(":latest")
         if ref in self.catalog:
             entry = self.catalog[ref]
             path = self.path_of(entry)
@@ -140,8 +163,21 @@ class ModelStore:
             return LocalModel(ref, path, reg[ref]["sha256"], None)
         raise ModelNotFoundError(
             f"unknown model '{ref}'; {_suggest(ref, [*self.catalog, *reg])}"
-            "run `edgeinf models` to list models, or pass a path to a .gguf file"
+            "run `edgeinf models` to list models"
         )
+
+    def remove(self, name: str) -> str:
+        """Remove a model by name: a pulled file is deleted, a registered one forgotten
+        (its file is the user's). Says what was done."""
+        model = self.named(name)
+        reg = self.registered()
+        if model.name in reg:
+            del reg[model.name]
+            write_atomic(self.root / REGISTRY, json.dumps(reg, indent=2).encode())
+            return f"forgot {model.name} (its file {model.path} is left in place)"
+        model.path.unlink(missing_ok=True)
+        self._mark(model.path).unlink(missing_ok=True)
+        return f"removed {model.name} ({model.path})"
 
     def catalog_entry(self, name: str) -> CatalogEntry:
         if name not in self.catalog:
@@ -150,6 +186,12 @@ class ModelStore:
                 "run `edgeinf models` to list the catalog"
             )
         return self.catalog[name]
+
+    def chat_models(self) -> list[LocalModel]:
+        """Local GGUF models (not the router's encoder), by name."""
+        return sorted(
+            (m for m in self.local_files() if m.path.suffix == ".gguf"), key=lambda m: m.name
+        )
 
     def local_files(self) -> Iterator[LocalModel]:
         for name, entry in self.catalog.items():

@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("path", help="path to a .gguf file")
     add.add_argument("--name", help="name to use (default: the file name without .gguf)")
 
+    p = sub.add_parser("show", help="one model: architecture, quant, context, capabilities")
+    p.add_argument("name", help="a model name or a path to a .gguf file")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    p = sub.add_parser("rm", help="remove pulled models (registered ones are only forgotten)")
+    p.add_argument("names", nargs="+", metavar="NAME", help="model name(s)")
+
+    p = sub.add_parser("ps", help="what a running server has loaded")
+    p.add_argument("--url", help="the server (default: host and port of the settings)")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
     p = sub.add_parser("run", help="answer one prompt and stream the answer to stdout")
     _model_flags(p)
     p.add_argument("prompt", help="the user's message")
@@ -211,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 _COMMANDS = {
     "pull": "edgeinf.cli.pull",
     "models": "edgeinf.cli.models",
+    "show": "edgeinf.cli.models:show",
+    "rm": "edgeinf.cli.models:remove",
+    "ps": "edgeinf.cli.ps",
     "run": "edgeinf.cli.run",
     "sessions": "edgeinf.cli.sessions",
     "serve": "edgeinf.cli.serve",
@@ -230,8 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgeinf.errors import EdgeinfError
 
     try:
-        module = importlib.import_module(_COMMANDS[args.command])
-        return int(module.run(args))
+        path, _, function = _COMMANDS[args.command].partition(":")
+        module = importlib.import_module(path)
+        return int(getattr(module, function or "run")(args))
     except EdgeinfError as exc:
         print(f"edgeinf: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

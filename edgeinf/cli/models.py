@@ -1,4 +1,5 @@
-"""`edgeinf models [--json]` lists models; `edgeinf models add PATH` registers a file."""
+"""`edgeinf models [--json]` lists models; `edgeinf models add PATH` registers a file;
+`edgeinf show NAME` describes one; `edgeinf rm NAME` removes one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from edgeinf.catalog import open_store
 from edgeinf.catalog.store import ModelStore
 from edgeinf.config import load_settings
 from edgeinf.errors import EdgeinfError
-from edgeinf.gguf.info import inspect
+from edgeinf.gguf.check import read_gguf
+from edgeinf.gguf.info import capabilities, inspect
+from edgeinf.gguf.info import describe as describe_gguf
 
 
 def listing(store: ModelStore) -> list[dict[str, Any]]:
@@ -86,6 +89,44 @@ def _table(rows: list[dict[str, Any]]) -> None:
     if not console.is_terminal:  # piped: full names, no wrapping to a guessed width
         console = Console(width=240)
     console.print(table)
+
+
+def describe(store: ModelStore, name: str) -> dict[str, Any]:
+    """What `edgeinf show` prints: the file's facts, its template and capabilities."""
+    model = store.resolve(name)
+    if model.path.suffix != ".gguf":
+        return {"name": model.name, "path": str(model.path), "capabilities": ["embedding"]}
+    gguf = read_gguf(model.path)
+    template = gguf.metadata.get("tokenizer.chat_template")
+    return {
+        "name": model.name,
+        "path": str(model.path),
+        "sha256": model.sha256,
+        **asdict(describe_gguf(gguf)),
+        "capabilities": capabilities(gguf.metadata),
+        "template": template if isinstance(template, str) else None,
+    }
+
+
+def show(args: argparse.Namespace) -> int:
+    facts = describe(open_store(load_settings()), args.name)
+    if args.json:
+        print(json.dumps(facts, indent=2))
+        return 0
+    for key, value in facts.items():
+        if key != "template":
+            shown = ", ".join(value) if isinstance(value, list) else value
+            print(f"{key:16} {shown}")
+    if facts.get("template"):
+        print(f"\ntemplate:\n{facts['template']}")
+    return 0
+
+
+def remove(args: argparse.Namespace) -> int:
+    store = open_store(load_settings())
+    for name in args.names:
+        print(store.remove(name))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:

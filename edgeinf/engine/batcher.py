@@ -17,6 +17,7 @@ error outside any job stops the loop; `alive` then says so and every waiting job
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from edgeinf.engine.engine import Engine, SeqState, common_prefix
 from edgeinf.engine.jobs import STOPPED, EngineStoppedError, Job, QueueFullError
 from edgeinf.engine.lanes import Lane
 from edgeinf.engine.sampling import Distribution, Sampler
+from edgeinf.engine.turns import Turns
 from edgeinf.engine.verify import verify
 from edgeinf.errors import EdgeinfError
 
@@ -117,6 +119,7 @@ class Batcher:
         self.drafting = True  # turned off with `limit` while the machine strains
         self.threads: int | None = None  # decode threads wanted; None: as the engines were made
         self.companions: list[Engine] = []  # engines decoded on this thread beside `engine`
+        self.turns: Turns | None = None  # shared with the loops of other models, if any
         self._threads: int | None = None
         self.max_queue = max_queue
         self._waiting: deque[Job] = deque()
@@ -206,7 +209,8 @@ class Batcher:
                     self._wake.wait()
                     continue
             try:
-                self._step()
+                with self.turns or contextlib.nullcontext():
+                    self._step()
             except Exception as exc:  # a failed decode ends the jobs in it, not the loop
                 if not isinstance(exc, EdgeinfError):
                     log.error("a decode step failed", exc_info=exc)

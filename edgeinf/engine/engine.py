@@ -80,7 +80,7 @@ class Engine:
         # The file's structure and its chat template (code from an untrusted file) are
         # checked before llama.cpp parses a byte of it.
         gguf = read_gguf(path)
-        template_src = gguf.metadata.get("tokenizer.chat_template")
+        template_src = opts.chat_template or gguf.metadata.get("tokenizer.chat_template")
         template_src = template_src if isinstance(template_src, str) else None
         ChatTemplate(template_src)
         self.path, self.opts, self.gguf = path, opts, gguf

@@ -81,7 +81,9 @@ def has_amx() -> bool:
         return False
 
 
-def load(path: Path, opts: EngineOptions) -> Native:
+def load(path: Path, opts: EngineOptions, embeddings: bool = False, pooling: int = -1) -> Native:
+    """A model and its context; with `embeddings`, a context whose outputs are the
+    sequences' pooled hidden states (`pooling`: a LLAMA_POOLING_TYPE, -1 the file's)."""
     ensure_backend()
     mparams = ll.llama_model_default_params()
     mparams.n_gpu_layers = opts.n_gpu_layers
@@ -112,6 +114,9 @@ def load(path: Path, opts: EngineOptions) -> Native:
     if opts.kv_type != "f16":  # a quantized V cache needs flash attention
         cparams.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_ENABLED
     cparams.no_perf = True
+    if embeddings:
+        cparams.embeddings = True
+        cparams.pooling_type = pooling
     ctx = ll.llama_init_from_model(model, cparams)
     if not ctx:
         ll.llama_model_free(model)

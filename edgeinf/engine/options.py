@@ -19,6 +19,7 @@ class EngineOptions:
     n_gpu_layers: int = 0
     kv_type: KvType = "f16"
     use_mmap: bool = True
+    chat_template: str | None = None  # the operator's, instead of the file's own
     # Bitwise reproducible logits: a token's logits do not depend on what else is in its
     # batch. Repacked weights use other kernels for one token than for a batch, and
     # sequences sharing the cache's cells change the order of attention's sums; so exact

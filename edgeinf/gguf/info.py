@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gguf import LlamaFileType
 
@@ -47,5 +49,32 @@ def describe(gguf: GGUFFile) -> ModelInfo:
     )
 
 
+def capabilities(metadata: dict[str, Any]) -> list[str]:
+    """What a GGUF model can be asked, in Ollama's words: completion, tools (its template
+    renders them), embedding (it declares a pooling of its outputs), thinking."""
+    arch = metadata.get("general.architecture", "")
+    template = metadata.get("tokenizer.chat_template")
+    template = template if isinstance(template, str) else ""
+    out = ["completion"]
+    if "tools" in template:
+        out.append("tools")
+    if metadata.get(f"{arch}.pooling_type") is not None:
+        out.append("embedding")
+    if "<think>" in template or "enable_thinking" in template:
+        out.append("thinking")
+    return out
+
+
 def inspect(path: Path) -> ModelInfo:
     return describe(read_gguf(path))
+
+
+def inspect_cached(path: Path) -> ModelInfo:
+    """`inspect`, read again only when the file changed (for listings asked often)."""
+    st = path.stat()
+    return _inspect_version(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _inspect_version(path: Path, size: int, mtime_ns: int) -> ModelInfo:
+    return inspect(path)

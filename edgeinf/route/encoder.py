@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from edgeinf.engine.embedder import Embedded, too_long, unit
 from edgeinf.errors import ModelFileError
 
 ENCODER_MODEL = "minilm-l6-v2-int8"
 ENCODER_TOKENIZER = "minilm-l6-v2-tokenizer"
 MAX_TOKENS = 256
+DIMS = 384
+BATCH = 32  # inputs evaluated together
 
 
 class SentenceEncoder:
@@ -38,19 +41,35 @@ class SentenceEncoder:
             ) from exc
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.no_padding()
+        self.dims = DIMS
         self.load_s = time.perf_counter() - started
 
+    def close(self) -> None:
+        """Nothing to release by hand: onnxruntime frees the session with the object."""
+
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
-        out = np.zeros((len(texts), 384), dtype=np.float32)
-        for i, text in enumerate(texts):  # one at a time: no padding work, and bounded memory
-            enc = self.tokenizer.encode(text)
-            ids = np.asarray([enc.ids], dtype=np.int64)
-            feeds = {
-                "input_ids": ids,
-                "attention_mask": np.ones_like(ids),
-                "token_type_ids": np.zeros_like(ids),
-            }
-            hidden = self.session.run(None, feeds)[0][0]
-            mean = hidden.mean(axis=0)
-            out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        return out
+        return self.embed(texts).vectors
+
+    def embed(self, texts: list[str], truncate: bool = True) -> Embedded:
+        """Unit-length vectors of `texts`, evaluated BATCH at a time (padded to the longest
+        of similar lengths: inputs are sorted by length first)."""
+        encodings = self.tokenizer.encode_batch(texts)
+        for i, enc in enumerate(encodings):
+            if enc.overflowing and not truncate:
+                n = len(enc.ids) + sum(len(o.ids) for o in enc.overflowing)
+                raise too_long(i, n, MAX_TOKENS)
+        out = np.zeros((len(texts), DIMS), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        for start in range(0, len(order), BATCH):
+            rows = order[start : start + BATCH]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for r, i in enumerate(rows):
+                n = len(encodings[i].ids)
+                ids[r, :n], mask[r, :n] = encodings[i].ids, 1
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = self.session.run(None, feeds)[0]
+            weights = mask[:, :, None].astype(np.float32)
+            out[rows] = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
+        return Embedded(unit(out), sum(len(e.ids) for e in encodings))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import Request, Response
@@ -19,7 +19,7 @@ from edgeinf.server.runtime import Runtime
 from edgeinf.server.schema import PromptTokensDetails, Usage
 from edgeinf.server.wire import Sampling, now
 from edgeinf.service.turn import Answer, TurnHandle
-from edgeinf.types import SamplingParams
+from edgeinf.types import Message, SamplingParams
 
 
 def runtime(request: Request) -> Runtime:
@@ -27,8 +27,9 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
-def sampling(req: Sampling, context: int) -> SamplingParams:
-    """The engine's parameters for a request; max_tokens defaults to the context size."""
+def sampling(req: Sampling, context: int, defaults: Mapping[str, float]) -> SamplingParams:
+    """The engine's parameters for a request; max_tokens defaults to the context size, and
+    what it does not set to the model's preset (`defaults`), else to the wire's defaults."""
     if req.chat_template is not None or req.chat_template_kwargs is not None:
         raise ApiError(
             400,
@@ -37,19 +38,32 @@ def sampling(req: Sampling, context: int) -> SamplingParams:
             "chat_template_not_allowed",
         )
     max_tokens = req.max_completion_tokens or req.max_tokens or context
+    given = req.model_fields_set
+
+    def pick(name: str) -> Any:
+        value = getattr(req, name)
+        return defaults[name] if name in defaults and name not in given else value
+
     return SamplingParams(
         grammar=grammar(req),
         max_tokens=max_tokens,
-        temperature=req.temperature,
-        top_k=req.top_k,
-        top_p=req.top_p,
-        min_p=req.min_p,
-        repeat_penalty=req.repeat_penalty,
+        temperature=pick("temperature"),
+        top_k=pick("top_k"),
+        top_p=pick("top_p"),
+        min_p=pick("min_p"),
+        repeat_penalty=pick("repeat_penalty"),
         frequency_penalty=req.frequency_penalty,
         presence_penalty=req.presence_penalty,
         seed=req.seed,
         stop=tuple(req.stop or ()),
     )
+
+
+def with_system(messages: tuple[Message, ...], system: str | None) -> tuple[Message, ...]:
+    """A conversation with the model preset's system prompt when it brings none."""
+    if system is None or any(m.role == "system" for m in messages):
+        return messages
+    return (Message("system", system), *messages)
 
 
 def grammar(req: Sampling) -> str | None:

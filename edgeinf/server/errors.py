@@ -108,23 +108,35 @@ def invalid_field(errors: Sequence[Any]) -> tuple[str, str, str]:
 _TEXT_ERRORS = ("string_unicode", "value_error", "extra_forbidden")
 
 
+def shaped(
+    request: Request, content: dict[str, Any], status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An error in the shape its route's clients read: OpenAI's object, or Ollama's one
+    line ({"error": "..."}) under /api/."""
+    if request.url.path.startswith("/api/"):
+        content = {"error": content["error"]["message"]}
+    return JSONResponse(content, status, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     @app.exception_handler(EdgeinfError)
     @app.exception_handler(Exception)
-    async def _mapped(_: Request, exc: Exception) -> JSONResponse:
+    async def _mapped(request: Request, exc: Exception) -> JSONResponse:
         status, content, headers = error_response(exc)
-        return JSONResponse(content, status, headers=headers)
+        return shaped(request, content, status, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         param, message, code = invalid_field(exc.errors())
-        return JSONResponse(body(message, "invalid_request_error", code, param), 400)
+        return shaped(request, body(message, "invalid_request_error", code, param), 400)
 
     @app.exception_handler(BodyTooLarge)
-    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
-        return JSONResponse(body(str(exc), "invalid_request_error", "body_too_large"), 413)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        content = body(str(exc), "invalid_request_error", "body_too_large")
+        return shaped(request, content, 413)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(body(str(exc.detail), "invalid_request_error"), exc.status_code)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        content = body(str(exc.detail), "invalid_request_error")
+        return shaped(request, content, exc.status_code)

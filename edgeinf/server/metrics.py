@@ -37,6 +37,7 @@ class Metrics:
         )
         for tier in TIERS:
             self.cached.labels(tier)
+        self.embedded = Counter("edgeinf_embedded_texts", "Texts embedded", registry=r)
         self.prefilled = Counter("edgeinf_prefilled_tokens", "Prompt tokens prefilled", registry=r)
         self.drafted = Counter("edgeinf_speculative_drafted", "Tokens drafted", registry=r)
         self.accepted = Counter(
@@ -69,7 +70,12 @@ class Metrics:
         )
         for tier in ("ram", "disk"):
             held.labels(tier).set_function(functools.partial(cache, tier))
-        self.loaded = Gauge("edgeinf_model_loaded", "1 while the model is in memory", registry=r)
+        self.loaded = Gauge("edgeinf_model_loaded", "Models in memory", registry=r)
+        self.admitted = Gauge(
+            "edgeinf_models_admitted_bytes",
+            "Memory the loaded models were admitted with (weights + KV cache)",
+            registry=r,
+        )
         self.parallel = Gauge(
             "edgeinf_parallel_limit",
             "Sequences decoded together now (strain lowers it)",

@@ -9,7 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from edgeinf.engine.toolcalls import Choice
 from edgeinf.errors import InvalidRequestError
-from edgeinf.server.answer import respond, runtime, sampling
+from edgeinf.server.answer import respond, runtime, sampling, with_system
 from edgeinf.server.errors import ApiError
 from edgeinf.server.metrics import CONTENT_TYPE
 from edgeinf.server.schema import (
@@ -43,8 +43,10 @@ async def chat_completions(
     x_edgeinf_private: str | None = Header(None, description="1, true or yes: keep it local"),
 ) -> Response:
     rt = runtime(request)
-    pipeline = await rt.serving()
-    rt.check_model(req.model)
+    name = None if rt.is_remote(req.model) else req.model
+    pipeline = await rt.serving(name, req.keep_alive)
+    service = pipeline.service
+    preset = service.settings.preset(service.model.name)
     tool_choice = choice(req)
     tools = tuple(  # with tool_choice "none" the model is not shown them
         Tool(t.function.name, t.function.description or "", t.function.parameters)
@@ -52,8 +54,8 @@ async def chat_completions(
         if tool_choice.mode != "none"
     )
     chat = ChatRequest(
-        tuple(m.message() for m in req.messages),
-        sampling(req, pipeline.service.context_length),
+        with_system(tuple(m.message() for m in req.messages), preset.system),
+        sampling(req, service.context_length, preset.sampling()),
         x_session_id or req.session_id,
         request.state.principal,
         tools,
@@ -70,6 +72,8 @@ async def chat_completions(
                 param="route",
             )
         route = "local"
+    if not rt.routes(service) and route != "remote":
+        route = "local"  # the router was trained for the default model
     turn = TurnRequest(chat, route, private, deadline=rt.deadline())
     return await respond(request, pipeline.answer(turn), req, chat=True, tools=bool(tools))
 
@@ -89,10 +93,11 @@ def choice(req: ChatCompletionRequest) -> Choice:
 @router.post("/v1/completions", responses=answer(TextCompletion))
 async def completions(req: CompletionRequest, request: Request) -> Response:
     rt = runtime(request)
-    pipeline = await rt.serving()
-    rt.check_model(req.model)
+    pipeline = await rt.serving(None if rt.is_remote(req.model) else req.model, req.keep_alive)
+    service = pipeline.service
+    defaults = service.settings.preset(service.model.name).sampling()
     chat = ChatRequest(
-        (), sampling(req, pipeline.service.context_length), None, request.state.principal
+        (), sampling(req, service.context_length, defaults), None, request.state.principal
     )
     turn = TurnRequest(chat, raw_prompt=req.prompt, deadline=rt.deadline())
     return await respond(request, pipeline.answer(turn), req, chat=False)
@@ -100,7 +105,8 @@ async def completions(req: CompletionRequest, request: Request) -> Response:
 
 @router.get("/v1/models", response_model=ModelList)
 async def models(request: Request) -> dict[str, Any]:
-    return {"object": "list", "data": [runtime(request).describe()]}
+    """Every local model a request may name, loaded or not."""
+    return {"object": "list", "data": runtime(request).cards()}
 
 
 @router.get("/v1/sessions", response_model=SessionList)
@@ -153,12 +159,7 @@ async def health() -> dict[str, str]:
 @router.get("/ready", response_model=Ready)
 async def ready(request: Request) -> dict[str, Any]:
     """Ready also while the model is unloaded for idleness: the next request loads it."""
-    rt = runtime(request)
-    card = rt.describe()
-    loaded = rt.pipeline is not None
-    if loaded:
-        rt.ready()  # raises (503) when the decode loop cannot go on
-    return {"status": "ready", "model": card["id"], "loaded": loaded}
+    return runtime(request).ready()
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

@@ -1,4 +1,5 @@
-"""What the server holds while it runs: the model (loaded in the background), metrics."""
+"""What the server holds while it runs: its models (loaded in the background and on demand),
+the session store, the remote dispatcher, its upkeep and metrics."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ import threading
 import time
 from typing import Any
 
+from edgeinf.catalog import open_store
+from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
-from edgeinf.errors import EdgeinfError
+from edgeinf.engine.embedder import Embedded
+from edgeinf.errors import EdgeinfError, InvalidRequestError, ModelNotFoundError
+from edgeinf.gguf.info import inspect_cached
 from edgeinf.guard import CpuUse, Strain, available_memory, hottest_c, strain, team_size
 from edgeinf.route.dispatch import Dispatcher
 from edgeinf.server.errors import RETRY_AFTER_S, ApiError
+from edgeinf.server.fleet import Fleet, Kind, Resident
 from edgeinf.server.metrics import Metrics
 from edgeinf.service.local import ChatService, open_sessions
 from edgeinf.service.turn import TurnPipeline
@@ -42,89 +48,80 @@ def sd_notify(state: str) -> None:
 
 
 class Runtime:
-    """The model's life in the server: loaded in the background, unloaded after `keep_alive_s`
-    idle and loaded again on demand; fewer sequences, then no new requests, while the machine
-    runs short of memory or overheats, and fewer decode threads while other processes keep
-    cores busy (checked every UPKEEP_S)."""
+    """The server's life: models loaded by name (fleet.Fleet), the default one in the
+    background at start; fewer sequences, then no new requests, while the machine runs short
+    of memory or overheats, and fewer decode threads while other processes keep cores busy
+    (checked every UPKEEP_S, when idle models are also unloaded)."""
 
     def __init__(self, settings: Settings, model_ref: str | None) -> None:
-        self.settings, self.model_ref = settings, model_ref
+        self.settings = settings
         self.sessions = open_sessions(settings)  # the process's, loaded model or not
-        self.pipeline: TurnPipeline | None = None
         self.dispatcher: Dispatcher | None = None
-        self.error: str | None = None
-        self.idle = False  # unloaded after keep_alive_s; the next request loads it again
-        self.reloading = False
+        self.error: str | None = None  # the default model's, when it cannot be resolved
+        default: LocalModel | None = None
+        ref = model_ref or settings.default_model
+        try:
+            default = open_store(settings).resolve(ref)
+        except EdgeinfError as exc:
+            self.error = str(exc)
         self.strain = Strain("ok")
         self.cpu = CpuUse()
-        self.threads: int | None = None  # decode threads now; None until the model loads
+        self.threads: int | None = None  # decode threads now; None until a model loads
         self.started = time.time()
-        self.last_used = time.monotonic()
         self.metrics = Metrics(self.depth, self.cache_bytes)
-        self.card: dict[str, Any] | None = None  # /v1/models' entry, kept while unloaded
-        self._lock = threading.Lock()
-        self._transition = threading.Lock()  # a load waits for an unload to finish
+        self.fleet = Fleet(settings, default, ref, self.sessions, self._pipeline, self._changed)
         self._stopping = threading.Event()
-        self._loader = threading.Thread(target=self._load, name="edgeinf-load", daemon=True)
         self._upkeep = threading.Thread(target=self._watch, name="edgeinf-upkeep", daemon=True)
 
     def start(self) -> None:
-        self._loader.start()
+        if self.fleet.default is not None:
+            self.fleet.want(self.fleet.default)
         self._upkeep.start()
 
-    def _load(self) -> None:
-        with self._transition:
-            self._load_now()
+    def _pipeline(self, service: ChatService) -> TurnPipeline:
+        """A loaded model's turns; the remote dispatcher is made with the first one."""
+        if self.dispatcher is None:
+            dispatcher = Dispatcher(
+                self.settings, service.model.name, service.identity.model_sha256
+            )
+            if dispatcher.remote is not None and self.settings.route == "auto":
+                _ = dispatcher.router  # loaded now, not on the first request
+            self.dispatcher = dispatcher
+        return TurnPipeline(
+            service, self.dispatcher, lambda note: log.warning("remote failed: %s", note)
+        )
 
-    def _load_now(self) -> None:
-        try:
-            settings = self.settings
-            service = ChatService(
-                settings,
-                self.model_ref,
-                parallel=settings.parallel,
-                store=self.sessions,
-                max_queue=settings.max_queue,
-            )
-            _ = service.keeper  # opened once here, before two threads could race to open it
-            if self.dispatcher is None:
-                dispatcher = Dispatcher(settings, service.model.name, service.identity.model_sha256)
-                if dispatcher.remote is not None and settings.route == "auto":
-                    _ = dispatcher.router  # loaded now, not on the first request
-                self.dispatcher = dispatcher
-            card = service.card()
-            self.card = {
-                "id": card["id"],
-                "object": "model",
-                "created": int(self.started),
-                "owned_by": "edgeinf",
-                **{k: v for k, v in card.items() if k != "id"},
-            }
-            pipeline = TurnPipeline(
-                service, self.dispatcher, lambda note: log.warning("remote failed: %s", note)
-            )
-            with self._lock:
-                self.pipeline, self.reloading, self.last_used = pipeline, False, time.monotonic()
-            self.metrics.loaded.set(1)
-            log.info("model %s ready", service.model.name)
+    def _changed(self) -> None:
+        loaded = self.fleet.loaded()
+        self.metrics.loaded.set(len(loaded))
+        self.metrics.admitted.set(sum(r.need for r in loaded))
+        if self._default() is not None and self._default_loaded():
             sd_notify("READY=1")
-        except EdgeinfError as exc:
-            self.error, self.reloading = str(exc), False
-            log.error("model failed to load: %s", exc)
-        except Exception as exc:  # not ours: the traceback is for the operator
-            self.error, self.reloading = "internal error (see the server log); restart", False
-            log.error("model failed to load", exc_info=exc)
+
+    def _default(self) -> Resident | None:
+        name = self.fleet.default_name
+        return None if name is None else self.fleet.residents.get(("chat", name))
+
+    def _default_loaded(self) -> bool:
+        resident = self._default()
+        return resident is not None and resident.pipeline is not None
+
+    def services(self) -> list[ChatService]:
+        """The loaded chat models' services."""
+        return [r.pipeline.service for r in self.fleet.loaded() if r.pipeline is not None]
 
     def depth(self) -> tuple[int, int]:
-        pipeline = self.pipeline
-        return (0, 0) if pipeline is None else pipeline.service.depth()
+        running = waiting = 0
+        for service in self.services():
+            a, b = service.depth()
+            running, waiting = running + a, waiting + b
+        return running, waiting
 
     def cache_bytes(self, tier: str) -> float:
-        """What the prefix cache holds in RAM (the loaded model's) or on disk (all models');
+        """What the prefix cache holds in RAM (the loaded models') or on disk (all models');
         NaN when the index cannot be read."""
         if tier == "ram":
-            pipeline = self.pipeline
-            return 0 if pipeline is None else pipeline.service.cache_ram_bytes()
+            return sum(service.cache_ram_bytes() for service in self.services())
         try:
             return self.sessions.index.kv_usage()
         except sqlite3.Error:
@@ -134,28 +131,108 @@ class Runtime:
         """When an answer started now is cut (time.monotonic())."""
         return time.monotonic() + self.settings.request_timeout_s
 
-    def ready(self) -> TurnPipeline:
-        with self._lock:
-            self.last_used = time.monotonic()
-            if self.pipeline is not None:
-                if not self.pipeline.service.healthy:
-                    raise ApiError(
-                        503,
-                        "the decode loop stopped after an internal error (see the server "
-                        "log); restart the server",
-                        "server_error",
-                        "engine_stopped",
-                    )
-                return self.pipeline
-            if self.idle and self.error is None and not self._stopping.is_set():  # on demand
-                self.idle, self.reloading = False, True
-                self._loader = threading.Thread(target=self._load, name="edgeinf-load")
-                self._loader.start()
-        if self.error is not None:
+    def model(self, name: str | None) -> LocalModel:
+        """The local model a request names; 404 for a name the server does not have."""
+        if not name and self.error is not None:
+            raise self._failed(self.error)
+        try:
+            return self.fleet.model(name)
+        except ModelNotFoundError as exc:
+            known = [m.name for m in self.fleet.local_models()]
+            if self.settings.remote_model:
+                known.append(self.settings.remote_model)
             raise ApiError(
-                503, f"the model failed to load: {self.error}", "server_error", "model_load_failed"
+                404,
+                f"{exc}; this server has {', '.join(repr(k) for k in known)} (see /v1/models)",
+                "invalid_request_error",
+                "model_not_found",
+                param="model",
+            ) from None
+
+    def is_remote(self, name: str | None) -> bool:
+        """A request naming the remote's model, when it is not also a local one."""
+        return bool(name) and name == self.settings.remote_model
+
+    def routes(self, service: ChatService) -> bool:
+        """Whether the router decides for this model's requests (the default model's: the
+        router was trained on its failures); the others' answers stay local unless a
+        request asks for the remote."""
+        return service.model.name == self.fleet.default_name
+
+    def cards(self) -> list[dict[str, Any]]:
+        """/v1/models: every local model a request may name, and whether it is loaded."""
+        loaded = {r.name: r for r in self.fleet.loaded() if r.kind == "chat"}
+        out = []
+        for model in self.fleet.local_models():
+            try:
+                info = inspect_cached(model.path)
+            except (OSError, EdgeinfError):  # a file gone or damaged is not listed
+                continue
+            resident = loaded.get(model.name)
+            context = (
+                resident.pipeline.service.context_length
+                if resident is not None and resident.pipeline is not None
+                else self.settings.for_model(model.name).n_ctx
             )
-        raise ApiError(
+            out.append(
+                {
+                    "id": model.name,
+                    "object": "model",
+                    "created": int(model.path.stat().st_mtime),
+                    "owned_by": "edgeinf",
+                    "architecture": info.architecture,
+                    "quantization": info.quantization,
+                    "context_length": context,
+                    "loaded": resident is not None,
+                }
+            )
+        return out
+
+    @staticmethod
+    def _failed(error: str) -> ApiError:
+        return ApiError(
+            503, f"the model failed to load: {error}", "server_error", "model_load_failed"
+        )
+
+    def ready(self) -> dict[str, object]:
+        """/ready: the default model loaded, or unloaded for idleness (the next request
+        loads it again); 503 while it loads at start, or after it failed to."""
+        default = self.fleet.default
+        if self.error is not None or default is None:
+            raise self._failed(self.error or "no default model")
+        resident = self._default()
+        if resident is not None and resident.error is not None:
+            raise self._failed(resident.error)
+        if resident is not None and resident.pipeline is not None:
+            if not resident.pipeline.service.healthy:
+                raise self._stopped()
+            return {"status": "ready", "model": default.name, "loaded": True}
+        if resident is None and default.name in self.fleet.ever_loaded:
+            return {"status": "ready", "model": default.name, "loaded": False}
+        raise self._loading()
+
+    def _shedding(self) -> ApiError:
+        return ApiError(
+            503,
+            f"the server is shedding load: {self.strain.why}; retry later",
+            "server_busy",
+            "overloaded",
+            {"Retry-After": str(RETRY_AFTER_S * 5)},
+        )
+
+    @staticmethod
+    def _stopped() -> ApiError:
+        return ApiError(
+            503,
+            "the decode loop stopped after an internal error (see the server log); restart "
+            "the server",
+            "server_error",
+            "engine_stopped",
+        )
+
+    @staticmethod
+    def _loading() -> ApiError:
+        return ApiError(
             503,
             "the model is still loading; retry shortly",
             "server_busy",
@@ -163,53 +240,66 @@ class Runtime:
             {"Retry-After": str(RETRY_AFTER_S)},
         )
 
-    def check_model(self, name: str | None) -> None:
-        """A request may name the served model (or the remote's), or none for the default."""
-        served = {self.card["id"]} if self.card else set()
-        if self.settings.remote_model:
-            served.add(self.settings.remote_model)
-        if name and name not in served:
-            raise ApiError(
-                404,
-                f"the model '{name}' is not served here; ask for "
-                f"{' or '.join(repr(s) for s in sorted(served))} (see /v1/models)",
-                "invalid_request_error",
-                "model_not_found",
+    async def serving(self, name: str | None, keep_alive_s: float | None = None) -> TurnPipeline:
+        """The pipeline of the model a request names: waits while it loads on demand (a
+        few seconds; the first load at start-up answers 503 at once, as /ready does), and
+        refuses new work while the machine is critically short of memory or too hot.
+        `keep_alive_s` (the request's) replaces the model's idle time before unloading."""
+        if self.strain.level == "critical":
+            raise self._shedding()
+        resident = await self.resident(name, "chat", keep_alive_s)
+        assert resident.pipeline is not None
+        if not resident.pipeline.service.healthy:
+            raise self._stopped()
+        return resident.pipeline
+
+    async def resident(
+        self, name: str | None, kind: Kind, keep_alive_s: float | None = None
+    ) -> Resident:
+        """The named model, loaded for chat or for embeddings, waiting while it loads."""
+        model = self.model(name)
+        if kind == "chat" and model.path.suffix != ".gguf":
+            raise InvalidRequestError(
+                f"{model.name} is an embedding model; send it texts to embed (/v1/embeddings)",
                 param="model",
             )
-
-    def describe(self) -> dict[str, Any]:
-        """The model's card, also while it is unloaded for idleness (without loading it)."""
-        if self.card is None:
-            self.ready()  # raises: still loading, or failed
-        assert self.card is not None
-        return self.card
-
-    async def serving(self) -> TurnPipeline:
-        """The pipeline for a request that generates: waits while an idle model loads again
-        (a few seconds; a first load at start-up answers 503 at once, as /ready does), and
-        refuses new work while the machine is critically short of memory or too hot."""
-        if self.strain.level == "critical":
-            raise ApiError(
-                503,
-                f"the server is shedding load: {self.strain.why}; retry later",
-                "server_busy",
-                "overloaded",
-                {"Retry-After": str(RETRY_AFTER_S * 5)},
-            )
         deadline = time.monotonic() + RELOAD_WAIT_S
+        resident = self.fleet.want(model, kind)
         while True:
-            try:
-                return self.ready()
-            except ApiError:
-                if self.error or not self.reloading or time.monotonic() > deadline:
-                    raise
+            if resident.loaded and not resident.draining:
+                resident.last_used = time.monotonic()
+                if keep_alive_s is not None:
+                    resident.keep_alive_s = keep_alive_s
+                return resident
+            if resident.error is not None:
+                raise self._failed(resident.error)
+            if resident.gone:
+                resident = self.fleet.want(model, kind)
+                continue
+            starting = model is self.fleet.default and model.name not in self.fleet.ever_loaded
+            if (kind == "chat" and starting) or time.monotonic() > deadline:
+                raise self._loading()  # starting up: as /ready says
             await asyncio.sleep(0.05)
+
+    async def embed(
+        self, name: str | None, texts: list[str], truncate: bool, keep_alive_s: float | None
+    ) -> tuple[Resident, Embedded]:
+        """Vectors of `texts` from the named model (loaded for embeddings on demand)."""
+        if self.strain.level == "critical":
+            raise self._shedding()
+        resident = await self.resident(name, "embed", keep_alive_s)
+        assert resident.embedder is not None
+        resident.embedding += 1
+        try:
+            return resident, await asyncio.to_thread(resident.embedder.embed, texts, truncate)
+        finally:
+            resident.embedding -= 1
+            resident.last_used = time.monotonic()
 
     def _watch(self) -> None:
         while True:
             self._assess()
-            self._unload_if_idle()
+            self.fleet.unload_idle()
             if self._stopping.wait(UPKEEP_S):
                 return
 
@@ -227,9 +317,8 @@ class Runtime:
         self.strain = now
         limit = s.parallel if now.level == "ok" else 1
         others = self.cpu.others()
-        pipeline = self.pipeline
-        if pipeline is not None:
-            configured = pipeline.service.opts.threads
+        for service in self.services():
+            configured = service.opts.threads
             threads = team_size(configured, self.cpu.cpus, others)
             if threads != (self.threads or configured):
                 log.warning(
@@ -239,40 +328,18 @@ class Runtime:
                     configured,
                 )
             self.threads = threads
-            pipeline.service.limit_load(limit, drafting=now.level == "ok", threads=threads)
+            service.limit_load(
+                min(limit, service.settings.parallel), drafting=now.level == "ok", threads=threads
+            )
             self.metrics.threads.set(threads)
         self.metrics.drafting.set(now.level == "ok")  # first: whoever sees the new limit sees this
         self.metrics.parallel.set(limit)
         self.metrics.shedding.set(now.level == "critical")
 
-    def _unload_if_idle(self) -> None:
-        keep = self.settings.keep_alive_s
-        with self._transition:
-            with self._lock:
-                pipeline = self.pipeline
-                if not keep or pipeline is None or time.monotonic() - self.last_used < keep:
-                    return
-                if self.depth() != (0, 0):
-                    return
-                self.pipeline, self.idle = None, True
-            self.metrics.loaded.set(0)
-            self._close(pipeline.service)
-        log.info("model unloaded after %g s idle; the next request loads it again", keep)
-
-    @staticmethod
-    def _close(service: ChatService, drain_s: float = 0.0) -> None:
-        service.stop_batching(drain_s)
-        service.flush()
-        service.close()
-
     def stop(self, drain_s: float) -> None:
         sd_notify("STOPPING=1")
         self._stopping.set()
-        self._loader.join(timeout=60)
-        with self._lock:
-            pipeline, self.pipeline = self.pipeline, None
-        if pipeline is not None:
-            self._close(pipeline.service, drain_s)
+        self.fleet.stop(drain_s)
         if self.dispatcher is not None:
             self.dispatcher.close()
         self.sessions.close()

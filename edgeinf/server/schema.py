@@ -117,11 +117,30 @@ class ModelCard(BaseModel):
     architecture: str
     quantization: str
     context_length: int
+    loaded: bool  # in memory now; a request for it loads it otherwise
 
 
 class ModelList(BaseModel):
     object: Literal["list"]
     data: list[ModelCard]
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str  # str: base64 of little-endian float32
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
 
 
 class SessionSummary(BaseModel):

@@ -51,7 +51,7 @@ class Gate:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         refusal = self._refuse(scope, headers)
         if refusal is not None:
-            await _send_error(send, *refusal)
+            await _send_error(send, scope["path"], *refusal)
             return
         scope.setdefault("state", {})["principal"] = self.principal
         await self.app(scope, self._limited(receive, send), send)
@@ -97,8 +97,10 @@ class Gate:
         return limited
 
 
-async def _send_error(send: Send, status: int, type_: str, message: str) -> None:
-    payload: Any = json.dumps(body(message, type_)).encode()
+async def _send_error(send: Send, path: str, status: int, type_: str, message: str) -> None:
+    """A refusal in the shape the route's clients read (see errors.shaped)."""
+    content = {"error": message} if path.startswith("/api/") else body(message, type_)
+    payload: Any = json.dumps(content).encode()
     await send(
         {
             "type": "http.response.start",

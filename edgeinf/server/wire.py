@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -36,15 +40,51 @@ def _encodable(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_encodable)]
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _seconds(value: Any) -> float:
+    """Ollama's keep_alive: seconds, or a Go duration ("5m", "1h30m"); negative: forever
+    (math.inf); 0: unload once the answer ends."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str) or len(str(value)) > 64:
+        raise ValueError("must be a number of seconds or a duration like 5m")
+    if isinstance(value, str):
+        text = value.strip()
+        sign = -1.0 if text.startswith("-") else 1.0
+        body = text.lstrip("+-")
+        try:
+            number = float(body)
+        except ValueError:
+            parts = _DURATION.findall(body)
+            if not body or "".join(n + u for n, u in parts) != body:
+                raise ValueError(
+                    f"'{value}' is not a duration; send seconds or a duration like 5m, 1h30m"
+                ) from None
+            number = sum(float(n) * _UNIT_S[u] for n, u in parts)
+        value = sign * number
+    if math.isnan(value):
+        raise ValueError("must be a number of seconds or a duration like 5m")
+    return math.inf if value < 0 else float(value)
+
+
+KeepAlive = Annotated[
+    float,
+    BeforeValidator(_seconds),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "maxLength": 64}]}),
+]
 Stop = Annotated[Text, StringConstraints(min_length=1, max_length=256)]
 
 
-def _not_yet(what: str) -> AfterValidator:
-    """A field clients send that edgeinf does not implement yet: its empty values pass, any
-    other is refused, so that nothing a client asks for is silently dropped."""
+def not_yet(what: str, *neutral: Any) -> AfterValidator:
+    """A field clients send that edgeinf does not implement yet: its empty values (and
+    `neutral` ones, which ask for nothing) pass, any other is refused, so that nothing a
+    client asks for is silently dropped."""
 
     def check(value: Any) -> Any:
-        if value not in (None, False, [], {}, "none"):
+        allowed = (None, False, [], {}, "none", *neutral)
+        if not any(type(value) is type(a) and value == a for a in allowed):
             raise ValueError(f"{what} is not supported yet; leave it out")
         return value
 
@@ -115,8 +155,8 @@ class WireMessage(BaseModel):
     name: Text | None = Field(None, max_length=256)
     refusal: Text | None = None
     annotations: list[Any] | None = None
-    audio: Annotated[Any, _not_yet("audio")] = None
-    function_call: Annotated[Any, _not_yet("function_call (use tool_calls)")] = None
+    audio: Annotated[Any, not_yet("audio")] = None
+    function_call: Annotated[Any, not_yet("function_call (use tool_calls)")] = None
 
     @model_validator(mode="after")
     def _complete(self) -> WireMessage:
@@ -190,12 +230,14 @@ class Sampling(BaseModel):
     metadata: dict[str, Any] | None = None
     store: bool | None = None
     service_tier: str | None = None
-    logprobs: Annotated[Any, _not_yet("logprobs")] = None
-    top_logprobs: Annotated[Any, _not_yet("top_logprobs")] = None
-    logit_bias: Annotated[Any, _not_yet("logit_bias")] = None
+    logprobs: Annotated[Any, not_yet("logprobs")] = None
+    top_logprobs: Annotated[Any, not_yet("top_logprobs")] = None
+    logit_bias: Annotated[Any, not_yet("logit_bias")] = None
     session_id: Text | None = Field(
         None, json_schema_extra={"pattern": SESSION_ID_PATTERN}
     )  # checked by the session store, whose error says what a valid id looks like
+    # How long the model stays loaded after this request (Ollama's keep_alive).
+    keep_alive: KeepAlive | None = None
     # Accepted only to be refused with a clear error (a request may not supply templates).
     chat_template: Any = None
     chat_template_kwargs: Any = None
@@ -211,12 +253,12 @@ class ChatCompletionRequest(Sampling):
     tools: list[WireTool] | None = Field(None, max_length=128)
     tool_choice: Literal["none", "auto", "required"] | NamedChoice | None = None
     parallel_tool_calls: bool = True
-    functions: Annotated[Any, _not_yet("functions (use tools)")] = None
-    function_call: Annotated[Any, _not_yet("function_call (use tool_choice)")] = None
-    reasoning_effort: Annotated[Any, _not_yet("reasoning_effort")] = None
-    modalities: Annotated[Any, _not_yet("modalities")] = None
-    audio: Annotated[Any, _not_yet("audio")] = None
-    prediction: Annotated[Any, _not_yet("prediction")] = None
+    functions: Annotated[Any, not_yet("functions (use tools)")] = None
+    function_call: Annotated[Any, not_yet("function_call (use tool_choice)")] = None
+    reasoning_effort: Annotated[Any, not_yet("reasoning_effort")] = None
+    modalities: Annotated[Any, not_yet("modalities")] = None
+    audio: Annotated[Any, not_yet("audio")] = None
+    prediction: Annotated[Any, not_yet("prediction")] = None
     # edgeinf: where to answer (default: the server's `route` setting), and privacy
     route: Literal["auto", "local", "remote"] | None = None
     private: bool = False
@@ -226,10 +268,33 @@ class ChatCompletionRequest(Sampling):
 
 class CompletionRequest(Sampling):
     prompt: Text = Field(max_length=1 << 22)
-    suffix: Annotated[Any, _not_yet("suffix (fill-in-the-middle)")] = None
-    echo: Annotated[Any, _not_yet("echo")] = None
-    best_of: Annotated[Any, _not_yet("best_of")] = None
+    suffix: Annotated[Any, not_yet("suffix (fill-in-the-middle)")] = None
+    echo: Annotated[Any, not_yet("echo")] = None
+    best_of: Annotated[Any, not_yet("best_of")] = None
 
 
 def now() -> int:
     return int(time.time())
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, max_length=512)
+    input: Text | Annotated[list[Text], Field(min_length=1, max_length=2048)] | list[Any]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1, le=1 << 16)
+    user: Text | None = Field(None, max_length=256)  # changes nothing about a vector
+    # edgeinf: cut inputs longer than the model takes instead of refusing them
+    truncate: bool = False
+    keep_alive: KeepAlive | None = None
+
+    @field_validator("input", mode="after")
+    @classmethod
+    def _texts(cls, v: str | list[Any]) -> str | list[Any]:
+        if isinstance(v, list) and not all(isinstance(t, str) for t in v):
+            raise ValueError("token arrays are not accepted; send the texts themselves")
+        return v
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from pathlib import Path
 
 from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.catalog.store import LocalModel
@@ -17,7 +18,7 @@ from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions, default_gpu_layers
 from edgeinf.engine.toolcalls import Choice, shape, triggers
 from edgeinf.engine.vocab import Vocab
-from edgeinf.errors import InvalidRequestError
+from edgeinf.errors import ConfigError, InvalidRequestError
 from edgeinf.guard import check_fits, physical_cores
 from edgeinf.service.channel import Channel
 from edgeinf.service.context import ContextPolicy, Trimmed, fit
@@ -161,6 +162,8 @@ class ChatService:
             open_store(settings), model_ref or settings.default_model
         )
         self.opts = engine_options(settings, n_seq_max=parallel)
+        if (file := settings.preset(self.model.name).chat_template_file) is not None:
+            self.opts = replace(self.opts, chat_template=read_template(file))
         if settings.speculative != "off" and settings.speculative_exact:
             self.opts = replace(self.opts, exact=True)
         check_fits(*footprint(self.model.path, self.opts))  # refused with the numbers
@@ -382,6 +385,17 @@ def engine_options(settings: Settings, n_seq_max: int = 1) -> EngineOptions:
         ),
         kv_type=settings.kv_type,
     )
+
+
+def read_template(path: Path) -> str:
+    """An operator's chat template file (checked like a GGUF's own when the model loads)."""
+    try:
+        return path.expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the chat template {path} ({exc}); fix chat_template_file in the "
+            "model's preset"
+        ) from exc
 
 
 def open_sessions(settings: Settings) -> SessionStore:

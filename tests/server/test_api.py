@@ -8,6 +8,8 @@ import httpx
 import openai
 import pytest
 
+from edgeinf.catalog import open_store
+from edgeinf.config import Settings
 from tests.conftest import DRAFT, TINY
 from tests.server.conftest import Server
 
@@ -41,13 +43,17 @@ def test_openai_streaming_chat(chat_server: Server) -> None:
     assert len(pieces) > 3 and "3" in text
 
 
-def test_openai_text_completion_and_models(tiny_server: Server) -> None:
+def test_openai_text_completion_and_models(tiny_server: Server, settings: Settings) -> None:
     c = client(tiny_server)
     r = c.completions.create(
         model=TINY, prompt="The capital of France is", max_tokens=8, temperature=0
     )
     assert r.choices[0].text.strip()
-    assert [m.id for m in c.models.list().data] == ["gemma-3-270m-q4_k_m"]
+    listed = {m.id: m.model_extra for m in c.models.list().data}
+    assert next(iter(listed)) == TINY  # the default first, then every other local model
+    assert listed[TINY]["loaded"] is True and listed[TINY]["architecture"] == "gemma3"
+    local = {m.name for m in open_store(settings).chat_models()}
+    assert set(listed) == local and not any(listed[n]["loaded"] for n in local - {TINY})
 
 
 def test_openapi_schema_is_served(tiny_server: Server) -> None:

@@ -33,7 +33,7 @@ from edgeinf.sessions.store import SessionStore
 
 log = logging.getLogger("edgeinf.server")
 MARGIN = 256 << 20  # kept free beside what the models take (as guard.check_fits does)
-GRACE_S = 1.0  # a model that just handed out its pipeline is not evicted under its request
+GRACE_S = 0.25  # a model that just handed out its pipeline is not evicted before its request starts
 EMBED_OVERHEAD = 64 << 20  # an embedding model's memory beside its weights
 EVICT_WAIT_S = 60.0  # how long a load waits for a busy model to finish before giving up
 UNLOAD_DRAIN_S = 10.0  # what an unload asked for lets running answers finish in

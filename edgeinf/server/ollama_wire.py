@@ -43,6 +43,19 @@ class Options(BaseModel):
     typical_p: Annotated[Any, not_yet("options.typical_p", 1, 1.0)] = None
     penalize_newline: Annotated[Any, not_yet("options.penalize_newline", True)] = None
     num_keep: Annotated[Any, not_yet("options.num_keep", -1, 0)] = None
+    # What sizes or places the model: the operator's (see _load_options); null passes.
+    numa: Any = None
+    num_batch: Any = None
+    num_gpu: Any = None
+    main_gpu: Any = None
+    num_thread: Any = None
+    low_vram: Any = None
+    f16_kv: Any = None
+    logits_all: Any = None
+    vocab_only: Any = None
+    use_mmap: Any = None
+    use_mlock: Any = None
+    embedding_only: Any = None
 
     @model_validator(mode="before")
     @classmethod

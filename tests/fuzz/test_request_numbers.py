@@ -10,7 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from edgeinf.errors import InvalidRequestError
+from edgeinf.server import ollama
 from edgeinf.server.answer import sampling
+from edgeinf.server.ollama_wire import OllamaChat
 from edgeinf.server.wire import ChatCompletionRequest, CompletionRequest
 from tests.fuzz.conftest import Cases
 
@@ -54,7 +57,35 @@ def test_numbers_are_refused_or_safe_for_the_engine(
         req = model.model_validate(body)
     except ValidationError:
         return
-    params = sampling(req, 1024)  # raises if the wire took something the engine refuses
+    params = sampling(req, 1024, {})  # raises if the wire took something the engine refuses
     for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
         assert math.isfinite(getattr(params, name))
     assert 1 <= params.max_tokens <= 1 << 20 and req.n == 1
+
+
+OLLAMA_NUMERIC = [
+    "num_ctx", "num_predict", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
+    "repeat_last_n", "presence_penalty", "frequency_penalty", "seed", "mirostat", "tfs_z",
+    "typical_p", "num_keep", "keep_alive",
+]  # fmt: skip
+
+
+@pytest.mark.reliability(10, 33)
+@given(fields=st.dictionaries(st.sampled_from(OLLAMA_NUMERIC), JSON_VALUES, min_size=1, max_size=4))
+def test_ollama_options_are_refused_or_safe_for_the_engine(
+    fields: dict[str, object], cases: Cases
+) -> None:
+    cases()
+    keep = fields.pop("keep_alive", None)
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "options": fields}
+    if keep is not None:
+        body["keep_alive"] = keep
+    try:
+        req = OllamaChat.model_validate(body)
+        params = ollama.sampling(req, 1024, {})  # raises if the wire took what the engine refuses
+    except (ValidationError, InvalidRequestError):
+        return
+    for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
+        assert math.isfinite(getattr(params, name))
+    assert 1 <= params.max_tokens <= 1 << 20 and params.repeat_last_n >= 0
+    assert req.keep_alive is None or req.keep_alive >= 0

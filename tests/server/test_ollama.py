@@ -232,3 +232,18 @@ def test_a_stream_cut_by_the_client_frees_its_sequence(served: Ollama) -> None:
         lines = r.iter_lines()
         assert not json.loads(next(lines))["done"]
     assert settles(served.server, "edgeinf_running_requests", 0, within=2)
+
+
+def test_langchain_ollama_chats_and_embeds(served: Ollama) -> None:
+    from langchain_ollama import ChatOllama, OllamaEmbeddings
+
+    url = served.server.url
+    llm = ChatOllama(model=TINY, base_url=url, temperature=0, num_predict=8, seed=7)
+    said = llm.invoke("Name three colours.")
+    assert isinstance(said.content, str) and said.content
+    assert "".join(str(c.content) for c in llm.stream("Name three colours.")) == said.content
+    vectors = OllamaEmbeddings(model=ENCODER_MODEL, base_url=url)
+    rows = vectors.embed_documents(["A man plays the guitar.", "Stocks fell today."])
+    query = vectors.embed_query("A man plays the guitar.")
+    assert len(rows) == 2 and len(query) == 384
+    assert max(abs(a - b) for a, b in zip(rows[0], query, strict=True)) < 1e-5

@@ -13,7 +13,6 @@ import schemathesis
 from hypothesis import given, settings
 from schemathesis.checks import positive_data_acceptance
 
-from tests.conftest import TINY
 from tests.server.conftest import Server, start
 
 EXAMPLES = int(os.environ.get("EDGEINF_SCHEMA_EXAMPLES", "25"))
@@ -21,16 +20,18 @@ EXAMPLES = int(os.environ.get("EDGEINF_SCHEMA_EXAMPLES", "25"))
 
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("schema")
+    # A model store of its own: fuzzed /api/delete and /api/pull never touch the user's.
     server = start(
-        tmp_path_factory.mktemp("schema"), "-m", TINY, "--ctx", "256", "--parallel", "2",
-        env={"EDGEINF_REQUEST_TIMEOUT_S": "10"},
+        tmp, "-m", str(tiny_path), "--ctx", "256", "--parallel", "2",
+        env={"EDGEINF_REQUEST_TIMEOUT_S": "10", "EDGEINF_MODELS_DIR": str(tmp / "models")},
     )  # fmt: skip
     yield server
     assert server.stop() == 0
 
 
 @pytest.mark.slow
-@pytest.mark.reliability(34)
+@pytest.mark.reliability(34, 45)
 def test_no_5xx_and_responses_match_the_schema(
     fuzzed_server: Server, record_property: Callable[[str, object], None]
 ) -> None:
@@ -50,4 +51,4 @@ def test_no_5xx_and_responses_match_the_schema(
 
         check()
     record_property("fuzz_cases", sum(ran.values()))
-    assert len(ran) >= 9, f"operations fuzzed: {sorted(ran)}"
+    assert len(ran) >= 20, f"operations fuzzed: {sorted(ran)}"

@@ -1,4 +1,5 @@
-"""A real HTTP server on loopback that plays a model hub and a package index in tests."""
+"""A real HTTP server on loopback that plays a model hub (files, Hugging Face's model API,
+gated repositories, redirects to another host) and a package index in tests."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ class Served:
     json_pages: dict[str, object] = field(default_factory=dict)
     cut_after: int | None = None  # close the connection after this many body bytes, once
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range)
+    tokens_seen: list[str | None] = field(default_factory=list)  # each request's Authorization
+    gated: dict[str, str] = field(default_factory=dict)  # path prefix -> the token it needs
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> URL it moved to
 
     def add_wheel(
         self, package: str, version: str, member: str, data: bytes, wheel_sha: str | None = None
@@ -46,6 +50,20 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             served.requests.append((self.path, self.headers.get("Range")))
+            given = self.headers.get("Authorization")
+            served.tokens_seen.append(given)
+            for prefix, token in served.gated.items():
+                if self.path.startswith(prefix) and given != f"Bearer {token}":
+                    self._send(
+                        401, b'{"error": "Access to this model is restricted"}', "application/json"
+                    )
+                    return
+            if self.path in served.redirects:
+                self.send_response(302)
+                self.send_header("Location", served.redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if self.path in served.json_pages:
                 body = json.dumps(served.json_pages[self.path]).encode()
                 self._send(200, body, "application/vnd.pypi.simple.v1+json")

@@ -58,6 +58,7 @@ ROWS: dict[int, tuple[str, str]] = {
     38: ("new surfaces", "tool results and tool arguments carrying role markers"),
     39: ("new surfaces", "a model name over HTTP that is a path, a URL, or unknown"),
     40: ("new surfaces", "several models beyond memory; a model deleted while loaded"),
+    41: ("new surfaces", "hub pull: bad repo names, a lying listing, a gated repo, a redirect"),
     42: ("new surfaces", "the prefix cache across principals"),
     43: ("new surfaces", "prefix cache files killed, damaged, of another model; RAM tier full"),
     44: ("new surfaces", "a conversation longer than the context"),

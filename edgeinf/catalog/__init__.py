@@ -15,9 +15,13 @@ def open_store(settings: Settings) -> ModelStore:
 def resolve_verified(store: ModelStore, ref: str) -> LocalModel:
     """Resolve a model reference; a file with a known sha256 must match it before use."""
     model = store.resolve(ref)
-    if model.sha256 and not store.verify(model.path, model.sha256):
-        again = f"run `edgeinf pull {model.name}`" if model.entry else "register it again"
-        raise ModelFileError(
-            f"{model.path} does not match its sha256 (changed or damaged); {again}"
-        )
+    files = [(model.path, model.sha256), *model.shards] if model.sha256 else []
+    for path, sha256 in files:
+        if not path.is_file() or not store.verify(path, sha256):
+            again = (
+                f"run `edgeinf pull {model.name}`" if model.entry else "pull or register it again"
+            )
+            raise ModelFileError(
+                f"{path} does not match its sha256 (changed, damaged or gone); {again}"
+            )
     return model

@@ -31,7 +31,12 @@ def client() -> httpx.Client:
 
 
 def hub_url(base: str, source: HubSource) -> str:
-    return f"{base.rstrip('/')}/{quote(source.repo)}/resolve/main/{quote(source.file)}"
+    return file_url(base, source.repo, "main", source.file)
+
+
+def file_url(base: str, repo: str, revision: str, path: str) -> str:
+    """Where a hub serves one file of a repository at a revision (Hugging Face's layout)."""
+    return f"{base.rstrip('/')}/{quote(repo)}/resolve/{quote(revision)}/{quote(path)}"
 
 
 def fetch_hub(http: httpx.Client, url: str, partial: Path, progress: Progress) -> str:

@@ -24,7 +24,7 @@ Notify = Callable[[str], None]
 
 
 @contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
+def exclusive(lock_path: Path) -> Iterator[None]:
     """One pull of a model at a time, across processes."""
     with lock_path.open("w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -46,7 +46,7 @@ def pull(
     """Make `entry` present and verified in the store; return its path."""
     final = store.path_of(entry)
     root = store.ensure()
-    with _exclusive(root / f".{entry.file}.lock"):
+    with exclusive(root / f".{entry.file}.lock"):
         if final.is_file() and store.verify(final, entry.sha256):
             return final
         failures: list[str] = []

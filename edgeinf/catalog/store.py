@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgeinf.catalog.entries import CatalogEntry
 from edgeinf.errors import ModelFileError, ModelNotFoundError
@@ -28,6 +29,7 @@ class LocalModel:
     path: Path
     sha256: str | None  # expected digest, when the catalog or registry knows one
     entry: CatalogEntry | None
+    shards: tuple[tuple[Path, str], ...] = ()  # a split model's other files and their sha256
 
     def digest(self) -> str:
         """The file's sha256: the known one, else computed (a path given directly)."""
@@ -99,7 +101,7 @@ class ModelStore:
 
     # -- the registry of a user's own files --
 
-    def registered(self) -> dict[str, dict[str, str]]:
+    def registered(self) -> dict[str, dict[str, Any]]:
         try:
             data = json.loads((self.root / REGISTRY).read_text())
         except FileNotFoundError:
@@ -110,6 +112,21 @@ class ModelStore:
                 "register your models again with `edgeinf models add PATH`"
             ) from exc
         return dict(data)
+
+    def register_verified(
+        self, name: str, files: list[tuple[Path, str]], source: dict[str, str]
+    ) -> None:
+        """Register files already verified against their sha256 (a pulled hub model: its
+        shards in order) under `name`, with where they came from."""
+        models = self.registered()
+        (first, sha), rest = files[0], files[1:]
+        models[name] = {
+            "path": str(first),
+            "sha256": sha,
+            "shards": [[str(p), d] for p, d in rest],
+            **source,
+        }
+        write_atomic(self.root / REGISTRY, json.dumps(models, indent=2).encode())
 
     def register(self, path: Path, name: str | None = None) -> str:
         path = path.expanduser().resolve()
@@ -129,7 +146,8 @@ class ModelStore:
 
     def resolve(self, ref: str) -> LocalModel:
         """A catalog name, a registered name or a path to a .gguf file, as a file on disk."""
-        if ref.endswith(".gguf") or os.sep in ref:
+        named = ref.removesuffix(":latest")
+        if (ref.endswith(".gguf") or os.sep in ref) and named not in self.registered():
             path = Path(ref).expanduser()
             if not path.is_file():
                 raise ModelNotFoundError(f"no model file at {path}; check the path")
@@ -160,23 +178,30 @@ class ModelStore:
                     f"registered model '{ref}' points to {path}, which is gone; "
                     "register it again with `edgeinf models add PATH`"
                 )
-            return LocalModel(ref, path, reg[ref]["sha256"], None)
+            shards = tuple((Path(p), d) for p, d in reg[ref].get("shards", ()))
+            return LocalModel(ref, path, reg[ref]["sha256"], None, shards)
+        pulled = [n for n in reg if n.startswith(f"{ref}:")]  # owner/repo, pulled as one quant
+        if len(pulled) == 1:
+            return self.named(pulled[0])
         raise ModelNotFoundError(
             f"unknown model '{ref}'; {_suggest(ref, [*self.catalog, *reg])}"
             "run `edgeinf models` to list models"
         )
 
     def remove(self, name: str) -> str:
-        """Remove a model by name: a pulled file is deleted, a registered one forgotten
-        (its file is the user's). Says what was done."""
+        """Remove a model by name: a pulled one's files are deleted, a registered file of
+        the user's only forgotten. Says what was done."""
         model = self.named(name)
         reg = self.registered()
         if model.name in reg:
+            pulled = "hub" in reg[model.name]
             del reg[model.name]
             write_atomic(self.root / REGISTRY, json.dumps(reg, indent=2).encode())
-            return f"forgot {model.name} (its file {model.path} is left in place)"
-        model.path.unlink(missing_ok=True)
-        self._mark(model.path).unlink(missing_ok=True)
+            if not pulled:
+                return f"forgot {model.name} (its file {model.path} is left in place)"
+        for path in (model.path, *(p for p, _ in model.shards)):
+            path.unlink(missing_ok=True)
+            self._mark(path).unlink(missing_ok=True)
         return f"removed {model.name} ({model.path})"
 
     def catalog_entry(self, name: str) -> CatalogEntry:

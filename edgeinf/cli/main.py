@@ -68,8 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", "-v", action="store_true", help="log llama.cpp and more")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("pull", help="download a catalog model and verify it")
-    p.add_argument("names", nargs="+", metavar="NAME", help="catalog model name(s)")
+    p = sub.add_parser("pull", help="download a catalog or hub model and verify it")
+    p.add_argument(
+        "names", nargs="+", metavar="NAME", help="catalog names, or hub models: owner/repo[:QUANT]"
+    )
 
     p = sub.add_parser("models", help="list catalog and local models")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")

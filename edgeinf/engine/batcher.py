@@ -17,7 +17,6 @@ error outside any job stops the loop; `alive` then says so and every waiting job
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -27,12 +26,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeinf.engine.decoder import DecodeThread
 from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
 from edgeinf.engine.jobs import STOPPED, EngineStoppedError, Job, QueueFullError
 from edgeinf.engine.lanes import Lane
 from edgeinf.engine.sampling import Distribution, Sampler
-from edgeinf.engine.turns import Turns
 from edgeinf.engine.verify import verify
 from edgeinf.errors import EdgeinfError
 
@@ -58,48 +57,41 @@ Setup = Callable[[], tuple[Engine, int | None]]
 
 
 class Batcher:
-    """The decode loop over one engine: on a thread of its own, or run by the caller."""
+    """The decode loop over one engine, run by a decode thread (its own, or one that runs
+    the loops of several models in turn: engine.decoder), or by the caller."""
 
     def __init__(
-        self, engine: Engine, parallel: int, max_queue: int, exact_batch: int | None = None
+        self,
+        engine: Engine,
+        parallel: int,
+        max_queue: int,
+        exact_batch: int | None = None,
+        decoder: DecodeThread | None = None,
     ) -> None:
-        """A loop on a thread of its own over an engine made on another thread (whose
-        decodes are then slower where llama.cpp runs on OpenMP: see `owning`)."""
-        self._begin(parallel, max_queue)
+        """A loop over an engine made on another thread (whose decodes are then slower
+        where llama.cpp runs on OpenMP: see `owning`)."""
+        self._drive(decoder, parallel, max_queue)
         self.engine, self.exact_batch = engine, exact_batch
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._loop, name="edgeinf-batcher", daemon=True
-        )
-        self._thread.start()
+        self._driver.attach(self)
 
     @classmethod
-    def owning(cls, setup: Setup, parallel: int, max_queue: int) -> Batcher:
-        """A loop whose own thread first makes its engine: `setup` returns the engine and the
-        exact batch (see _step). With llama.cpp built on OpenMP, a context decoded from one
-        thread while the thread that made it lives on decodes slower: each thread leads an
-        OpenMP team of its own, the teams outnumber the cores, and libgomp stops spinning
+    def owning(
+        cls, setup: Setup, parallel: int, max_queue: int, decoder: DecodeThread | None = None
+    ) -> Batcher:
+        """A loop whose decode thread first makes its engine: `setup` returns the engine and
+        the exact batch (see _step). With llama.cpp built on OpenMP, a context decoded from
+        one thread while the thread that made it lives on decodes slower: each thread leads
+        an OpenMP team of its own, the teams outnumber the cores, and libgomp stops spinning
         between parallel regions (2 cores, a Xeon: the 1.5B at 9.8 against 12.5 tok/s)."""
         self = cls.__new__(cls)
-        self._begin(parallel, max_queue)
-        made = threading.Event()
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                self.engine, self.exact_batch = setup()
-            except BaseException as exc:
-                failed.append(exc)
-                return
-            finally:
-                made.set()
-            self._loop()
-
-        self._thread = threading.Thread(target=run, name="edgeinf-batcher", daemon=True)
-        self._thread.start()
-        made.wait()
-        if failed:
-            self._thread.join()
-            raise failed[0]
+        self._drive(decoder, parallel, max_queue)
+        try:
+            self.engine, self.exact_batch = self._driver.call(setup)
+        except BaseException:
+            if self._private:
+                self._driver.close()
+            raise
+        self._driver.attach(self)
         return self
 
     @classmethod
@@ -107,28 +99,38 @@ class Batcher:
         """A loop without a thread: `run_until_idle` runs it on the caller's thread (one-off
         answers on an engine the caller made, at the speed of that thread)."""
         self = cls.__new__(cls)
-        self._begin(parallel, max_queue=parallel)
+        self._begin(parallel, parallel, threading.Condition())
         self.engine, self.exact_batch = engine, exact_batch
-        self._thread = None
+        self._driver_ = None
         return self
 
-    def _begin(self, parallel: int, max_queue: int) -> None:
+    def _drive(self, decoder: DecodeThread | None, parallel: int, max_queue: int) -> None:
+        self._private = decoder is None
+        self._driver_: DecodeThread | None = decoder or DecodeThread()
+        self._begin(parallel, max_queue, self._driver_.cond)
+
+    @property
+    def _driver(self) -> DecodeThread:
+        assert self._driver_ is not None, "an inline batcher has no decode thread"
+        return self._driver_
+
+    def _begin(self, parallel: int, max_queue: int, wake: threading.Condition) -> None:
         self._prefill_turn = False
         self.slots = [_Slot(SeqState(i)) for i in range(parallel)]
         self.limit = parallel  # sequences decoded together now; lowered when the machine strains
         self.drafting = True  # turned off with `limit` while the machine strains
         self.threads: int | None = None  # decode threads wanted; None: as the engines were made
         self.companions: list[Engine] = []  # engines decoded on this thread beside `engine`
-        self.turns: Turns | None = None  # shared with the loops of other models, if any
         self._threads: int | None = None
         self.max_queue = max_queue
         self._waiting: deque[Job] = deque()
-        self._wake = threading.Condition()
+        self._wake = wake  # the decode thread's: a submit wakes it
         self._stopping = False
+        self._failed = False
 
     def run_until_idle(self) -> None:
         """Run the loop here until no job is left (an inline batcher)."""
-        assert self._thread is None, "this batcher runs on its own thread"
+        assert self._driver_ is None, "this batcher runs on a decode thread"
         self._run(until_idle=True)
 
     # -- called from request handlers --
@@ -136,7 +138,9 @@ class Batcher:
     @property
     def alive(self) -> bool:
         """False once the loop stopped for an error it could not pin on a job."""
-        return self._thread is None or self._thread.is_alive() or self._stopping
+        if self._driver_ is None:
+            return True
+        return self._stopping or (not self._failed and self._driver_.alive)
 
     def submit(self, job: Job) -> None:
         with self._wake:
@@ -152,7 +156,7 @@ class Batcher:
                     "retry shortly"
                 )
             self._waiting.append(job)
-            self._wake.notify()
+            self._wake.notify_all()
 
     def depth(self) -> tuple[int, int]:
         """(running, waiting) jobs."""
@@ -174,9 +178,17 @@ class Batcher:
             if slot.job is not None:
                 slot.job.cancelled.set()
         with self._wake:
-            self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._wake.notify_all()
+        if self._driver_ is None:
+            return
+        ended = time.monotonic() + 5  # a cancelled job leaves within a decode step
+        while any(s.job for s in self.slots) and time.monotonic() < ended and self.alive:
+            time.sleep(0.01)
+        self._driver_.detach(self)
+        if self._driver_.alive:
+            self._driver_.call(lambda: None)  # a step under way has ended: the engine is free
+        if self._private:
+            self._driver_.close()
 
     def forget(self) -> None:
         """After `stop`: empty every slot's sequence in the context."""
@@ -185,38 +197,50 @@ class Batcher:
 
     # -- the engine thread --
 
-    def _loop(self) -> None:
+    def ready(self) -> bool:
+        """Under the decode thread's lock: admit waiting jobs; whether any is running."""
+        if self._failed:
+            return False
+        self._admit()
+        return any(s.job for s in self.slots)
+
+    def tick(self) -> None:
+        """One step of the loop, on the decode thread."""
         try:
-            self._run()
-        except BaseException as exc:
-            log.critical("the decode loop stopped", exc_info=exc)
-            with self._wake:
-                waiting, self._waiting = list(self._waiting), deque()
-            for job in waiting:
-                job.on_done(None, EngineStoppedError(STOPPED))
+            self._step()
+        except Exception as exc:  # a failed decode ends the jobs in it, not the loop
+            if not isinstance(exc, EdgeinfError):
+                log.error("a decode step failed", exc_info=exc)
             for slot in self.slots:
                 if slot.job is not None:
-                    slot.job.on_done(None, EngineStoppedError(STOPPED))
+                    self._end(slot, exc)
+        except BaseException as exc:
+            self._fail(exc)
             raise
 
+    def _fail(self, exc: BaseException) -> None:
+        log.critical("the decode loop stopped", exc_info=exc)
+        with self._wake:
+            self._failed = True
+            waiting, self._waiting = list(self._waiting), deque()
+        for job in waiting:
+            job.on_done(None, EngineStoppedError(STOPPED))
+        for slot in self.slots:
+            if slot.job is not None:
+                slot.job.on_done(None, EngineStoppedError(STOPPED))
+        if self._driver_ is not None:
+            self._driver_.detach(self)
+
     def _run(self, until_idle: bool = False) -> None:
+        """The inline loop, on the caller's thread."""
         while True:
             with self._wake:
-                self._admit()
-                if not any(s.job for s in self.slots):
+                if not self.ready():
                     if self._stopping or until_idle:
                         return
                     self._wake.wait()
                     continue
-            try:
-                with self.turns or contextlib.nullcontext():
-                    self._step()
-            except Exception as exc:  # a failed decode ends the jobs in it, not the loop
-                if not isinstance(exc, EdgeinfError):
-                    log.error("a decode step failed", exc_info=exc)
-                for slot in self.slots:
-                    if slot.job is not None:
-                        self._end(slot, exc)
+            self.tick()
 
     def _admit(self) -> None:
         while self._waiting:

@@ -3,13 +3,12 @@ pooling from the file) or any language model (mean of its last hidden states).
 
 Several inputs are evaluated in one batch, one sequence each; llama.cpp pools each
 sequence's outputs, and the vectors come back unit length. All llama.cpp work happens on
-one thread of the embedder's own (see Batcher.owning for why a context keeps one thread).
+a decode thread (engine.decoder): its own, or the one the server's chat models share.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +18,15 @@ import numpy as np
 import numpy.typing as npt
 
 from edgeinf.engine import native
+from edgeinf.engine.decoder import DecodeThread
 from edgeinf.engine.options import EngineOptions
-from edgeinf.engine.turns import Turns
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import EngineError, InvalidRequestError
 from edgeinf.gguf.check import read_gguf
 
 MAX_SEQS = 16  # inputs evaluated together in one decode
-# The longest input, in tokens, and the most one decode holds: a decode is one turn on the
-# cores (engine.turns), so a long list of inputs lets chat answers step in between.
+# The longest input, in tokens, and the most one decode holds: a decode is one call on the
+# decode thread (engine.decoder), so chat answers' steps run between a long list's decodes.
 SEQ_TOKENS = 512
 _POOLING = {
     ll.LLAMA_POOLING_TYPE_MEAN: "mean",
@@ -59,13 +58,13 @@ def too_long(index: int, n: int, limit: int) -> InvalidRequestError:
 class GgufEmbedder:
     """One GGUF model loaded for embeddings."""
 
-    def __init__(self, path: Path, threads: int, turns: Turns | None = None) -> None:
+    def __init__(self, path: Path, threads: int, decoder: DecodeThread | None = None) -> None:
         started = time.perf_counter()
         gguf = read_gguf(path)  # checked before llama.cpp parses a byte of it
         arch = str(gguf.metadata.get("general.architecture", ""))
         declared = gguf.metadata.get(f"{arch}.pooling_type")
-        self.turns = turns
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, "edgeinf-embed")
+        self._private = decoder is None
+        self._decoder = decoder or DecodeThread("edgeinf-embed")
         opts = EngineOptions(
             n_ctx=SEQ_TOKENS,
             n_batch=SEQ_TOKENS,
@@ -75,9 +74,10 @@ class GgufEmbedder:
         )
         pooling = ll.LLAMA_POOLING_TYPE_UNSPECIFIED if declared else ll.LLAMA_POOLING_TYPE_MEAN
         try:
-            self._native = self._worker.submit(self._load, path, opts, pooling).result()
+            self._native = self._decoder.call(lambda: self._load(path, opts, pooling))
         except BaseException:
-            self._worker.shutdown()
+            if self._private:
+                self._decoder.close()
             raise
         ctx = self._native.ctx
         self.pooling = _POOLING.get(int(ll.llama_pooling_type(ctx)), "none")
@@ -107,7 +107,7 @@ class GgufEmbedder:
                     raise too_long(i, len(ids), self.seq_tokens)
                 ids = ids[: self.seq_tokens]
             tokens.append(ids)
-        vectors = self._worker.submit(self._run, tokens).result()
+        vectors = self._run(tokens)
         return Embedded(unit(vectors), sum(len(t) for t in tokens))
 
     def _filler(self) -> int:
@@ -116,49 +116,47 @@ class GgufEmbedder:
         return bos if bos >= 0 else 0
 
     def _run(self, tokens: list[list[int]]) -> npt.NDArray[np.float32]:
+        """Inputs in groups of one decode each, every decode a call of its own on the
+        decode thread (so other models' steps run between them)."""
         out = np.zeros((len(tokens), self.dims), dtype=np.float32)
-        batch = ll.llama_batch_init(SEQ_TOKENS, 0, 1)
-        try:
-            group: list[int] = []  # indices of the inputs of the next decode
-            for i, ids in enumerate(tokens):
-                held = sum(len(tokens[j]) for j in group)
-                if group and (held + len(ids) > SEQ_TOKENS or len(group) == MAX_SEQS):
-                    self._decode(batch, [tokens[j] for j in group], out, group)
-                    group = []
-                group.append(i)
-            if group:
-                self._decode(batch, [tokens[j] for j in group], out, group)
-        finally:
-            ll.llama_batch_free(batch)
+        group: list[int] = []  # indices of the inputs of the next decode
+        for i, ids in enumerate(tokens):
+            held = sum(len(tokens[j]) for j in group)
+            if group and (held + len(ids) > SEQ_TOKENS or len(group) == MAX_SEQS):
+                self._decoder.call(functools.partial(self._decode, tokens, group, out))
+                group = []
+            group.append(i)
+        if group:
+            self._decoder.call(functools.partial(self._decode, tokens, group, out))
         return out
 
     def _decode(
-        self, batch: object, group: list[list[int]], out: npt.NDArray[np.float32], rows: list[int]
+        self, tokens: list[list[int]], rows: list[int], out: npt.NDArray[np.float32]
     ) -> None:
-        raw = batch
-        n = 0
-        for seq, ids in enumerate(group):
-            for pos, tok in enumerate(ids):
-                raw.token[n] = tok  # type: ignore[attr-defined]
-                raw.pos[n] = pos  # type: ignore[attr-defined]
-                raw.n_seq_id[n] = 1  # type: ignore[attr-defined]
-                raw.seq_id[n][0] = seq  # type: ignore[attr-defined]
-                raw.logits[n] = True  # type: ignore[attr-defined]
-                n += 1
-        raw.n_tokens = n  # type: ignore[attr-defined]
-        ctx = self._native.ctx
-        with self.turns or contextlib.nullcontext():
+        batch = ll.llama_batch_init(SEQ_TOKENS, 0, 1)
+        try:
+            n = 0
+            for seq, row in enumerate(rows):
+                for pos, tok in enumerate(tokens[row]):
+                    batch.token[n], batch.pos[n], batch.n_seq_id[n] = tok, pos, 1
+                    batch.seq_id[n][0], batch.logits[n] = seq, True
+                    n += 1
+            batch.n_tokens = n
+            ctx = self._native.ctx
             ll.llama_memory_clear(self._native.memory, True)
-            code = ll.llama_decode(ctx, raw)
-        if code != 0:
-            raise EngineError(f"llama.cpp could not evaluate the inputs (code {code}); retry")
-        for seq, row in enumerate(rows):
-            ptr = ll.llama_get_embeddings_seq(ctx, seq)
-            if not ptr:
-                raise EngineError("llama.cpp returned no embedding; report this model")
-            out[row] = np.ctypeslib.as_array(ptr, shape=(self.dims,))
+            code = ll.llama_decode(ctx, batch)
+            if code != 0:
+                raise EngineError(f"llama.cpp could not evaluate the inputs (code {code}); retry")
+            for seq, row in enumerate(rows):
+                ptr = ll.llama_get_embeddings_seq(ctx, seq)
+                if not ptr:
+                    raise EngineError("llama.cpp returned no embedding; report this model")
+                out[row] = np.ctypeslib.as_array(ptr, shape=(self.dims,))
+        finally:
+            ll.llama_batch_free(batch)
 
     def close(self) -> None:
         if getattr(self, "_native", None) is not None:
-            self._worker.submit(self._native.free).result()
-        self._worker.shutdown()
+            self._decoder.call(self._native.free)
+        if self._private:
+            self._decoder.close()

@@ -19,7 +19,7 @@ from edgeinf.engine.template import ChatTemplate
 from edgeinf.engine.toolcalls import described
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import ContextLengthExceededError, EngineError
-from edgeinf.gguf.check import GGUFFile, read_gguf
+from edgeinf.gguf.check import GGUFFile, read_gguf, shard_paths
 from edgeinf.gguf.info import describe
 from edgeinf.types import Message, Tool
 
@@ -30,7 +30,8 @@ def footprint(path: Path, opts: EngineOptions) -> tuple[int, int]:
     """(weight bytes, KV cache bytes) that loading `path` with `opts` takes: for the caller's
     admission policy, before any load."""
     gguf = read_gguf(path)
-    return gguf.file_size, kv_bytes(gguf, opts.n_ctx, opts.kv_type)
+    weights = sum(p.stat().st_size for p in shard_paths(path, gguf))
+    return weights, kv_bytes(gguf, opts.n_ctx, opts.kv_type)
 
 
 @dataclass
@@ -80,11 +81,12 @@ class Engine:
         # The file's structure and its chat template (code from an untrusted file) are
         # checked before llama.cpp parses a byte of it.
         gguf = read_gguf(path)
+        shards = tuple(read_gguf(p) for p in shard_paths(path, gguf)[1:])  # llama.cpp reads them
         template_src = opts.chat_template or gguf.metadata.get("tokenizer.chat_template")
         template_src = template_src if isinstance(template_src, str) else None
         ChatTemplate(template_src)
         self.path, self.opts, self.gguf = path, opts, gguf
-        self.info = describe(gguf)
+        self.info = describe(gguf, shards)
         self._native = native.load(path, opts)
         try:
             self.vocab = Vocab(self._native.vocab)

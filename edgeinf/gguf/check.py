@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,3 +195,30 @@ def _parse(cur: _Cursor, size: int) -> GGUFFile:
         if t.offset % alignment or data_offset + t.offset + t.n_bytes > size:
             raise cur.fail(f"tensor '{t.name}' lies outside the file: truncated or corrupt")
     return GGUFFile(version, metadata, tensors, data_offset, size, digest)
+
+
+_SHARD = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+def shard_paths(path: Path, gguf: GGUFFile) -> list[Path]:
+    """Every file of a split model (llama.cpp's NAME-0000K-of-0000N.gguf), `path` being
+    its first; [path] for a model in one file."""
+    count = int(gguf.metadata.get("split.count", 1) or 1)
+    if count <= 1:
+        return [path]
+    found = _SHARD.match(path.name)
+    if found is None or int(found["no"]) != 1 or int(found["count"]) != count:
+        raise ModelFileError(
+            f"{path} is the first of {count} shards but is not named NAME-00001-of-"
+            f"{count:05d}.gguf; keep the shards' own names, side by side"
+        )
+    shards = [
+        path.with_name(f"{found['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)
+    ]
+    missing = [s.name for s in shards if not s.is_file()]
+    if missing:
+        raise ModelFileError(
+            f"{path.name} needs its other shards beside it ({', '.join(missing)} missing); "
+            "pull it again"
+        )
+    return shards

@@ -10,7 +10,7 @@ from typing import Any
 
 from gguf import LlamaFileType
 
-from edgeinf.gguf.check import GGUFFile, read_gguf
+from edgeinf.gguf.check import GGUFFile, read_gguf, shard_paths
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class ModelInfo:
     file_size: int
 
 
-def describe(gguf: GGUFFile) -> ModelInfo:
+def describe(gguf: GGUFFile, shards: tuple[GGUFFile, ...] = ()) -> ModelInfo:
+    """What a model is, from its (first) file; `shards` are the other files of a split one."""
     meta = gguf.metadata
     arch = str(meta.get("general.architecture", "unknown"))
     file_type = meta.get("general.file_type")
@@ -39,13 +40,13 @@ def describe(gguf: GGUFFile) -> ModelInfo:
     ).hexdigest()[:16]
     return ModelInfo(
         architecture=arch,
-        parameters=sum(t.n_elements for t in gguf.tensors),
+        parameters=sum(t.n_elements for g in (gguf, *shards) for t in g.tensors),
         quantization=quant,
         context_length=int(meta.get(f"{arch}.context_length", 0)),
         tokenizer=fingerprint,
         vocab_size=getattr(tokens, "length", 0),
         chat_template=isinstance(meta.get("tokenizer.chat_template"), str),
-        file_size=gguf.file_size,
+        file_size=sum(g.file_size for g in (gguf, *shards)),
     )
 
 
@@ -66,7 +67,9 @@ def capabilities(metadata: dict[str, Any]) -> list[str]:
 
 
 def inspect(path: Path) -> ModelInfo:
-    return describe(read_gguf(path))
+    first = read_gguf(path)
+    rest = tuple(read_gguf(p) for p in shard_paths(path, first)[1:])
+    return describe(first, rest)
 
 
 def inspect_cached(path: Path) -> ModelInfo:

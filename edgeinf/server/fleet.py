@@ -1,6 +1,6 @@
 """The models one server holds: loaded on demand by name, at most `max_loaded` at once and
 never more than their memory budget admits, evicted least recently used, unloaded after
-their keep-alive. Their decode loops take turns on the cores (engine.turns)."""
+their keep-alive. One decode thread runs every model's llama.cpp work (engine.decoder)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from typing import Literal, Protocol
 from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
+from edgeinf.engine.decoder import DecodeThread
 from edgeinf.engine.embedder import Embedded, GgufEmbedder
 from edgeinf.engine.engine import footprint
-from edgeinf.engine.turns import Turns
 from edgeinf.errors import (
     EdgeinfError,
     InsufficientMemoryError,
@@ -121,7 +121,7 @@ class Fleet:
         self.settings, self.default, self.sessions = settings, default, sessions
         self.default_ref = default_ref
         self.build, self.on_change = build, on_change
-        self.turns = Turns()
+        self.decoder = DecodeThread()
         self.residents: dict[tuple[Kind, str], Resident] = {}
         self.ever_loaded: set[str] = set()  # names loaded at least once
         self._stopped = False
@@ -204,8 +204,8 @@ class Fleet:
             parallel=settings.parallel,
             store=self.sessions,
             max_queue=settings.max_queue,
+            decoder=self.decoder,
         )
-        service.batcher.turns = self.turns
         _ = service.keeper  # opened once here, before two threads could race to open it
         return self.build(service)
 
@@ -221,7 +221,7 @@ class Fleet:
                 )
             onnx, tokenizer = encoder_files(settings, lambda note: log.info("%s", note))
             return SentenceEncoder(onnx, tokenizer, threads)
-        return GgufEmbedder(model.path, threads, self.turns)
+        return GgufEmbedder(model.path, threads, self.decoder)
 
     @property
     def default_name(self) -> str | None:
@@ -349,3 +349,4 @@ class Fleet:
                 self._forget(r)
         for r in residents:
             self._close(r, drain_s)
+        self.decoder.close()

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from edgeinf import __version__
 from edgeinf.catalog import open_store
+from edgeinf.catalog.hub import Hub, hub_token, is_hub_ref, parse_ref
 from edgeinf.catalog.pull import pull
 from edgeinf.catalog.store import LocalModel, sha256_cached
 from edgeinf.errors import EdgeinfError, InvalidRequestError
@@ -165,32 +166,48 @@ async def delete(req: ModelName, request: Request) -> Response:
 
 @router.post("/api/pull", responses=streamed(Progress))
 async def pull_model(req: OllamaPull, request: Request) -> Response:
-    """Pull a catalog model, its progress streamed as Ollama reports it."""
+    """Pull a catalog model, or a hub model by name (owner/repo[:QUANT]), its progress
+    streamed as Ollama reports it. The name is checked before anything is fetched."""
     rt = runtime(request)
-    store = open_store(rt.settings)
-    entry = store.catalog_entry(req.ref.removesuffix(":latest"))
+    settings, store = rt.settings, open_store(rt.settings)
+    name = req.ref.removesuffix(":latest")
+    ref = parse_ref(name, settings.hub_url) if is_hub_ref(name) else None
+    entry = store.catalog_entry(name) if ref is None else None
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
-    step = {"status": f"pulling {entry.sha256[:12]}", "digest": f"sha256:{entry.sha256}"}
+    step: dict[str, Any] = {}
     done, told = 0, 0.0
+
+    def begin(sha256: str, total: int) -> None:
+        step.update(status=f"pulling {sha256[:12]}", digest=f"sha256:{sha256}", total=total)
 
     def progress(n: int) -> None:
         nonlocal done, told
         done += n
-        if time.monotonic() - told >= PROGRESS_S or done >= entry.size:
+        if time.monotonic() - told >= PROGRESS_S or done >= step["total"]:
             told = time.monotonic()
-            event = {**step, "total": entry.size, "completed": done}
-            loop.call_soon_threadsafe(events.put_nowait, event)
+            loop.call_soon_threadsafe(events.put_nowait, {**step, "completed": done})
 
     def run() -> None:
         try:
-            pull(
-                entry,
-                store,
-                index_url=rt.settings.pypi_index_url,
-                hub_base=rt.settings.hub_url,
-                progress=progress,
-            )
+            if ref is not None:
+                hub = Hub(settings.hub_url, hub_token())
+                try:
+                    resolved = hub.resolve(ref)
+                    begin(resolved.files[0].sha256, resolved.size)
+                    hub.download(resolved, store, progress)
+                finally:
+                    hub.close()
+            else:
+                assert entry is not None
+                begin(entry.sha256, entry.size)
+                pull(
+                    entry,
+                    store,
+                    index_url=settings.pypi_index_url,
+                    hub_base=settings.hub_url,
+                    progress=progress,
+                )
             loop.call_soon_threadsafe(events.put_nowait, {"status": "verifying sha256 digest"})
             loop.call_soon_threadsafe(events.put_nowait, None)
         except BaseException as exc:

@@ -11,6 +11,7 @@ from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
 from edgeinf.engine.batcher import Batcher
+from edgeinf.engine.decoder import DecodeThread
 from edgeinf.engine.engine import Engine, Prompt, SeqState, footprint
 from edgeinf.engine.grammar import check_grammar
 from edgeinf.engine.jobs import Job, QueueFullError
@@ -155,8 +156,10 @@ class ChatService:
         parallel: int = 1,
         store: SessionStore | None = None,
         max_queue: int = 4,
+        decoder: DecodeThread | None = None,
     ) -> None:
-        """`parallel` answers are decoded together, `max_queue` more wait for a slot."""
+        """`parallel` answers are decoded together, `max_queue` more wait for a slot; the
+        decode loop runs on `decoder` (shared with other models) or a thread of its own."""
         self.settings = settings
         self.model: LocalModel = resolve_verified(
             open_store(settings), model_ref or settings.default_model
@@ -169,7 +172,7 @@ class ChatService:
         check_fits(*footprint(self.model.path, self.opts))  # refused with the numbers
         self._store, self._owns_store = store, store is None
         self.batcher = Batcher.owning(
-            lambda: self._make_engines(settings), self.opts.n_seq_max, max_queue
+            lambda: self._make_engines(settings), self.opts.n_seq_max, max_queue, decoder
         )
         if self.speculation.drafter is not None:
             self.batcher.companions = [self.speculation.drafter.engine]

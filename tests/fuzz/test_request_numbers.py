@@ -77,7 +77,11 @@ def test_ollama_options_are_refused_or_safe_for_the_engine(
 ) -> None:
     cases()
     keep = fields.pop("keep_alive", None)
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "options": fields}
+    body: dict[str, object] = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "options": fields,
+    }
     if keep is not None:
         body["keep_alive"] = keep
     try:

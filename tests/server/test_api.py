@@ -49,7 +49,7 @@ def test_openai_text_completion_and_models(tiny_server: Server, settings: Settin
         model=TINY, prompt="The capital of France is", max_tokens=8, temperature=0
     )
     assert r.choices[0].text.strip()
-    listed = {m.id: m.model_extra for m in c.models.list().data}
+    listed = {m.id: m.model_extra or {} for m in c.models.list().data}
     assert next(iter(listed)) == TINY  # the default first, then every other local model
     assert listed[TINY]["loaded"] is True and listed[TINY]["architecture"] == "gemma3"
     local = {m.name for m in open_store(settings).chat_models()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
 import json
 import os
@@ -14,7 +13,7 @@ from typing import Any
 
 from edgeinf.catalog.entries import CatalogEntry
 from edgeinf.errors import ModelFileError, ModelNotFoundError
-from edgeinf.files import write_atomic
+from edgeinf.files import per_version, write_atomic
 from edgeinf.gguf.check import read_gguf
 
 REGISTRY = "registry.json"
@@ -41,23 +40,15 @@ def _suggest(ref: str, known: list[str]) -> str:
     return f"did you mean '{close[0]}'? " if close else ""
 
 
-def sha256_cached(path: Path) -> str:
-    """`sha256_file`, computed again only when the file changed (for listings)."""
-    st = path.stat()
-    return _sha256_version(path, st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256_version(path: Path, size: int, mtime_ns: int) -> str:
-    return sha256_file(path)
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(_CHUNK):
             digest.update(block)
     return digest.hexdigest()
+
+
+sha256_cached = per_version(sha256_file)
 
 
 class ModelStore:
@@ -212,10 +203,12 @@ class ModelStore:
             )
         return self.catalog[name]
 
-    def chat_models(self) -> list[LocalModel]:
-        """Local GGUF models (not the router's encoder), by name."""
+    def servable(self) -> list[LocalModel]:
+        """Local models a server can answer with, by name: GGUF files, and ONNX encoders
+        (not their tokenizers)."""
+        kinds = (".gguf", ".onnx")
         return sorted(
-            (m for m in self.local_files() if m.path.suffix == ".gguf"), key=lambda m: m.name
+            (m for m in self.local_files() if m.path.suffix in kinds), key=lambda m: m.name
         )
 
     def local_files(self) -> Iterator[LocalModel]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 from gguf import LlamaFileType
 
+from edgeinf.files import per_version
 from edgeinf.gguf.check import GGUFFile, read_gguf, shard_paths
 
 
@@ -72,12 +72,4 @@ def inspect(path: Path) -> ModelInfo:
     return describe(first, rest)
 
 
-def inspect_cached(path: Path) -> ModelInfo:
-    """`inspect`, read again only when the file changed (for listings asked often)."""
-    st = path.stat()
-    return _inspect_version(path, st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _inspect_version(path: Path, size: int, mtime_ns: int) -> ModelInfo:
-    return inspect(path)
+inspect_cached = per_version(inspect)

@@ -141,7 +141,7 @@ class Fleet:
 
     def local_models(self) -> list[LocalModel]:
         """Every model a request may name: the default first, then the store's."""
-        store = [m for m in open_store(self.settings).chat_models()]
+        store = open_store(self.settings).servable()
         first = [self.default] if self.default is not None else []
         return [*first, *(m for m in store if not first or m.name != first[0].name)]
 

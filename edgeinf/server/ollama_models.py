@@ -67,8 +67,12 @@ def details(info: ModelInfo) -> dict[str, Any]:
 
 def _listed(model: LocalModel) -> dict[str, Any] | None:
     try:
-        info = inspect_cached(model.path)
         st = model.path.stat()
+        if model.path.suffix == ".onnx":  # the sentence encoder: embeddings only
+            facts = {"parent_model": "", "format": "onnx", "family": "bert", "families": ["bert"],
+                     "parameter_size": "", "quantization_level": "int8"}  # fmt: skip
+        else:
+            facts = details(inspect_cached(model.path))
     except (OSError, EdgeinfError):
         return None  # a file gone or damaged is not listed
     return {
@@ -77,7 +81,7 @@ def _listed(model: LocalModel) -> dict[str, Any] | None:
         "modified_at": iso(st.st_mtime),
         "size": st.st_size,
         "digest": model.sha256 or sha256_cached(model.path),
-        "details": details(info),
+        "details": facts,
     }
 
 

@@ -20,6 +20,7 @@ from edgeinf.errors import EdgeinfError, InvalidRequestError, ModelNotFoundError
 from edgeinf.gguf.info import inspect_cached
 from edgeinf.guard import CpuUse, Strain, available_memory, hottest_c, strain, team_size
 from edgeinf.route.dispatch import Dispatcher
+from edgeinf.route.encoder import MAX_TOKENS as ENCODER_TOKENS
 from edgeinf.server.errors import RETRY_AFTER_S, ApiError
 from edgeinf.server.fleet import Fleet, Kind, Resident
 from edgeinf.server.metrics import Metrics
@@ -161,28 +162,33 @@ class Runtime:
 
     def cards(self) -> list[dict[str, Any]]:
         """/v1/models: every local model a request may name, and whether it is loaded."""
-        loaded = {r.name: r for r in self.fleet.loaded() if r.kind == "chat"}
+        loaded = {r.name: r for r in self.fleet.loaded()}
         out = []
         for model in self.fleet.local_models():
+            resident = loaded.get(model.name)
             try:
-                info = inspect_cached(model.path)
+                if model.path.suffix == ".onnx":  # the sentence encoder: embeddings only
+                    facts = ("onnx", "int8", ENCODER_TOKENS)
+                else:
+                    info = inspect_cached(model.path)
+                    context = (
+                        resident.pipeline.service.context_length
+                        if resident is not None and resident.pipeline is not None
+                        else self.settings.for_model(model.name).n_ctx
+                    )
+                    facts = (info.architecture, info.quantization, context)
+                created = int(model.path.stat().st_mtime)
             except (OSError, EdgeinfError):  # a file gone or damaged is not listed
                 continue
-            resident = loaded.get(model.name)
-            context = (
-                resident.pipeline.service.context_length
-                if resident is not None and resident.pipeline is not None
-                else self.settings.for_model(model.name).n_ctx
-            )
             out.append(
                 {
                     "id": model.name,
                     "object": "model",
-                    "created": int(model.path.stat().st_mtime),
+                    "created": created,
                     "owned_by": "edgeinf",
-                    "architecture": info.architecture,
-                    "quantization": info.quantization,
-                    "context_length": context,
+                    "architecture": facts[0],
+                    "quantization": facts[1],
+                    "context_length": facts[2],
                     "loaded": resident is not None,
                 }
             )

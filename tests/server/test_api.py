@@ -52,7 +52,7 @@ def test_openai_text_completion_and_models(tiny_server: Server, settings: Settin
     listed = {m.id: m.model_extra or {} for m in c.models.list().data}
     assert next(iter(listed)) == TINY  # the default first, then every other local model
     assert listed[TINY]["loaded"] is True and listed[TINY]["architecture"] == "gemma3"
-    local = {m.name for m in open_store(settings).chat_models()}
+    local = {m.name for m in open_store(settings).servable()}
     assert set(listed) == local and not any(listed[n]["loaded"] for n in local - {TINY})
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import DRAFT, TARGET, TINY
 from tests.model_server import model_server
+from tests.server.conftest import start
 
 
 def edgeinf(
@@ -217,3 +218,26 @@ def test_a_reader_that_leaves_early_gets_no_traceback(draft_path: Path) -> None:
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_show_rm_and_ps(tiny_path: Path, tmp_path: Path) -> None:
+    env = {"EDGEINF_MODELS_DIR": str(tmp_path / "models")}
+    assert edgeinf("models", "add", str(tiny_path), "--name", "my-tiny", env=env).returncode == 0
+    shown = edgeinf("show", "my-tiny", "--json", env=env)
+    assert shown.returncode == 0, shown.stderr
+    facts = json.loads(shown.stdout)
+    assert facts["architecture"] == "gemma3" and facts["quantization"] == "Q4_K_M"
+    assert facts["capabilities"] == ["completion"] and facts["template"] is None
+    assert "capabilities     completion" in edgeinf("show", "my-tiny", env=env).stdout
+    server = start(tmp_path, "-m", "my-tiny", "--ctx", "512", env=env)
+    try:
+        ps = edgeinf("ps", "--url", server.url, "--json")
+        assert ps.returncode == 0, ps.stderr
+        assert [m["name"] for m in json.loads(ps.stdout)] == ["my-tiny"]
+        assert "my-tiny" in edgeinf("ps", "--url", server.url).stdout
+    finally:
+        assert server.stop() == 0
+    assert_one_line_error(edgeinf("ps", "--url", server.url), "edgeinf serve", "--url")
+    removed = edgeinf("rm", "my-tiny", env=env)
+    assert removed.returncode == 0 and "left in place" in removed.stdout and tiny_path.is_file()
+    assert_one_line_error(edgeinf("show", "my-tiny", env=env), "unknown model 'my-tiny'")

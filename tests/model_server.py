@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"  # what every published repository is at
+
 
 @dataclass
 class Served:
@@ -25,6 +27,18 @@ class Served:
     tokens_seen: list[str | None] = field(default_factory=list)  # each request's Authorization
     gated: dict[str, str] = field(default_factory=dict)  # path prefix -> the token it needs
     redirects: dict[str, str] = field(default_factory=dict)  # path -> URL it moved to
+
+    def publish(self, repo: str, files: dict[str, bytes], lie: bool = False) -> None:
+        """A repository at COMMIT, in the hub's API shape: its revision, its file tree (each
+        GGUF file's size and LFS sha256, a wrong one if `lie`) and its files."""
+        self.json_pages[f"/api/models/{repo}/revision/main"] = {"id": repo, "sha": COMMIT}
+        tree: list[dict[str, object]] = [{"type": "file", "path": "README.md", "size": 5}]
+        for name, data in files.items():
+            sha = "0" * 64 if lie else hashlib.sha256(data).hexdigest()
+            lfs = {"oid": sha, "size": len(data)}
+            tree.append({"type": "file", "path": name, "size": len(data), "lfs": lfs})
+            self.files[f"/{repo}/resolve/{COMMIT}/{name}"] = data
+        self.json_pages[f"/api/models/{repo}/tree/{COMMIT}?recursive=true"] = tree
 
     def add_wheel(
         self, package: str, version: str, member: str, data: bytes, wheel_sha: str | None = None

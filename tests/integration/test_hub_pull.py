@@ -5,7 +5,6 @@ names refused before any request, a gated repository, a token kept from other ho
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -22,10 +21,9 @@ from edgeinf.engine.engine import Engine
 from edgeinf.engine.options import EngineOptions
 from edgeinf.errors import ChecksumMismatchError, InvalidRequestError, PullError
 from tests.gguf_split import split
-from tests.model_server import Served, model_server
+from tests.model_server import COMMIT, Served, model_server
 
 REPO = "org/tiny-GGUF"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @dataclass
@@ -33,28 +31,6 @@ class Repo:
     url: str
     served: Served
     shards: list[bytes]  # the Q4_K_M model, split in two
-
-
-def publish(served: Served, repo: str, files: dict[str, bytes], lie: bool = False) -> None:
-    """A repository on the stand-in hub at COMMIT: its API pages and its files."""
-    served.json_pages[f"/api/models/{repo}/revision/main"] = {"id": repo, "sha": COMMIT}
-    served.json_pages[f"/api/models/{repo}/tree/{COMMIT}?recursive=true"] = [
-        {"type": "file", "path": "README.md", "size": 5},
-        *(
-            {
-                "type": "file",
-                "path": name,
-                "size": len(data),
-                "lfs": {
-                    "oid": "0" * 64 if lie else hashlib.sha256(data).hexdigest(),
-                    "size": len(data),
-                },
-            }
-            for name, data in files.items()
-        ),
-    ]
-    for name, data in files.items():
-        served.files[f"/{repo}/resolve/{COMMIT}/{name}"] = data
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +47,7 @@ def repo(shards: list[bytes]) -> Iterator[Repo]:
             "tiny-Q4_K_M-00002-of-00002.gguf": shards[1],
             "tiny-Q8_0.gguf": b"GGUF never fetched",
         }
-        publish(served, REPO, files)
+        served.publish(REPO, files)
         yield Repo(url, served, shards)
 
 
@@ -122,7 +98,7 @@ def test_a_listing_that_lies_about_sha256_leaves_nothing(
     shards: list[bytes], tmp_path: Path
 ) -> None:
     with model_server() as (url, served):
-        publish(served, REPO, {"tiny-Q4_K_M.gguf": shards[1]}, lie=True)
+        served.publish(REPO, {"tiny-Q4_K_M.gguf": shards[1]}, lie=True)
         with pytest.raises(ChecksumMismatchError, match="did not match its sha256"):
             pull(Repo(url, served, shards), ModelStore(tmp_path, {}), REPO)
     assert not [p for p in (tmp_path / "hub").rglob("*") if p.is_file() and p.name != ".lock"]

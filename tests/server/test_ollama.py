@@ -30,6 +30,7 @@ from tests.server.test_disconnects import gauge, settles
 
 PULLED = "hub-tiny"  # a catalog entry whose bytes come from the local hub
 ALIAS = "tiny-alias"  # a registered name for a file of the user's
+HUB_REPO = "org/tiny-GGUF"  # a repository on the local hub, pulled by name
 
 
 @dataclass
@@ -74,6 +75,7 @@ def served(
     )  # fmt: skip
     with model_server() as (url, hub):
         hub.files["/org/tiny-GGUF/resolve/main/tiny.gguf"] = blob
+        hub.publish(HUB_REPO, {"tiny-Q4_K_M.gguf": blob})
         server = start(
             tmp, "-m", str(tiny_path), "--ctx", "512", "--parallel", "2",
             env={**env, "EDGEINF_HUB_URL": url},
@@ -248,3 +250,20 @@ def test_langchain_ollama_chats_and_embeds(served: Ollama) -> None:
     query = vectors.embed_query("A man plays the guitar.")
     assert len(rows) == 2 and len(query) == 384
     assert max(abs(a - b) for a, b in zip(rows[0], query, strict=True)) < 1e-5
+
+
+@pytest.mark.reliability(41)
+def test_pull_a_hub_model_by_name_then_chat_with_it(served: Ollama) -> None:
+    c = served.client
+    with pytest.raises(ollama.ResponseError) as caught:
+        c.pull("org/../etc")
+    assert caught.value.status_code == 400 and "not a model name" in caught.value.error
+    steps = list(c.pull(f"hf.co/{HUB_REPO}:Q4_K_M", stream=True))
+    assert steps[-1].status == "success" and steps[1].total == steps[-3].completed
+    name = f"{HUB_REPO}:Q4_K_M"
+    assert name in [m.model for m in c.list().models]
+    said = c.chat(model=name, messages=ASK, options=GREEDY)
+    assert said.model == name and said.message.content
+    assert c.chat(model=HUB_REPO, messages=ASK, options=GREEDY).model == name  # by its repo too
+    assert c.delete(name).status == "success"
+    assert not list((served.models / "hub").rglob("*.gguf"))

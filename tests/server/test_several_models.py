@@ -117,21 +117,23 @@ def test_a_preset_sets_context_system_prompt_and_sampling_per_model(
     tmp_path: Path, tiny_path: Path, draft_path: Path
 ) -> None:
     config = tmp_path / "config.toml"
-    config.write_text(
-        f'[models."{DRAFT}"]\nn_ctx = 768\ntemperature = 0.0\n'
-        'system = "You answer only with the word banana."\n'
-    )
+    system = "You are a poet of the sea. Every answer mentions a lighthouse."
+    config.write_text(f'[models."{DRAFT}"]\nn_ctx = 768\ntemperature = 0.0\nsystem = "{system}"\n')
     server = start(tmp_path, "-m", TINY, "--ctx", "1024", env={"EDGEINF_CONFIG": str(config)})
     try:
         c = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
-        said = c.chat.completions.create(model=DRAFT, messages=ASK, max_tokens=8)  # type: ignore[arg-type]
-        again = c.chat.completions.create(model=DRAFT, messages=ASK, max_tokens=8)  # type: ignore[arg-type]
-        text = said.choices[0].message.content or ""
-        assert "banana" in text.lower() and text == again.choices[0].message.content  # greedy
-        contexts = {
-            m["name"]: m["context_length"]
-            for m in httpx.get(f"{server.url}/api/ps").json()["models"]
-        }
-        assert contexts == {TINY: 1024, DRAFT: 768}
+
+        def ask(messages: list[dict[str, str]]) -> tuple[str, int]:
+            r = c.chat.completions.create(model=DRAFT, messages=messages, max_tokens=12)  # type: ignore[arg-type]
+            assert r.usage is not None
+            return r.choices[0].message.content or "", r.usage.prompt_tokens
+
+        preset = ask(ASK)  # no system message and no temperature: the preset's apply
+        assert ask(ASK) == preset  # temperature 0: greedy
+        assert ask([{"role": "system", "content": system}, *ASK]) == preset
+        other = ask([{"role": "system", "content": "You are terse."}, *ASK])
+        assert other[1] < preset[1]  # a system message of the request's own replaces it
+        psd = httpx.get(f"{server.url}/api/ps").json()["models"]
+        assert {m["name"]: m["context_length"] for m in psd} == {TINY: 1024, DRAFT: 768}
     finally:
         assert server.stop() == 0

@@ -69,7 +69,6 @@ class Resident:
     draining: bool = False  # to be evicted once idle: new requests wait for its next load
     keep_alive_s: float | None = None  # the last request's; None: the settings'
     last_used: float = field(default_factory=time.monotonic)
-    loaded_at: float = 0.0  # time.time() when it became ready
 
     @property
     def name(self) -> str:
@@ -179,7 +178,7 @@ class Fleet:
                         resident.pipeline = pipeline
                     else:
                         resident.embedder = embedder
-                    resident.last_used, resident.loaded_at = time.monotonic(), time.time()
+                    resident.last_used = time.monotonic()
                     self.ever_loaded.add(model.name)
                 log.info("model %s ready (%s)", model.name, resident.kind)
             except Exception as exc:

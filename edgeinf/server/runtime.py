@@ -72,6 +72,7 @@ class Runtime:
         self.metrics = Metrics(self.depth, self.cache_bytes)
         self.fleet = Fleet(settings, default, ref, self.sessions, self._pipeline, self._changed)
         self._stopping = threading.Event()
+        self._told_ready = False  # systemd hears READY=1 once, when the default model loaded
         self._upkeep = threading.Thread(target=self._watch, name="edgeinf-upkeep", daemon=True)
 
     def start(self) -> None:
@@ -96,16 +97,14 @@ class Runtime:
         loaded = self.fleet.loaded()
         self.metrics.loaded.set(len(loaded))
         self.metrics.admitted.set(sum(r.need for r in loaded))
-        if self._default() is not None and self._default_loaded():
+        default = self._default()
+        if not self._told_ready and default is not None and default.pipeline is not None:
+            self._told_ready = True
             sd_notify("READY=1")
 
     def _default(self) -> Resident | None:
         name = self.fleet.default_name
         return None if name is None else self.fleet.residents.get(("chat", name))
-
-    def _default_loaded(self) -> bool:
-        resident = self._default()
-        return resident is not None and resident.pipeline is not None
 
     def services(self) -> list[ChatService]:
         """The loaded chat models' services."""

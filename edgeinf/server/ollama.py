@@ -7,6 +7,7 @@ tool arguments as objects, and Ollama's sampling defaults where a request sets n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -191,7 +192,7 @@ class _Turn:
         """A request with nothing to answer loads the model (keep_alive 0: unloads it)."""
         if self.req.keep_alive == 0:
             name = self.rt.model(self.req.model).name
-            self.rt.fleet.unload(name)
+            await asyncio.to_thread(self.rt.fleet.unload, name)  # its answers end first
             reason = "unload"
         else:
             await self.rt.serving(self.req.model, self.req.keep_alive)

@@ -94,7 +94,8 @@ async def version() -> dict[str, str]:
 async def tags(request: Request) -> dict[str, Any]:
     """Every local model a request may name."""
     models = runtime(request).fleet.local_models()
-    return {"models": [row for m in models if (row := _listed(m)) is not None]}
+    rows = await asyncio.to_thread(lambda: [_listed(m) for m in models])  # may hash a file
+    return {"models": [row for row in rows if row is not None]}
 
 
 @router.get("/api/ps", response_model=Ps)
@@ -102,7 +103,7 @@ async def ps(request: Request) -> dict[str, Any]:
     """What the server has loaded now (for chat and for embeddings)."""
     rows = []
     for r in runtime(request).fleet.loaded():
-        row = _listed(r.model)
+        row = await asyncio.to_thread(_listed, r.model)
         if row is None:
             continue
         expires = r.expires()

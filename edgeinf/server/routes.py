@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Header, Path, Request, Response
@@ -106,7 +107,7 @@ async def completions(req: CompletionRequest, request: Request) -> Response:
 @router.get("/v1/models", response_model=ModelList)
 async def models(request: Request) -> dict[str, Any]:
     """Every local model a request may name, loaded or not."""
-    return {"object": "list", "data": runtime(request).cards()}
+    return {"object": "list", "data": await asyncio.to_thread(runtime(request).cards)}
 
 
 @router.get("/v1/sessions", response_model=SessionList)

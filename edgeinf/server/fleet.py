@@ -27,6 +27,7 @@ from edgeinf.errors import (
 from edgeinf.guard import GIB, available_memory, physical_cores
 from edgeinf.route.dispatch import encoder_files
 from edgeinf.route.encoder import ENCODER_MODEL, SentenceEncoder
+from edgeinf.server.wire import FOREVER_S
 from edgeinf.service.local import ChatService, engine_options
 from edgeinf.service.turn import TurnPipeline
 from edgeinf.sessions.store import SessionStore
@@ -99,7 +100,7 @@ class Resident:
 
     def expires(self) -> float | None:
         """When it will be unloaded for idleness (time.time()); None: never."""
-        if self.keep_s == math.inf:
+        if self.keep_s >= FOREVER_S:
             return None
         return time.time() + max(0.0, self.keep_s - (time.monotonic() - self.last_used))
 

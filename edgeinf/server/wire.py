@@ -45,9 +45,12 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+FOREVER_S = 1e9  # about 30 years: a keep-alive this long or longer is forever
+
+
 def _seconds(value: Any) -> float:
-    """Ollama's keep_alive: seconds, or a Go duration ("5m", "1h30m"); negative: forever
-    (math.inf); 0: unload once the answer ends."""
+    """Ollama's keep_alive: seconds, or a Go duration ("5m", "1h30m"); negative (or past
+    FOREVER_S): forever (math.inf); 0: unload once the answer ends."""
     if isinstance(value, bool) or not isinstance(value, int | float | str) or len(str(value)) > 64:
         raise ValueError("must be a number of seconds or a duration like 5m")
     if isinstance(value, str):
@@ -66,7 +69,7 @@ def _seconds(value: Any) -> float:
         value = sign * number
     if math.isnan(value):
         raise ValueError("must be a number of seconds or a duration like 5m")
-    return math.inf if value < 0 else float(value)
+    return math.inf if value < 0 or value >= FOREVER_S else float(value)
 
 
 KeepAlive = Annotated[

@@ -92,4 +92,4 @@ def test_ollama_options_are_refused_or_safe_for_the_engine(
     for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
         assert math.isfinite(getattr(params, name))
     assert 1 <= params.max_tokens <= 1 << 20 and params.repeat_last_n >= 0
-    assert req.keep_alive is None or req.keep_alive >= 0
+    assert req.keep_alive is None or 0 <= req.keep_alive < 1e9 or req.keep_alive == math.inf

@@ -106,6 +106,8 @@ class Resident:
 
 
 class Fleet:
+    """The residents of one server, by kind and name, and the one decode thread they share."""
+
     def __init__(
         self,
         settings: Settings,
@@ -315,7 +317,7 @@ class Fleet:
         return bool(found)
 
     def unload_idle(self) -> None:
-        """Unload the models idle past their keep-alive (kept in the fleet as not loaded)."""
+        """Unload the models idle past their keep-alive; the next request loads them again."""
         now = time.monotonic()
         for resident in list(self.residents.values()):
             if resident.pipeline is not None and resident.pipeline.service.depth() != (0, 0):

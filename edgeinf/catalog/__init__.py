@@ -14,7 +14,11 @@ def open_store(settings: Settings) -> ModelStore:
 
 def resolve_verified(store: ModelStore, ref: str) -> LocalModel:
     """Resolve a model reference; a file with a known sha256 must match it before use."""
-    model = store.resolve(ref)
+    return verified(store, store.resolve(ref))
+
+
+def verified(store: ModelStore, model: LocalModel) -> LocalModel:
+    """The model, once its files match their known sha256 (a split model's every shard)."""
     files = [(model.path, model.sha256), *model.shards] if model.sha256 else []
     for path, sha256 in files:
         if not path.is_file() or not store.verify(path, sha256):

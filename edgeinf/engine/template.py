@@ -12,13 +12,14 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from edgeinf.errors import TemplateError
+from edgeinf.errors import ConfigError, TemplateError
 from edgeinf.types import Message, Tool, arguments_object
 
 # For base models without a template: a plain transcript the model can continue.
@@ -148,3 +149,14 @@ def _dicts(messages: Sequence[Message], texts: Sequence[str] | None = None) -> l
             d["tool_call_id"] = m.tool_call_id
         out.append(d)
     return out
+
+
+def read_template(path: Path) -> str:
+    """An operator's chat template file (checked like a GGUF's own when the model loads)."""
+    try:
+        return path.expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read the chat template {path} ({exc}); fix chat_template_file in the "
+            "model's preset"
+        ) from exc

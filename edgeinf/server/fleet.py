@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from edgeinf.catalog import open_store, resolve_verified
+from edgeinf.catalog import open_store, verified
 from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
 from edgeinf.engine.decoder import DecodeThread
@@ -139,7 +139,9 @@ class Fleet:
             if default is None:
                 raise ModelNotFoundError("the server's default model failed to resolve")
             return default
-        return open_store(self.settings).named(name)
+        with self._lock:  # a loaded model is named without reading the store
+            held = [r.model for r in self.residents.values() if r.name == name and not r.gone]
+        return held[0] if held else open_store(self.settings).named(name)
 
     def local_models(self) -> list[LocalModel]:
         """Every model a request may name: the default first, then the store's."""
@@ -213,7 +215,7 @@ class Fleet:
 
     def _embedder(self, resident: Resident) -> Embedder:
         model, settings = resident.model, resident.settings
-        resolve_verified(open_store(settings), model.name if model.entry else str(model.path))
+        verified(open_store(settings), model)
         threads = settings.threads or physical_cores()
         if model.path.suffix == ".onnx":
             if model.name != ENCODER_MODEL:

@@ -19,6 +19,7 @@ from edgeinf.catalog import open_store
 from edgeinf.catalog.hub import Hub, hub_token, is_hub_ref, parse_ref
 from edgeinf.catalog.pull import pull
 from edgeinf.catalog.store import LocalModel, sha256_cached
+from edgeinf.engine.template import read_template
 from edgeinf.errors import EdgeinfError, InvalidRequestError
 from edgeinf.gguf.check import read_gguf
 from edgeinf.gguf.info import ModelInfo, capabilities, inspect_cached
@@ -133,7 +134,7 @@ async def show(req: ModelName, request: Request) -> dict[str, Any]:
     preset = rt.settings.preset(model.name)
     template = meta.get("tokenizer.chat_template")
     if preset.chat_template_file is not None:
-        template = preset.chat_template_file.expanduser().read_text(encoding="utf-8")
+        template = read_template(preset.chat_template_file)
     parameters = "\n".join(f"{k} {v}" for k, v in preset.sampling().items())
     scalars = {
         k: v

@@ -5,16 +5,23 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from edgeinf.server.wire import KeepAlive, Stop, Text, not_yet
 from edgeinf.types import Message, ToolCall
 
-# Options that size or place the model: set per model by the operator, not per request.
-_LOAD_OPTIONS = (
-    "num_batch", "num_gpu", "main_gpu", "num_thread", "numa", "low_vram", "f16_kv",
-    "logits_all", "vocab_only", "use_mmap", "use_mlock", "embedding_only",
-)  # fmt: skip
+
+def _server_side(value: Any) -> Any:
+    if value is not None:
+        raise ValueError(
+            "is set by the server for each model (a [models] preset in its config.toml); "
+            "leave it out"
+        )
+    return value
+
+
+# An option that sizes or places the model: the operator's, not a request's (null passes).
+ServerSide = Annotated[Any, AfterValidator(_server_side)]
 
 
 class Options(BaseModel):
@@ -43,31 +50,19 @@ class Options(BaseModel):
     typical_p: Annotated[Any, not_yet("options.typical_p", 1, 1.0)] = None
     penalize_newline: Annotated[Any, not_yet("options.penalize_newline", True)] = None
     num_keep: Annotated[Any, not_yet("options.num_keep", -1, 0)] = None
-    # What sizes or places the model: the operator's (see _load_options); null passes.
-    numa: Any = None
-    num_batch: Any = None
-    num_gpu: Any = None
-    main_gpu: Any = None
-    num_thread: Any = None
-    low_vram: Any = None
-    f16_kv: Any = None
-    logits_all: Any = None
-    vocab_only: Any = None
-    use_mmap: Any = None
-    use_mlock: Any = None
-    embedding_only: Any = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _load_options(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            for name in _LOAD_OPTIONS:
-                if data.get(name) is not None:
-                    raise ValueError(
-                        f"{name} is set by the server for each model (a [models] preset "
-                        "in its config.toml); leave it out"
-                    )
-        return data
+    # What sizes or places the model:
+    numa: ServerSide = None
+    num_batch: ServerSide = None
+    num_gpu: ServerSide = None
+    main_gpu: ServerSide = None
+    num_thread: ServerSide = None
+    low_vram: ServerSide = None
+    f16_kv: ServerSide = None
+    logits_all: ServerSide = None
+    vocab_only: ServerSide = None
+    use_mmap: ServerSide = None
+    use_mlock: ServerSide = None
+    embedding_only: ServerSide = None
 
 
 class OllamaFunction(BaseModel):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
 
 from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.catalog.store import LocalModel
@@ -17,9 +16,10 @@ from edgeinf.engine.grammar import check_grammar
 from edgeinf.engine.jobs import Job, QueueFullError
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions, default_gpu_layers
+from edgeinf.engine.template import read_template
 from edgeinf.engine.toolcalls import Choice, shape, triggers
 from edgeinf.engine.vocab import Vocab
-from edgeinf.errors import ConfigError, InvalidRequestError
+from edgeinf.errors import InvalidRequestError
 from edgeinf.guard import check_fits, physical_cores
 from edgeinf.service.channel import Channel
 from edgeinf.service.context import ContextPolicy, Trimmed, fit
@@ -388,17 +388,6 @@ def engine_options(settings: Settings, n_seq_max: int = 1) -> EngineOptions:
         ),
         kv_type=settings.kv_type,
     )
-
-
-def read_template(path: Path) -> str:
-    """An operator's chat template file (checked like a GGUF's own when the model loads)."""
-    try:
-        return path.expanduser().read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"cannot read the chat template {path} ({exc}); fix chat_template_file in the "
-            "model's preset"
-        ) from exc
 
 
 def open_sessions(settings: Settings) -> SessionStore:

@@ -139,3 +139,32 @@ def test_a_preset_sets_context_system_prompt_and_sampling_per_model(
         assert {m["name"]: m["context_length"] for m in psd} == {TINY: 1024, DRAFT: 768}
     finally:
         assert server.stop() == 0
+
+
+def test_a_preset_template_replaces_the_files_own(tmp_path: Path, tiny_path: Path) -> None:
+    template = tmp_path / "plain.jinja"
+    template.write_text(
+        "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant]"
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(f'[models."{TINY}"]\nchat_template_file = "{template}"\n')
+    server = start(tmp_path, "-m", TINY, "--ctx", "512", env={"EDGEINF_CONFIG": str(config)})
+    try:
+        shown = httpx.post(f"{server.url}/api/show", json={"model": TINY}).json()
+        assert shown["template"] == template.read_text()
+        body = {"messages": ASK, "max_tokens": 1, "temperature": 0}
+        chat = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60).json()
+        raw = f"[user] {ASK[0]['content']}\n[assistant]"
+        plain = httpx.post(
+            f"{server.url}/v1/completions", json={"prompt": raw, "max_tokens": 1}, timeout=60
+        ).json()
+        # The template's text and the messages are tokenized apart: a token may split there.
+        assert abs(chat["usage"]["prompt_tokens"] - plain["usage"]["prompt_tokens"]) <= 1
+    finally:
+        assert server.stop() == 0
+    own = start(tmp_path, "-m", TINY, "--ctx", "512")  # the file's own: a plain transcript
+    try:
+        again = httpx.post(f"{own.url}/v1/chat/completions", json=body, timeout=60).json()
+        assert again["usage"]["prompt_tokens"] != chat["usage"]["prompt_tokens"]
+    finally:
+        assert own.stop() == 0

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
         description="Keep every answer's KV state (RAM, then disk), so that a later prompt "
         "starting the same way, from any client, skips that part of its prefill.",
     )
+    cache_reuse: int = Field(
+        64,
+        ge=0,
+        le=1 << 16,
+        description="Fill-in-the-middle prompts: runs of at least this many tokens that the "
+        "slot holds move to where the new prompt has them (KV shift), so an edit costs only "
+        "what changed; close to, not exactly, a cold prefill. 0: reuse only an unchanged start.",
+    )
     cache_ram_mb: int | None = Field(
         None,
         ge=0,

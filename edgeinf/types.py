@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from edgeinf.errors import InvalidRequestError
 
@@ -83,6 +83,27 @@ def _check(ok: bool, what: str) -> None:
 
 
 @dataclass(frozen=True)
+class Insertion:
+    """Where a fill-in-the-middle answer goes, for ending it as an editor wants
+    (engine.insertion): at the end of the cursor's block, before text the suffix already
+    has, or at the first line break after a time budget."""
+
+    cursor_line: str = ""  # the text before the cursor on its line
+    next_line: str = ""  # the suffix's first line that is not blank, stripped
+    indent: int | None = None  # lines indented less end the answer; None: the cursor's block
+    budget_s: float | None = None  # from the first token; None: no time budget
+
+    def __post_init__(self) -> None:
+        _check(self.indent is None or self.indent >= 0, "n_indent must be >= 0")
+        _check(self.budget_s is None or self.budget_s > 0, "the time budget must be > 0")
+
+
+Shaper = Literal["top_k", "top_p", "min_p", "temperature", "infill"]
+SHAPERS: tuple[Shaper, ...] = get_args(Shaper)
+DEFAULT_CHAIN: tuple[Shaper, ...] = ("top_k", "top_p", "min_p", "temperature")
+
+
+@dataclass(frozen=True)
 class SamplingParams:
     """How to pick tokens. temperature 0 means greedy (deterministic)."""
 
@@ -102,6 +123,10 @@ class SamplingParams:
     # (from its first group on), or one of these tokens is written.
     grammar_triggers: tuple[str, ...] = ()
     grammar_trigger_tokens: tuple[int, ...] = ()
+    insertion: Insertion | None = None  # a fill-in-the-middle answer's stopping rules
+    # The samplers before the draw, in this order (llama.cpp's names; "infill" merges the
+    # chances of tokens that start alike, for FIM); None: DEFAULT_CHAIN.
+    chain: tuple[Shaper, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in (

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeinf.engine.chunks import Parked, Piece, align, reused
 from edgeinf.engine.decoder import DecodeThread
 from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
@@ -45,7 +46,8 @@ class _Slot:
     emitter: Emitter | None = None
     sampler: Sampler | None = None
     distribution: Distribution | None = None  # a sampled job that drafts
-    prefill: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
+    # What is left of the prompt: tokens to evaluate, runs of cached cells to put back.
+    prefill: list[Piece] = field(default_factory=list)
     pending: int | None = None  # sampled, not yet evaluated
     drafts: list[int] = field(default_factory=list)  # in the batch after `pending`
     dists: list[np.ndarray | None] = field(default_factory=list)  # their draft distributions
@@ -253,7 +255,7 @@ class Batcher:
             if not free or len(self.slots) - len(free) >= self.limit:
                 return
             self._waiting.popleft()
-            slot = max(free, key=lambda s: common_prefix(s.seq.tokens, job.prompt))
+            slot = max(free, key=lambda s: self._reusable(s, job))
             try:
                 self._start(slot, job)
             except Exception as exc:  # e.g. its saved state could not be read: this job only
@@ -262,16 +264,28 @@ class Batcher:
                 slot.job = job  # _end releases what _start set up and tells the job
                 self._end(slot, exc)
 
+    def _reusable(self, slot: _Slot, job: Job) -> int:
+        if job.runs and self.engine.can_move:
+            return reused(align(slot.seq.tokens, job.prompt, job.runs))
+        return common_prefix(slot.seq.tokens, job.prompt)
+
     def _start(self, slot: _Slot, job: Job) -> None:
+        engine = self.engine
         if job.prepare is not None:
             job.prepare(slot.seq)
-        job.reused_tokens = self.engine.reuse_prefix(slot.seq, job.prompt)
+        if not job.cache:
+            engine.forget(slot.seq)
+        if job.runs and engine.can_move:
+            slot.prefill = engine.reuse_runs(slot.seq, job.prompt, job.runs)
+        else:
+            slot.prefill = [job.prompt[engine.reuse_prefix(slot.seq, job.prompt) :]]
+        left = sum(len(p) for p in slot.prefill if isinstance(p, list))
+        job.reused_tokens = len(job.prompt) - left
         slot.job = job
         slot.emitter = Emitter(self.engine.vocab, job.params, len(job.prompt))
         slot.sampler = Sampler(job.params, self.engine.vocab)
         if job.lanes and not job.params.greedy:
-            slot.distribution = Distribution(job.params, self.engine.vocab.n_tokens)
-        slot.prefill = job.prompt[job.reused_tokens :]
+            slot.distribution = Distribution(job.params, self.engine.vocab)
         slot.pending = None
 
     def _step(self) -> None:
@@ -315,9 +329,18 @@ class Batcher:
             slot.pending = None
             room -= 1 + len(slot.drafts)
         for slot in prefilling:
+            while slot.prefill and isinstance(run := slot.prefill[0], Parked):
+                engine.attach(slot.seq, run)  # the text before it was evaluated
+                slot.prefill.pop(0)
             if room == 0:
                 continue
-            chunk, slot.prefill = slot.prefill[:room], slot.prefill[room:]
+            head = slot.prefill[0]
+            assert isinstance(head, list)
+            chunk, rest = head[:room], head[room:]
+            if rest:
+                slot.prefill[0] = rest
+            else:
+                slot.prefill.pop(0)
             base = len(slot.seq.tokens)
             warm = slot.job is not None and slot.job.warm
             for j, tok in enumerate(chunk):
@@ -408,6 +431,7 @@ class Batcher:
         slot.job = slot.emitter = None
         slot.pending = None
         slot.drafts, slot.dists, slot.lane = [], [], None
+        self.engine.release([p for p in slot.prefill if isinstance(p, Parked)])
         slot.prefill = []
         if slot.sampler is not None:
             slot.sampler.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from edgeinf.engine.insertion import InsertionStream
 from edgeinf.engine.textstream import TextStream
 from edgeinf.engine.vocab import Vocab
 from edgeinf.types import Completion, FinishReason, SamplingParams, Timings, Usage
@@ -15,11 +16,14 @@ class Emitter:
     def __init__(self, vocab: Vocab, params: SamplingParams, n_prompt: int) -> None:
         self.vocab, self.params, self.n_prompt = vocab, params, n_prompt
         self.stream = TextStream(params.stop)
+        rules = params.insertion
+        self.insertion = InsertionStream(rules) if rules is not None else None
         self.tokens: list[int] = []
         self.parts: list[str] = []
         self.finish: FinishReason | None = None
         self.started = time.perf_counter()
         self.first_at: float | None = None
+        self.stopped_by_insertion = False
 
     def push(self, token: int) -> str:
         """Take one sampled token; return the text it releases (maybe empty)."""
@@ -30,7 +34,12 @@ class Emitter:
             return ""
         self.tokens.append(token)
         text = self.stream.push(self.vocab.piece(token))
-        if self.stream.stopped:
+        if self.insertion is not None:
+            text = self.insertion.push(text)
+            if self.stream.stopped:
+                text += self.insertion.flush()
+            self.stopped_by_insertion = self.insertion.stopped
+        if self.stream.stopped or self.stopped_by_insertion:
             self.finish = "stop"
         if text:
             self.parts.append(text)
@@ -49,9 +58,11 @@ class Emitter:
 
     def flush(self) -> str:
         """Text held back for a stop string that never came."""
-        if self.stream.stopped:
+        if self.stream.stopped or self.stopped_by_insertion:
             return ""
         rest = self.stream.flush()
+        if self.insertion is not None:
+            rest = self.insertion.push(rest) + self.insertion.flush()
         if rest:
             self.parts.append(rest)
         return rest

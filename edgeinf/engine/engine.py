@@ -14,6 +14,7 @@ import numpy as np
 
 from edgeinf.engine import native
 from edgeinf.engine.batch import Batch
+from edgeinf.engine.chunks import MAX_RUNS, Parked, Piece, align, pieces
 from edgeinf.engine.options import EngineOptions
 from edgeinf.engine.template import ChatTemplate
 from edgeinf.engine.toolcalls import described
@@ -23,6 +24,7 @@ from edgeinf.gguf.check import GGUFFile, read_gguf, shard_paths
 from edgeinf.gguf.info import describe
 from edgeinf.types import Message, Tool
 
+MAX_SEQ = 256  # llama.cpp's sequence ids (LLAMA_MAX_SEQ) in a cache the sequences share
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 
@@ -174,6 +176,52 @@ class Engine:
         common = common_prefix(seq.tokens, prompt[: len(prompt) - 1])
         self.trim(seq, common)
         return common
+
+    @property
+    def can_move(self) -> bool:
+        """Whether cells may move to other positions and sequences (see chunks.py): a cache
+        that can shift them, shared by the sequences, with spare sequence ids to park in."""
+        spare = self.opts.n_seq_max * (1 + MAX_RUNS) <= MAX_SEQ
+        unified = not self.opts.exact  # native.load
+        return unified and spare and bool(ll.llama_memory_can_shift(self._native.memory))
+
+    def reuse_runs(self, seq: SeqState, prompt: Sequence[int], min_run: int) -> list[Piece]:
+        """Keep the cached runs of at least `min_run` tokens the prompt shares (chunks.py), the
+        shared start in place and the rest parked at their new positions; return what is left
+        to do, in order. Needs `can_move`."""
+        runs = align(seq.tokens, prompt, min_run)
+        start = runs[0].n if runs and runs[0].at == 0 else 0
+        later = runs[1:] if start else runs
+        mem = self._native.memory
+        first = self.opts.n_seq_max + seq.seq_id * MAX_RUNS
+        parked = []
+        for k, run in enumerate(later):
+            ll.llama_memory_seq_rm(mem, first + k, -1, -1)
+            ll.llama_memory_seq_cp(mem, seq.seq_id, first + k, run.cached, run.cached + run.n)
+            parked.append(Parked(first + k, run.at, list(prompt[run.at : run.at + run.n])))
+        self.trim(seq, start)
+        if len(seq.tokens) != start:  # this cache cannot cut mid-sequence: nothing is kept
+            self.release(parked)
+            return [list(prompt)]
+        for run, p in zip(later, parked, strict=True):  # each run alone in its sequence now
+            if run.at != run.cached:
+                ll.llama_memory_seq_add(
+                    mem, p.seq_id, run.cached, run.cached + run.n, p.at - run.cached
+                )
+        return pieces(prompt, start, parked)
+
+    def attach(self, seq: SeqState, run: Parked) -> None:
+        """Put a parked run back after the sequence's last cell, where it was moved to."""
+        assert run.at == len(seq.tokens), "a run is attached right after the cells before it"
+        mem = self._native.memory
+        ll.llama_memory_seq_cp(mem, run.seq_id, seq.seq_id, -1, -1)
+        ll.llama_memory_seq_rm(mem, run.seq_id, -1, -1)
+        seq.tokens.extend(run.tokens)
+
+    def release(self, parked: Sequence[Parked]) -> None:
+        """Drop runs that will not be attached (their answer ended first)."""
+        for run in parked:
+            ll.llama_memory_seq_rm(self._native.memory, run.seq_id, -1, -1)
 
     # -- sequence state, for saving to and restoring from disk --
 

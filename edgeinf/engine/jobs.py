@@ -45,3 +45,7 @@ class Job:
     # Only prefill the prompt into a slot, generating nothing, for a later job that starts
     # the same way (a message being typed): it ends without a completion.
     warm: bool = False
+    # Cached runs of at least this many tokens may move to where the prompt has them
+    # (engine.chunks: fast, not exact); 0: only the cached start of the prompt is reused.
+    runs: int = 0
+    cache: bool = True  # False: prefill the whole prompt, whatever the slot holds

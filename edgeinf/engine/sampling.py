@@ -12,17 +12,25 @@ import numpy as np
 from edgeinf.engine.grammar import Grammar, candidates
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import EngineError, InvalidRequestError
-from edgeinf.types import SamplingParams
+from edgeinf.types import DEFAULT_CHAIN, SamplingParams
 
 
-def _shaping(chain: Any, params: SamplingParams) -> None:
-    """The chain's samplers before its final draw: top-k, top-p, min-p, temperature."""
+def _shaping(chain: Any, params: SamplingParams, vocab: Any) -> None:
+    """The chain's samplers before its final draw: top-k, top-p, min-p, temperature, or the
+    request's own order of them (`SamplingParams.chain`, with llama.cpp's infill sampler)."""
     add = ll.llama_sampler_chain_add
-    if params.top_k > 0:
-        add(chain, ll.llama_sampler_init_top_k(params.top_k))
-    add(chain, ll.llama_sampler_init_top_p(params.top_p, 1))
-    add(chain, ll.llama_sampler_init_min_p(params.min_p, 1))
-    add(chain, ll.llama_sampler_init_temp(params.temperature))
+    for name in params.chain or DEFAULT_CHAIN:
+        if name == "top_k":
+            if params.top_k > 0:
+                add(chain, ll.llama_sampler_init_top_k(params.top_k))
+        elif name == "top_p":
+            add(chain, ll.llama_sampler_init_top_p(params.top_p, 1))
+        elif name == "min_p":
+            add(chain, ll.llama_sampler_init_min_p(params.min_p, 1))
+        elif name == "temperature":
+            add(chain, ll.llama_sampler_init_temp(params.temperature))
+        else:
+            add(chain, ll.llama_sampler_init_infill(vocab))
 
 
 class Sampler:
@@ -58,7 +66,7 @@ class Sampler:
         if params.greedy:
             add(self._chain, ll.llama_sampler_init_greedy())
             return
-        _shaping(self._chain, params)
+        _shaping(self._chain, params, vocab.raw)
         seed = ll.LLAMA_DEFAULT_SEED if params.seed is None else params.seed
         add(self._chain, ll.llama_sampler_init_dist(seed))
 
@@ -132,10 +140,11 @@ class Distribution:
     accept a draft with probability min(1, p/q); the chain's last sampler only draws one token.
     """
 
-    def __init__(self, params: SamplingParams, n_vocab: int) -> None:
+    def __init__(self, params: SamplingParams, vocab: Vocab) -> None:
         assert not params.greedy and not params.penalized, "greedy and penalized never draft"
         self._chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
-        _shaping(self._chain, params)
+        _shaping(self._chain, params, vocab.raw)
+        n_vocab = vocab.n_tokens
         self._cells, self._array = candidates(n_vocab)
         self._ids = np.arange(n_vocab, dtype=np.int32)
         self.rng = np.random.default_rng(params.seed)

@@ -26,6 +26,18 @@ MAX_STRING = 16 << 20  # the largest string we accept (chat templates are a few 
 MAX_ARRAY_DEPTH = 2
 # The vocabulary array, hashed (not kept) so draft/target tokenizers can be compared.
 _TOKENS_KEY = "tokenizer.ggml.tokens"
+# The prefix markers of fill-in-the-middle vocabularies, as llama.cpp finds them by their text
+# when the file names no FIM token ids (llama-vocab.cpp).
+FIM_PREFIXES = (
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<\uff5cfim\u2581begin\uff5c>",  # DeepSeek: full-width bars
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+)
 
 _SCALARS: dict[int, str] = {
     GGUFValueType.UINT8: "<B",
@@ -62,6 +74,7 @@ class GGUFFile:
     data_offset: int
     file_size: int
     tokens_digest: str = field(default="")
+    fills_in_middle: bool = False  # its vocabulary has fill-in-the-middle markers
 
 
 class _Cursor:
@@ -134,6 +147,12 @@ def _value(cur: _Cursor, vtype: int, depth: int) -> Any:
     raise cur.fail(f"unknown value type {vtype}")
 
 
+def _counted(text: str) -> bytes:
+    """A string as GGUF stores it in an array: its length, then its bytes."""
+    data = text.encode()
+    return struct.pack("<Q", len(data)) + data
+
+
 def _tensor(cur: _Cursor) -> TensorInfo:
     name = cur.string()
     n_dims = int(cur.unpack("<I"))
@@ -179,13 +198,17 @@ def _parse(cur: _Cursor, size: int) -> GGUFFile:
     n_kv = cur.count(13, "metadata")
     metadata: dict[str, Any] = {}
     digest = ""
+    fim = False
     for _ in range(n_kv):
         key = cur.string()
         vtype = int(cur.unpack("<I"))
         start = cur.pos
         metadata[key] = _value(cur, vtype, 0)
         if key == _TOKENS_KEY:
-            digest = hashlib.sha256(bytes(cur.buf[start : cur.pos])).hexdigest()
+            raw = bytes(cur.buf[start : cur.pos])
+            digest = hashlib.sha256(raw).hexdigest()
+            fim = any(_counted(m) in raw for m in FIM_PREFIXES)
+        fim = fim or key == "tokenizer.ggml.fim_pre_token_id"
     tensors = tuple(_tensor(cur) for _ in range(n_tensors))
     alignment = metadata.get("general.alignment", 32)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
@@ -194,7 +217,7 @@ def _parse(cur: _Cursor, size: int) -> GGUFFile:
     for t in tensors:
         if t.offset % alignment or data_offset + t.offset + t.n_bytes > size:
             raise cur.fail(f"tensor '{t.name}' lies outside the file: truncated or corrupt")
-    return GGUFFile(version, metadata, tensors, data_offset, size, digest)
+    return GGUFFile(version, metadata, tensors, data_offset, size, digest, fim)
 
 
 _SHARD = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")

@@ -50,15 +50,18 @@ def describe(gguf: GGUFFile, shards: tuple[GGUFFile, ...] = ()) -> ModelInfo:
     )
 
 
-def capabilities(metadata: dict[str, Any]) -> list[str]:
+def capabilities(metadata: dict[str, Any], fills_in_middle: bool = False) -> list[str]:
     """What a GGUF model can be asked, in Ollama's words: completion, tools (its template
-    renders them), embedding (it declares a pooling of its outputs), thinking."""
+    renders them), insert (fill-in-the-middle), embedding (it declares a pooling of its
+    outputs), thinking."""
     arch = metadata.get("general.architecture", "")
     template = metadata.get("tokenizer.chat_template")
     template = template if isinstance(template, str) else ""
     out = ["completion"]
     if "tools" in template:
         out.append("tools")
+    if fills_in_middle:
+        out.append("insert")
     if metadata.get(f"{arch}.pooling_type") is not None:
         out.append("embedding")
     if "<think>" in template or "enable_thinking" in template:

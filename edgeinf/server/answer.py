@@ -18,13 +18,23 @@ from edgeinf.server.errors import ApiError, error_response
 from edgeinf.server.runtime import Runtime
 from edgeinf.server.schema import PromptTokensDetails, Usage
 from edgeinf.server.wire import Sampling, now
-from edgeinf.service.turn import Answer, TurnHandle
+from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
 from edgeinf.types import Message, SamplingParams
 
 
 def runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.runtime
     return rt
+
+
+def begin(request: Request, pipeline: TurnPipeline, turn: TurnRequest) -> TurnHandle:
+    """Start a turn; a fill cancels the one its client asked for before (service.fill)."""
+    handle = pipeline.answer(turn)
+    if turn.fill is not None:
+        peer = request.client.host if request.client else ""
+        client = (request.state.principal, peer, request.headers.get("x-client-id", ""))
+        runtime(request).fills.begin(client, handle)
+    return handle
 
 
 def sampling(req: Sampling, context: int, defaults: Mapping[str, float]) -> SamplingParams:
@@ -129,11 +139,11 @@ async def respond(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
-    async for _ in handle.pieces(_alive(request)):
+    async for _ in handle.pieces(client_alive(request)):
         pass
     answer = handle.result
-    if answer is None:  # cancelled: the client is gone, nobody reads this
-        return Response(status_code=499)
+    if answer is None:
+        return unanswered(handle)
     runtime(request).metrics.answered(answer)
     message: dict[str, Any] = {"role": "assistant", "content": answer.text}
     if answer.tool_calls:
@@ -162,7 +172,15 @@ async def respond(
     )
 
 
-def _alive(request: Request) -> Callable[[], Awaitable[bool]]:
+def unanswered(handle: TurnHandle) -> Response:
+    """The response of a turn that was cancelled: by a newer request of its client (409,
+    saying why), or because its client left (499: nobody reads it)."""
+    if handle.why:
+        raise ApiError(409, handle.why, "conflict_error", "superseded")
+    return Response(status_code=499)
+
+
+def client_alive(request: Request) -> Callable[[], Awaitable[bool]]:
     async def alive() -> bool:
         return not await request.is_disconnected()
 
@@ -207,7 +225,7 @@ async def _events(
         return event({"index": 0, **delta, "finish_reason": None})
 
     try:
-        async for piece in handle.pieces(_alive(request)):
+        async for piece in handle.pieces(client_alive(request)):
             if held is not None and not (piece := held.feed(piece)):
                 continue
             yield text(piece)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from edgeinf.engine.grammar import JSON_OBJECT, from_schema
 from edgeinf.engine.toolcalls import Choice, Held
 from edgeinf.errors import InvalidRequestError
-from edgeinf.server.answer import runtime, with_system
+from edgeinf.server.answer import begin, runtime, unanswered, with_system
 from edgeinf.server.embeddings import shorten
 from edgeinf.server.errors import error_response
 from edgeinf.server.ollama_models import iso, ndjson
@@ -40,6 +40,7 @@ from edgeinf.server.ollama_wire import (
     Options,
 )
 from edgeinf.server.runtime import Runtime
+from edgeinf.service.fill import Fill
 from edgeinf.service.local import ChatRequest
 from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
 from edgeinf.types import Message, SamplingParams, Tool
@@ -160,7 +161,7 @@ class _Turn:
                 pass
             answer = handle.result
             if answer is None:
-                return Response(status_code=499)
+                return unanswered(handle)
             self.rt.metrics.answered(answer)
             body = {**head, "created_at": iso(time.time()), **last(answer), **self.stats(answer)}
             return JSONResponse(body)
@@ -261,7 +262,17 @@ async def generate(req: OllamaGenerate, request: Request) -> Response:
     service = pipeline.service
     preset = service.settings.preset(service.model.name)
     params = sampling(req, service.context_length, preset.sampling())
-    if req.raw:
+    if req.suffix:
+        if req.system is not None:
+            raise InvalidRequestError(
+                "system: text filled in between a prompt and a suffix has no system prompt; "
+                "leave system out",
+                param="system",
+            )
+        chat = ChatRequest((), params, None, request.state.principal)
+        fill = Fill(req.prompt, req.suffix)
+        turn_request = TurnRequest(chat, fill=fill, deadline=turn.rt.deadline())
+    elif req.raw:
         if req.system is not None:
             raise InvalidRequestError(
                 "system: a raw prompt is given to the model as it is; put the system "
@@ -278,7 +289,7 @@ async def generate(req: OllamaGenerate, request: Request) -> Response:
         )
         local = params.grammar is not None
         turn_request = TurnRequest(chat, turn.route(pipeline, local), deadline=turn.rt.deadline())
-    handle = pipeline.answer(turn_request)
+    handle = begin(request, pipeline, turn_request)
 
     def last(answer: Answer) -> dict[str, Any]:
         return {"response": "" if req.stream else answer.text}

@@ -149,7 +149,7 @@ async def show(req: ModelName, request: Request) -> dict[str, Any]:
         "system": preset.system or "",
         "details": details(info),
         "model_info": scalars,
-        "capabilities": capabilities(meta),
+        "capabilities": capabilities(meta, gguf.fills_in_middle),
         "modified_at": iso(model.path.stat().st_mtime),
     }
 

@@ -157,7 +157,7 @@ class OllamaGenerate(Generating):
     prompt: Text = Field("", max_length=1 << 22)
     system: Text | None = Field(None, max_length=1 << 20)
     raw: bool = False
-    suffix: Annotated[Any, not_yet("suffix (fill-in-the-middle)", "")] = None
+    suffix: Text | None = Field(None, max_length=1 << 22)  # "" or None: not a fill
     images: Annotated[Any, not_yet("images (this server runs text models)")] = None
     template: Annotated[Any, not_yet("template (the model's own is used)", "")] = None
     context: Annotated[Any, not_yet("context (send the conversation to /api/chat)")] = None

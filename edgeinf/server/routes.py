@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 
 from edgeinf.engine.toolcalls import Choice
 from edgeinf.errors import InvalidRequestError
-from edgeinf.server.answer import respond, runtime, sampling, with_system
+from edgeinf.server.answer import begin, respond, runtime, sampling, with_system
 from edgeinf.server.errors import ApiError
 from edgeinf.server.metrics import CONTENT_TYPE
 from edgeinf.server.schema import (
@@ -26,6 +26,7 @@ from edgeinf.server.schema import (
     answer,
 )
 from edgeinf.server.wire import ChatCompletionRequest, CompletionRequest, NamedChoice
+from edgeinf.service.fill import Fill
 from edgeinf.service.local import ChatRequest
 from edgeinf.service.turn import TurnRequest
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
@@ -100,8 +101,11 @@ async def completions(req: CompletionRequest, request: Request) -> Response:
     chat = ChatRequest(
         (), sampling(req, service.context_length, defaults), None, request.state.principal
     )
-    turn = TurnRequest(chat, raw_prompt=req.prompt, deadline=rt.deadline())
-    return await respond(request, pipeline.answer(turn), req, chat=False)
+    if req.suffix:
+        turn = TurnRequest(chat, fill=Fill(req.prompt, req.suffix), deadline=rt.deadline())
+    else:
+        turn = TurnRequest(chat, raw_prompt=req.prompt, deadline=rt.deadline())
+    return await respond(request, begin(request, pipeline, turn), req, chat=False)
 
 
 @router.get("/v1/models", response_model=ModelList)

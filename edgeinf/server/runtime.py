@@ -24,6 +24,7 @@ from edgeinf.route.encoder import MAX_TOKENS as ENCODER_TOKENS
 from edgeinf.server.errors import RETRY_AFTER_S, ApiError
 from edgeinf.server.fleet import Fleet, Kind, Resident
 from edgeinf.server.metrics import Metrics
+from edgeinf.service.fill import Latest
 from edgeinf.service.local import ChatService, open_sessions
 from edgeinf.service.turn import TurnPipeline
 
@@ -70,6 +71,7 @@ class Runtime:
         self.threads: int | None = None  # decode threads now; None until a model loads
         self.started = time.time()
         self.metrics = Metrics(self.depth, self.cache_bytes)
+        self.fills = Latest()  # each client's newest fill-in-the-middle turn
         self.fleet = Fleet(settings, default, ref, self.sessions, self._pipeline, self._changed)
         self._stopping = threading.Event()
         self._told_ready = False  # systemd hears READY=1 once, when the default model loaded

@@ -174,6 +174,36 @@ class SessionDeleted(BaseModel):
     deleted: bool
 
 
+class InfillTimings(BaseModel):
+    cache_n: int  # prompt tokens whose cells the slot held
+    prompt_n: int  # prompt tokens prefilled
+    prompt_ms: float
+    prompt_per_token_ms: float
+    prompt_per_second: float
+    predicted_n: int
+    predicted_ms: float
+    predicted_per_token_ms: float
+    predicted_per_second: float
+
+
+class Infilled(BaseModel):
+    """/infill's answer, with the fields of llama.cpp's server that editors read."""
+
+    index: int
+    content: str  # the text to insert (empty in the last event of a stream)
+    model: str
+    stop: bool
+    stop_type: Literal["eos", "limit"]
+    stopping_word: str
+    tokens_predicted: int
+    tokens_evaluated: int
+    tokens_cached: int
+    truncated: bool  # the text around the cursor was cut to fit the context
+    has_new_line: bool
+    generation_settings: dict[str, int]
+    timings: InfillTimings
+
+
 class Health(BaseModel):
     status: Literal["ok"]
 

@@ -271,7 +271,9 @@ class ChatCompletionRequest(Sampling):
 
 class CompletionRequest(Sampling):
     prompt: Text = Field(max_length=1 << 22)
-    suffix: Annotated[Any, not_yet("suffix (fill-in-the-middle)")] = None
+    # Text after the insertion point: the answer fills in between (the model's FIM prompt);
+    # "" or None: the prompt is continued.
+    suffix: Text | None = Field(None, max_length=1 << 22)
     echo: Annotated[Any, not_yet("echo")] = None
     best_of: Annotated[Any, not_yet("best_of")] = None
 

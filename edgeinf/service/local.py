@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -23,13 +24,14 @@ from edgeinf.errors import InvalidRequestError
 from edgeinf.guard import check_fits, physical_cores
 from edgeinf.service.channel import Channel
 from edgeinf.service.context import ContextPolicy, Trimmed, fit
+from edgeinf.service.fill import Fill, fill_prompt, insertion
 from edgeinf.sessions.ids import LOCAL_OWNER, check_session_id
 from edgeinf.sessions.index import SessionRow
 from edgeinf.sessions.keeper import Named, Restore, SessionKeeper, Tier
 from edgeinf.sessions.kvfile import Identity
 from edgeinf.sessions.store import SessionStore
 from edgeinf.speculate import Speculation
-from edgeinf.types import Completion, Message, SamplingParams, Tool
+from edgeinf.types import Completion, Message, SamplingParams, Timings, Tool, Usage
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,10 @@ class LocalAnswer:
         trimmed: Trimmed,
         sampling: SamplingParams,
         deadline: float | None,
+        fill: Fill | None = None,
     ) -> None:
+        """A `fill` answer neither restores nor keeps state: its slot's cells serve the next
+        keystroke better than any saved prompt, which an edit has already outdated."""
         self.result: LocalResult | None = None
         self.channel = Channel()
         restore = Restore("none", 0)
@@ -118,17 +123,33 @@ class LocalAnswer:
                 job.accepted,
                 trimmed=trimmed,
             )
-            service.keep(seq, request, prompt, self.result)
+            if fill is None:
+                service.keep(seq, request, prompt, self.result)
+
+        runs = service.settings.cache_reuse if fill is None or fill.runs is None else fill.runs
+        started = time.perf_counter()
+
+        def done(_: Completion | None, error: BaseException | None) -> None:
+            job = self.job
+            if job.warm and error is None and not job.cancelled.is_set():
+                # Prefilled, as asked: an answer with nothing in it.
+                took = time.perf_counter() - started
+                empty = Completion("", "stop", Usage(len(prompt.tokens), 0), Timings(took, took, 0))
+                self.result = LocalResult(empty, restore, len(prompt.tokens), job.reused_tokens)
+            self.channel.end(error)
 
         self.job = Job(
             prompt.tokens,
             sampling,
             self.channel.text,
-            lambda _, error: self.channel.end(error),
-            prepare,
+            done,
+            prepare if fill is None else None,
             finish,
             deadline,
             lanes=lanes,
+            warm=fill is not None and fill.warm,
+            runs=runs if fill is not None else 0,
+            cache=fill is None or fill.cache,
         )
         service.batcher.submit(self.job)
 
@@ -261,30 +282,38 @@ class ChatService:
         return row.messages if row else ()
 
     def local(
-        self, request: ChatRequest, raw_prompt: str | None = None, deadline: float | None = None
+        self,
+        request: ChatRequest,
+        raw_prompt: str | None = None,
+        deadline: float | None = None,
+        fill: Fill | None = None,
     ) -> LocalAnswer:
         """Start a local answer; `raw_prompt` is text to continue instead of the chat
-        template's rendering of the messages."""
+        template's rendering of the messages, `fill` text to fill in (the model's FIM
+        prompt; its slot is all its cache, kept runs of it may move: see Fill)."""
         trimmed = Trimmed()
-        if raw_prompt is not None:
+        sampling = request.sampling
+        if fill is not None:
+            tokens, cut = fill_prompt(self.engine, self.model.name, fill, sampling.max_tokens)
+            prompt, trimmed = Prompt(tokens), Trimmed(0, cut)
+            sampling = replace(sampling, insertion=insertion(fill))
+        elif raw_prompt is not None:
             vocab = self.engine.vocab
             prompt = Prompt(vocab.tokenize(raw_prompt, add_bos=vocab.add_bos))
         elif (request.context_policy or self.settings.context_policy) == "truncate":
-            prompt, trimmed = fit(
-                self.engine, request.messages, request.tools, request.sampling.max_tokens
-            )
+            prompt, trimmed = fit(self.engine, request.messages, request.tools, sampling.max_tokens)
         else:
             prompt = self.engine.chat_prompt(request.messages, request.tools)
-        self.engine.check_prompt(len(prompt.tokens), request.sampling.max_tokens)
-        sampling = with_tools(request, self.engine.vocab)
+        self.engine.check_prompt(len(prompt.tokens), sampling.max_tokens)
+        sampling = with_tools(replace(request, sampling=sampling), self.engine.vocab)
         if (s := sampling).grammar is not None:  # refused here, not on the decode loop
             check_grammar(
                 self.engine.vocab, s.grammar, s.grammar_triggers, s.grammar_trigger_tokens
             )
-        if raw_prompt is None and self.engine.template.stops:
+        if raw_prompt is None and fill is None and self.engine.template.stops:
             # A base model's transcript must end with its turn.
             sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
-        return LocalAnswer(self, request, prompt, trimmed, sampling, deadline)
+        return LocalAnswer(self, request, prompt, trimmed, sampling, deadline, fill)
 
     def warm(self, request: ChatRequest) -> Job | None:
         """Prefill a slot with the prompt of a message being typed, all but its last token

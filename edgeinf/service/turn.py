@@ -22,6 +22,7 @@ from edgeinf.route.dispatch import CUT_NOTICE, Dispatcher, Notify, fell_back
 from edgeinf.route.policy import Decision, Override
 from edgeinf.route.remote import RemoteAnswer, RemoteError
 from edgeinf.service.channel import Channel
+from edgeinf.service.fill import Fill
 from edgeinf.service.local import ChatRequest, ChatService, LocalAnswer, LocalResult
 from edgeinf.types import ToolCall
 
@@ -35,6 +36,7 @@ class TurnRequest:
     route: Override | None = None  # None: the configured route
     private: bool = False
     raw_prompt: str | None = None  # text to continue as is: answered locally, never routed
+    fill: Fill | None = None  # text to fill in between two others: local, never routed
     deadline: float | None = None  # time.monotonic() after which a local answer is cut
 
 
@@ -48,7 +50,7 @@ class Answer:
     prompt_tokens: int
     completion_tokens: int
     seconds: float
-    route: Decision | None  # None for raw prompts, which are never routed
+    route: Decision | None  # None for raw prompts and fills, which are never routed
     local: LocalResult | None = None  # set when the local model gave this answer
     tool_calls: tuple[ToolCall, ...] = ()  # what the answer calls (`text` is the rest)
 
@@ -99,8 +101,10 @@ class TurnHandle:
         self.model = ""  # the model that starts answering, once the turn opened
         self._events: asyncio.Queue[tuple[str, object]] | None = None
         self._ended = False
+        self.why = ""  # why it was cancelled, when another than its reader leaving
 
-    def cancel(self) -> None:
+    def cancel(self, why: str = "") -> None:
+        self.why = why
         self._stop.set()
 
     # -- on the caller's thread --
@@ -210,7 +214,7 @@ class TurnPipeline:
 
     def _turn(self, req: TurnRequest, stop: _Stop) -> Generator[Step, None, Answer | None]:
         chat = req.chat
-        if req.raw_prompt is not None:
+        if req.raw_prompt is not None or req.fill is not None:
             result = yield from self._local(req, stop)
             return None if result is None else _local_answer(self.service, result, None, None)
         decision = self.dispatcher.decide(
@@ -251,7 +255,7 @@ class TurnPipeline:
     def _local(
         self, req: TurnRequest, stop: _Stop, opened: bool = False
     ) -> Generator[Step, None, LocalResult | None]:
-        local = self.service.local(req.chat, req.raw_prompt, req.deadline)  # admission
+        local = self.service.local(req.chat, req.raw_prompt, req.deadline, req.fill)  # admission
         stop.watch(local)
         if not opened:
             yield _Opened(self.service.model.name)

@@ -41,7 +41,7 @@ def _close(freq: np.ndarray, p: np.ndarray) -> None:
 @pytest.mark.parametrize("params", PARAMS)
 def test_the_distribution_is_the_chains_own(tiny_engine: Engine, params: SamplingParams) -> None:
     row, chain = _row_and_chain(tiny_engine, params)
-    dist = Distribution(params, tiny_engine.vocab.n_tokens)
+    dist = Distribution(params, tiny_engine.vocab)
     p = dist.of(row)
     dist.close()
     assert abs(p.sum() - 1) < 1e-9
@@ -55,7 +55,7 @@ def test_accepting_a_draft_or_resampling_gives_the_chains_distribution(
     """After a drafted token (a point mass, as n-gram drafts are), what verification keeps
     is distributed as llama.cpp's chain draws, whether the draft is likely or not."""
     row, chain = _row_and_chain(tiny_engine, params)
-    dist = Distribution(params, tiny_engine.vocab.n_tokens)
+    dist = Distribution(params, tiny_engine.vocab)
     p = dist.of(row)
     likely, unlikely = int(np.argmax(p)), int(np.argsort(p)[-2])
     for draft in (likely, unlikely):

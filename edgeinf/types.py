@@ -91,6 +91,9 @@ class Insertion:
     cursor_line: str = ""  # the text before the cursor on its line
     next_line: str = ""  # the suffix's first line that is not blank, stripped
     indent: int | None = None  # lines indented less end the answer; None: the cursor's block
+    # The cursor is on a blank line inside a block: the answer's first line, too, must reach
+    # `indent`.
+    inside: bool = False
     budget_s: float | None = None  # from the first token; None: no time budget
 
     def __post_init__(self) -> None:

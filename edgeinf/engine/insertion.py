@@ -31,7 +31,7 @@ class InsertionStream:
         self._out = 0  # characters of the current line's answer text already released
         self._blank = ""  # blank lines held back
         self._block: int | None = rules.indent
-        self._seen = False  # a line that is not blank was released
+        self._seen = rules.inside  # a line that is not blank was released, or need not be
         self._began: float | None = None
 
     def push(self, text: str) -> str:

@@ -48,13 +48,22 @@ def fill_prompt(engine: Engine, model: str, fill: Fill, max_tokens: int) -> tupl
     )
 
 
+OPENERS = (":", "{", "(", "[")  # a line ending so opens a block
+
+
 def insertion(fill: Fill) -> Insertion:
-    """How the answer ends: the cursor's line and the first line after it that the suffix
-    has (the rest of the cursor's line is not one)."""
-    cursor = (fill.prefix + fill.cursor_line).rsplit("\n", 1)[-1]
+    """How the answer ends: the cursor's line, the first line after it that the suffix has
+    (the rest of the cursor's line is not one), and the block the cursor is in: on a blank
+    line, the block of the line above (its body, when that line opens one)."""
+    before, _, cursor = (fill.prefix + fill.cursor_line).rpartition("\n")
     after = fill.suffix.split("\n")[1:]
     following = next((line.strip() for line in after if line.strip()), "")
-    return Insertion(cursor, following, fill.indent, fill.budget_s)
+    above = next((line for line in reversed(before.split("\n")) if line.strip()), "")
+    if fill.indent is None and not cursor.strip():
+        depth = len(above) - len(above.lstrip(" \t")) + above.rstrip().endswith(OPENERS)
+        if depth:
+            return Insertion(cursor, following, depth, inside=True, budget_s=fill.budget_s)
+    return Insertion(cursor, following, fill.indent, budget_s=fill.budget_s)
 
 
 SUPERSEDED = (

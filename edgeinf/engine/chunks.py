@@ -44,8 +44,8 @@ Piece = list[int] | Parked  # tokens to evaluate, or a run to attach
 
 def align(cached: Sequence[int], prompt: Sequence[int], min_run: int) -> list[Run]:
     """The runs of at least `min_run` tokens (the shared start: of any length) that `prompt`
-    takes from `cached`, in order in both; never the prompt's last token, which is evaluated
-    for its logits."""
+    takes from `cached`, in order in both, at most MAX_RUNS after the shared start; never the
+    prompt's last token, which is evaluated for its logits."""
     end = len(prompt) - 1
     runs: list[Run] = []
     start = 0
@@ -59,7 +59,7 @@ def align(cached: Sequence[int], prompt: Sequence[int], min_run: int) -> list[Ru
     for i in range(start, len(cached) - min_run + 1):
         where.setdefault(tuple(cached[i : i + min_run]), []).append(i)
     head_c, head_p = start, start
-    while head_p + min_run <= end and len(runs) <= MAX_RUNS:
+    while head_p + min_run <= end and len(runs) - bool(start) < MAX_RUNS:
         found = next(
             (c for c in where.get(tuple(prompt[head_p : head_p + min_run]), ()) if c >= head_c),
             None,

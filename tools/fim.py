@@ -5,9 +5,9 @@
 
 eval: held-out cases from code nobody here wrote, the functions of pure-Python standard
 library modules that carry doctests: one line of a function's body is removed, the cursor
-left at its indentation, and the server fills it in (greedy, the text of the 40 lines before
-and 16 after, as an editor sends it). Counted: exact match of the line, and whether the
-module with the answer in place still passes that function's own doctests (run in a child
+on the blank line, and the server fills it in (greedy, the text of the 40 lines before and
+16 after, as llama.vscode sends it). The answer's first line counts: exact match of the line,
+and whether the module with it in place still passes that function's own doctests (run in a child
 process with a time limit). Every --url gets the same cases in one run (llama.cpp's
 llama-server answers /infill too).
 
@@ -149,16 +149,20 @@ def evaluate(args: argparse.Namespace) -> None:
         misses = []
         for case in chosen:
             before, indent, after = around(case)
+            # As llama.vscode sends a cursor on a blank line: at its start, the indentation
+            # as n_indent; the line is the first of the answer, its spaces stripped.
             body = {
                 "input_prefix": before,
                 "input_suffix": after,
-                "prompt": indent,
-                "n_predict": 64,
+                "prompt": "",
+                "n_indent": len(indent),
+                "n_predict": 48,
                 "temperature": 0,
                 "top_k": 1,
                 "cache_prompt": True,
             }
-            text = infill(url, body)["content"]
+            content = infill(url, body)["content"]
+            text = next((line.strip() for line in content.split("\n") if line.strip()), "")
             hit = text.strip() == case.expected
             good = hit or passes(case, text)
             exact += hit

@@ -93,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="answer one prompt and stream the answer to stdout")
     _model_flags(p)
-    p.add_argument("prompt", help="the user's message")
+    p.add_argument("prompt", help="the user's message (with --suffix: the text before the gap)")
+    p.add_argument(
+        "--suffix", metavar="TEXT", help="fill in between the prompt and this text (FIM models)"
+    )
     p.add_argument("--system", help="system prompt")
     p.add_argument("--max-tokens", type=int, default=512, help="most tokens to generate")
     p.add_argument("--temperature", "-t", type=float, default=0.8, help="0 for greedy")

@@ -15,6 +15,7 @@ from edgeinf.engine.grammar import check_source, from_schema
 from edgeinf.errors import InvalidRequestError
 from edgeinf.route.dispatch import Dispatcher
 from edgeinf.route.policy import Override
+from edgeinf.service.fill import Fill
 from edgeinf.service.local import ChatRequest, ChatService, conversation
 from edgeinf.service.turn import Answer, TurnPipeline, TurnRequest
 from edgeinf.sessions.ids import check_session_id
@@ -59,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     params = sampling_from(args)  # bad input fails before a model is loaded
     if args.session is not None:
         check_session_id(args.session)
+    if args.suffix and (args.session or args.system):
+        raise InvalidRequestError(
+            "--suffix fills in text, which is not a conversation: leave out --session and --system"
+        )
     settings = settings_from(args)
     service = ChatService(settings, args.model)
     dispatcher = Dispatcher(settings, service.model.name, service.identity.model_sha256)
@@ -70,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
         )
         # The remote is not asked to keep to a grammar: those answers are local.
         route: Override | None = "local" if params.grammar is not None else None
-        handle = pipeline.answer(TurnRequest(chat, route, private=args.private))
+        if args.suffix:
+            turn = TurnRequest(chat, fill=Fill(args.prompt, args.suffix))
+        else:
+            turn = TurnRequest(chat, route, private=args.private)
+        handle = pipeline.answer(turn)
         write = _writer(args.json)
         for piece in handle:
             write(piece)

@@ -21,38 +21,18 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
-import numpy as np
-
-from edgeinf.engine.chunks import Parked, Piece, align, reused
+from edgeinf.engine.chunks import Parked, align, reused
 from edgeinf.engine.decoder import DecodeThread
 from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
 from edgeinf.engine.jobs import STOPPED, EngineStoppedError, Job, QueueFullError
-from edgeinf.engine.lanes import Lane
 from edgeinf.engine.sampling import Distribution, Sampler
-from edgeinf.engine.verify import verify
+from edgeinf.engine.slot import Slot
 from edgeinf.errors import EdgeinfError
 
 log = logging.getLogger("edgeinf.batcher")
-
-
-@dataclass
-class _Slot:
-    seq: SeqState
-    job: Job | None = None
-    emitter: Emitter | None = None
-    sampler: Sampler | None = None
-    distribution: Distribution | None = None  # a sampled job that drafts
-    # What is left of the prompt: tokens to evaluate, runs of cached cells to put back.
-    prefill: list[Piece] = field(default_factory=list)
-    pending: int | None = None  # sampled, not yet evaluated
-    drafts: list[int] = field(default_factory=list)  # in the batch after `pending`
-    dists: list[np.ndarray | None] = field(default_factory=list)  # their draft distributions
-    lane: Lane | None = None  # the lane the drafts came from
-    out_index: int = -1  # this slot's output row in the last batch (drafts' rows follow)
 
 
 Setup = Callable[[], tuple[Engine, int | None]]
@@ -118,7 +98,7 @@ class Batcher:
 
     def _begin(self, parallel: int, max_queue: int, wake: threading.Condition) -> None:
         self._prefill_turn = False
-        self.slots = [_Slot(SeqState(i)) for i in range(parallel)]
+        self.slots = [Slot(SeqState(i)) for i in range(parallel)]
         self.limit = parallel  # sequences decoded together now; lowered when the machine strains
         self.drafting = True  # turned off with `limit` while the machine strains
         self.threads: int | None = None  # decode threads wanted; None: as the engines were made
@@ -264,12 +244,12 @@ class Batcher:
                 slot.job = job  # _end releases what _start set up and tells the job
                 self._end(slot, exc)
 
-    def _reusable(self, slot: _Slot, job: Job) -> int:
+    def _reusable(self, slot: Slot, job: Job) -> int:
         if job.runs and self.engine.can_move:
             return reused(align(slot.seq.tokens, job.prompt, job.runs))
         return common_prefix(slot.seq.tokens, job.prompt)
 
-    def _start(self, slot: _Slot, job: Job) -> None:
+    def _start(self, slot: Slot, job: Job) -> None:
         engine = self.engine
         if job.prepare is not None:
             job.prepare(slot.seq)
@@ -319,7 +299,8 @@ class Batcher:
             if room == 0:
                 continue
             # Drafts leave a row for every decoding sequence after this one.
-            slot.drafts = self._drafts(slot, room - 1 - (len(decoding) - 1 - i))
+            room_left = room - 1 - (len(decoding) - 1 - i)
+            slot.drafts = slot.propose(room_left, engine.seq_ctx) if self.drafting else []
             base = len(slot.seq.tokens)
             for j, tok in enumerate((slot.pending, *slot.drafts)):
                 index = batch.add(tok, base + j, slot.seq.seq_id, True)
@@ -361,51 +342,14 @@ class Batcher:
                     self._sample(slot)
             slot.out_index = -1
 
-    def _drafts(self, slot: _Slot, room: int) -> list[int]:
-        """Tokens to check after `slot.pending` in this batch, from the lane expected to pay
-        most (none when drafting would not pay, the job does not draft, or there is no room)."""
-        job, emitter = slot.job, slot.emitter
-        if job is None or not job.lanes or emitter is None or slot.pending is None:
-            return []
-        if not self.drafting:
-            return []
-        context = [*slot.seq.tokens, slot.pending]
-        cap = min(room, emitter.left(len(context), self.engine.seq_ctx) - 1)
-        for lane in sorted(job.lanes, key=Lane.gain, reverse=True):
-            k = min(lane.controller.next_k(), cap)
-            if k <= 0:
-                continue
-            drafts, dists = lane.drafter.propose(context, k, slot.distribution)
-            if drafts:
-                slot.lane, slot.dists = lane, list(dists)
-                return list(drafts)
-        for lane in job.lanes:
-            lane.watch(context)
-        return []
-
-    def _picks(self, slot: _Slot) -> Iterator[int]:
-        """The tokens this step yields: the drafts kept, then one the model chose."""
-        assert slot.sampler is not None
-        ctx, first = self.engine.ctx, slot.out_index
-        if slot.drafts and slot.distribution is not None:
-            dist = slot.distribution
-            rows = lambda i: dist.of(self.engine.logits(first + i))  # noqa: E731
-            yield from verify(rows, slot.drafts, slot.dists, dist, bonus=True)
-            return
-        for i in range(len(slot.drafts) + 1):
-            token = slot.sampler.sample(ctx, first + i)
-            yield token
-            if i == len(slot.drafts) or token != slot.drafts[i]:
-                return
-
-    def _sample(self, slot: _Slot) -> None:
+    def _sample(self, slot: Slot) -> None:
         """Take the slot's picks in order: each accepted draft lets the next row count."""
         job, emitter = slot.job, slot.emitter
         assert job and emitter
         base = len(slot.seq.tokens) - len(slot.drafts)  # cached tokens up to the evaluated one
         accepted = 0
         token = -1
-        for i, token in enumerate(self._picks(slot)):
+        for i, token in enumerate(slot.picks(self.engine)):
             if text := emitter.push(token):
                 job.on_text(text)
             emitter.budget(base + i, self.engine.seq_ctx)
@@ -426,7 +370,7 @@ class Batcher:
         else:
             slot.pending = token
 
-    def _end(self, slot: _Slot, error: BaseException | None) -> None:
+    def _end(self, slot: Slot, error: BaseException | None) -> None:
         job, emitter = slot.job, slot.emitter
         slot.job = slot.emitter = None
         slot.pending = None

@@ -54,6 +54,8 @@ class InfillRequest(Sampling):
     id_slot: Annotated[Any, not_yet("id_slot (the server picks the slot)", -1)] = None
     lora: Annotated[Any, not_yet("lora")] = None
     response_fields: Annotated[Any, not_yet("response_fields")] = None
+    session_id: Annotated[Any, not_yet("session_id (sessions keep conversations)")] = None
+    stream_options: Annotated[Any, not_yet("stream_options (the last event has the counts)")] = None
 
 
 def shapers(names: list[str]) -> tuple[Shaper, ...]:

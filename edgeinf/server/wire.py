@@ -271,6 +271,7 @@ class ChatCompletionRequest(Sampling):
 
 class CompletionRequest(Sampling):
     prompt: Text = Field(max_length=1 << 22)
+    session_id: Annotated[Any, not_yet("session_id (sessions keep chat conversations)")] = None
     # Text after the insertion point: the answer fills in between (the model's FIM prompt);
     # "" or None: the prompt is continued.
     suffix: Text | None = Field(None, max_length=1 << 22)

@@ -70,6 +70,23 @@ def test_run_streams_plain_text(tiny_path: Path) -> None:
     assert proc.stdout.strip() and proc.stderr == ""
 
 
+def test_run_with_a_suffix_fills_in_the_middle(draft_path: Path) -> None:
+    proc = edgeinf(
+        "run",
+        "-m",
+        DRAFT,
+        "-t",
+        "0",
+        "--suffix",
+        "\n\n\nprint(add(2, 3))\n",
+        "def add(a, b):\n    ",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "return a + b"  # the body, and no example call after it
+    refused = edgeinf("run", "-m", TINY, "--suffix", "\n", "x = ")
+    assert_one_line_error(refused, "fill in the middle", "qwen2.5-coder")
+
+
 @pytest.mark.reliability(3)
 def test_truncated_gguf_is_refused(tiny_path: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.gguf"

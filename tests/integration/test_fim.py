@@ -29,7 +29,9 @@ def fim(engine: Any, prefix: str, suffix: str, **kw: Any) -> list[int]:
     return tokens
 
 
-def answer(batcher: Batcher, prompt: list[int], runs: int = 0, cache: bool = True) -> tuple[str, int]:
+def answer(
+    batcher: Batcher, prompt: list[int], runs: int = 0, cache: bool = True
+) -> tuple[str, int]:
     out: dict[str, Any] = {}
 
     def done(c: Completion | None, err: BaseException | None) -> None:
@@ -70,7 +72,7 @@ def test_text_is_cut_from_the_far_ends_to_fit(chat_engine: Any) -> None:
 
 
 def test_a_model_without_markers_is_refused_with_what_to_use(tiny_engine: Any) -> None:
-    with pytest.raises(InvalidRequestError, match="qwen2.5-coder"):
+    with pytest.raises(InvalidRequestError, match=r"qwen2\.5-coder"):
         Markers.of(tiny_engine.vocab, "gemma-3-270m-q4_k_m")
 
 

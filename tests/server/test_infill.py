@@ -77,7 +77,7 @@ def test_the_ollama_client_fills_in_with_a_suffix(chat_server: Server) -> None:
     done = client.generate(
         model=DRAFT, prompt=PREFIX, suffix=SUFFIX, options={"temperature": 0, "num_predict": 64}
     )
-    assert runs(PREFIX + done.response + SUFFIX) == "5\n"
+    assert runs(PREFIX + (done.response or "") + SUFFIX) == "5\n"
     shown = client.show(DRAFT)
     assert "insert" in (shown.capabilities or [])
     assert "insert" not in (client.show(TINY).capabilities or [])

@@ -6,7 +6,8 @@
 eval: held-out cases from code nobody here wrote, the functions of pure-Python standard
 library modules that carry doctests: one line of a function's body is removed, the cursor
 on the blank line, and the server fills it in (greedy, the text of the 40 lines before and
-16 after, as llama.vscode sends it). The answer's first line counts: exact match of the line,
+16 after, as llama.vscode sends it; each case cold, `cache_prompt` false). The answer's first
+line counts: exact match of the line,
 and whether the module with it in place still passes that function's own doctests (run in a child
 process with a time limit). Every --url gets the same cases in one run (llama.cpp's
 llama-server answers /infill too).
@@ -159,7 +160,7 @@ def evaluate(args: argparse.Namespace) -> None:
                 "n_predict": 48,
                 "temperature": 0,
                 "top_k": 1,
-                "cache_prompt": True,
+                "cache_prompt": False,  # each case on its own: no cells of the one before
             }
             content = infill(url, body)["content"]
             text = next((line.strip() for line in content.split("\n") if line.strip()), "")

@@ -190,7 +190,7 @@ class Engine:
         shared start in place and the rest parked at their new positions; return what is left
         to do, in order. Needs `can_move`."""
         runs = align(seq.tokens, prompt, min_run)
-        start = runs[0].n if runs and runs[0].at == 0 else 0
+        start = runs[0].n if runs and runs[0].cached == runs[0].at == 0 else 0
         later = runs[1:] if start else runs
         mem = self._native.memory
         first = self.opts.n_seq_max + seq.seq_id * MAX_RUNS

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import threading
 import time
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 import httpx
 import ollama
 import openai
+import pytest
 
 from tests.conftest import DRAFT, TINY
 from tests.server.conftest import Server
+from tests.server.test_disconnects import settles
 
 PREFIX = "def add(a, b):\n    "
 SUFFIX = "\n\n\nprint(add(2, 3))\n"
@@ -109,12 +112,20 @@ def test_infill_streams_its_text_then_the_last_object(chat_server: Server) -> No
     with httpx.stream("POST", chat_server.url + "/infill", json=body, timeout=120) as r:
         assert r.status_code == 200
         events = [line for line in r.iter_lines() if line.startswith("data: ")]
-    import json
-
     chunks = [json.loads(e[6:]) for e in events]
     assert chunks[-1]["stop"] is True and chunks[-1]["tokens_predicted"] > 0
     text = "".join(c["content"] for c in chunks[:-1])
     assert runs(PREFIX + text + SUFFIX) == "5\n"
+
+
+@pytest.mark.reliability(45)
+def test_an_infill_stream_cut_by_the_editor_frees_its_sequence(chat_server: Server) -> None:
+    body = {"input_prefix": 'STORY = "', "input_suffix": '"\n', "stream": True}
+    body |= {"n_predict": 400, "grammar": "root ::= [a-z ]{300}"}  # seconds of text, one line
+    with httpx.stream("POST", chat_server.url + "/infill", json=body, timeout=60) as r:
+        lines = (line for line in r.iter_lines() if line.startswith("data: "))
+        assert json.loads(next(lines)[6:])["stop"] is False
+    assert settles(chat_server, "edgeinf_running_requests", 0, within=2)
 
 
 def test_a_newer_fill_from_the_same_client_cancels_the_one_before(chat_server: Server) -> None:

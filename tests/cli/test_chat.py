@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -80,9 +79,7 @@ def test_chat_answers_survives_ctrl_c_and_resumes(tmp_path: Path, draft_path: Pa
     again.expect("Madrid")
     again.expect(r"cached ([\d,]+) tok")
     cached = int(again.match.group(1).replace(",", ""))
-    assert cached > 20
-    ttft = float(re.search(r"ttft ([\d.]+)s", again.before + again.after).group(1))  # type: ignore[union-attr]
-    assert ttft < 2.0
+    assert cached > 20  # the conversation's state came back (its speed: edgeinf bench resume)
     say(again, "/exit")
     again.expect(pexpect.EOF)
 

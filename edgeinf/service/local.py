@@ -100,8 +100,9 @@ class LocalAnswer:
         deadline: float | None,
         fill: Fill | None = None,
     ) -> None:
-        """A `fill` answer neither restores nor keeps state: its slot's cells serve the next
-        keystroke better than any saved prompt, which an edit has already outdated."""
+        """A `fill` answer neither restores nor keeps saved state (its slot, only ever its own
+        principal's, serves the next keystroke better than a saved prompt, which an edit has
+        already outdated)."""
         self.result: LocalResult | None = None
         self.channel = Channel()
         restore = Restore("none", 0)
@@ -109,6 +110,9 @@ class LocalAnswer:
 
         def prepare(seq: SeqState) -> None:
             nonlocal restore
+            if fill is not None:
+                service.keeper.claim(seq, request.owner)
+                return
             restore = service.keeper.restore(seq, request.owner, prompt.tokens, prompt.ends)
 
         def finish(seq: SeqState, completion: Completion) -> None:
@@ -143,7 +147,7 @@ class LocalAnswer:
             sampling,
             self.channel.text,
             done,
-            prepare if fill is None else None,
+            prepare,
             finish,
             deadline,
             lanes=lanes,

@@ -74,12 +74,17 @@ class SessionKeeper:
         found.seconds = time.perf_counter() - started
         return found
 
+    def claim(self, seq: SeqState, owner: str) -> None:
+        """Give the slot to `owner`: emptied when another principal's cells are in it (a
+        reused slot would tell that another sent this prompt)."""
+        if self._last_owner.get(seq.seq_id, owner) != owner:
+            self.engine.forget(seq)
+        self._last_owner[seq.seq_id] = owner
+
     def _restore(
         self, seq: SeqState, owner: str, prompt: list[int], ends: Sequence[int]
     ) -> Restore:
-        if self._last_owner.get(seq.seq_id, owner) != owner:
-            self.engine.forget(seq)  # a reused slot would tell that another sent this prompt
-        self._last_owner[seq.seq_id] = owner
+        self.claim(seq, owner)
         in_slot = common_prefix(seq.tokens, prompt)
         seed = namespace(owner, self.identity)
         at = digests(seed, prompt, marks(len(prompt), ends))

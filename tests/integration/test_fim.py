@@ -3,18 +3,23 @@ slot's cells reused when an edit shifts the prompt."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import llama_cpp as ll
 import pytest
 
+from edgeinf.config import load_settings
 from edgeinf.engine.batcher import Batcher
 from edgeinf.engine.chunks import FRESH, Parked
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.fim import Extra, Markers, fim_tokens
 from edgeinf.engine.jobs import Job
 from edgeinf.errors import InvalidRequestError
+from edgeinf.service.fill import Fill
+from edgeinf.service.local import ChatRequest, ChatService
 from edgeinf.types import Completion, SamplingParams
+from tests.conftest import DRAFT
 
 # A file long enough that a moved run is worth keeping, cut at a function body.
 HEAD = "".join(f"def helper_{i}(x):\n    return x + {i}\n\n\n" for i in range(12))
@@ -118,3 +123,23 @@ def test_an_answer_cancelled_while_runs_wait_leaves_nothing_parked(chat_engine: 
     mem = ll.llama_get_memory(chat_engine.ctx)
     parked = range(chat_engine.opts.n_seq_max, chat_engine.opts.n_seq_max * 9)
     assert ended and all(ll.llama_memory_seq_pos_max(mem, s) == -1 for s in parked)
+
+
+def test_a_slot_another_principal_filled_starts_empty(tmp_path: Path, draft_path: Path) -> None:
+    settings = load_settings(default_model=DRAFT, n_ctx=2048, threads=2, state_dir=tmp_path)
+    service = ChatService(settings)
+    try:
+        fill = Fill(PREFIX, SUFFIX)
+        sampling = SamplingParams(max_tokens=4, temperature=0)
+
+        def reused(owner: str) -> int:
+            local = service.local(ChatRequest((), sampling, owner=owner), fill=fill)
+            "".join(local)
+            assert local.result is not None
+            return local.result.reused_tokens
+
+        assert reused("alice") == 0
+        assert reused("alice") > 100  # her own slot: all but the last token
+        assert reused("bob") == 0  # the time would tell him what she had sent
+    finally:
+        service.close()

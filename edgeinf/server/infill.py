@@ -16,7 +16,7 @@ from edgeinf.engine.fim import Extra
 from edgeinf.errors import InvalidRequestError
 from edgeinf.server.answer import begin, client_alive, runtime, sampling, unanswered
 from edgeinf.server.errors import error_response
-from edgeinf.server.schema import Infilled
+from edgeinf.server.schema import ERRORS, Infilled
 from edgeinf.server.schema import answer as documented
 from edgeinf.server.wire import Sampling, Text, not_yet
 from edgeinf.service.fill import Fill
@@ -24,7 +24,7 @@ from edgeinf.service.local import ChatRequest
 from edgeinf.service.turn import Answer, TurnHandle, TurnRequest
 from edgeinf.types import SHAPERS, Shaper
 
-router = APIRouter()
+router = APIRouter(responses=ERRORS)
 
 
 class ExtraChunk(BaseModel):

@@ -22,6 +22,7 @@ OLLAMA_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _error("missing or wrong API key (when the server has one)"),
     403: _error("Host header not allowed (DNS rebinding protection)"),
     404: _error("no such model"),
+    409: _error("a fill-in-the-middle request the same client replaced with a newer one"),
     413: _error("request body over the size cap"),
     503: _error("not ready (model loading or failed), queue full, or short of memory"),
 }

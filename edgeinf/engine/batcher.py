@@ -235,7 +235,8 @@ class Batcher:
             if not free or len(self.slots) - len(free) >= self.limit:
                 return
             self._waiting.popleft()
-            slot = max(free, key=lambda s: self._reusable(s, job))
+            # The slot that holds most of the prompt (one free slot: no need to ask).
+            slot = free[0] if len(free) == 1 else max(free, key=lambda s: self._reusable(s, job))
             try:
                 self._start(slot, job)
             except Exception as exc:  # e.g. its saved state could not be read: this job only

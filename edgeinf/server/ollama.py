@@ -262,25 +262,18 @@ async def generate(req: OllamaGenerate, request: Request) -> Response:
     service = pipeline.service
     preset = service.settings.preset(service.model.name)
     params = sampling(req, service.context_length, preset.sampling())
-    if req.suffix:
+    if req.suffix or req.raw:  # the model is given the text as it is, or filled in
         if req.system is not None:
+            what = "a prompt with a suffix is filled in" if req.suffix else "a raw prompt is given"
             raise InvalidRequestError(
-                "system: text filled in between a prompt and a suffix has no system prompt; "
-                "leave system out",
+                f"system: {what} as it is; put the system prompt in the prompt, or leave "
+                "system out",
                 param="system",
             )
         chat = ChatRequest((), params, None, request.state.principal)
-        fill = Fill(req.prompt, req.suffix)
-        turn_request = TurnRequest(chat, fill=fill, deadline=turn.rt.deadline())
-    elif req.raw:
-        if req.system is not None:
-            raise InvalidRequestError(
-                "system: a raw prompt is given to the model as it is; put the system "
-                "prompt in it, or leave raw out",
-                param="system",
-            )
-        chat = ChatRequest((), params, None, request.state.principal)
-        turn_request = TurnRequest(chat, raw_prompt=req.prompt, deadline=turn.rt.deadline())
+        fill = Fill(req.prompt, req.suffix) if req.suffix else None
+        raw = None if fill else req.prompt
+        turn_request = TurnRequest(chat, raw_prompt=raw, fill=fill, deadline=turn.rt.deadline())
     else:
         system = (Message("system", req.system),) if req.system else ()
         messages = (*system, Message("user", req.prompt))

@@ -144,6 +144,13 @@ class Settings(BaseSettings):
         "weights not repacked, a cache stream per sequence, decodes kept within the batch "
         "size measured to be exact (slower single-token decode where repacking helps).",
     )
+    draft_history: int = Field(
+        8192,
+        ge=0,
+        le=1 << 20,
+        description="Tokens of earlier answers each principal's n-gram drafts may copy from "
+        "(the 8 most recent principals; 0: the current context only).",
+    )
     draft_model: str | None = Field(
         None, description="Draft model for speculative decoding (same tokenizer as the model)."
     )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from edgeinf.config import Settings
 from edgeinf.engine.calibrate import calibrate
 from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
 from edgeinf.engine.engine import Engine
+from edgeinf.engine.history import Histories, History
 from edgeinf.engine.lanes import Lane
 from edgeinf.engine.speculation import Acceptance, Controller, CostModel
 from edgeinf.profile import DeviceProfile, profile_path
@@ -38,6 +39,7 @@ class Speculation:
             ":exact" if opts.exact else ""
         )
         self._cost: CostModel | None = None
+        self.histories = Histories(settings.draft_history)
 
     @property
     def usable(self) -> bool:
@@ -59,14 +61,15 @@ class Speculation:
                 self._profile.put("speculative", self._key, asdict(self._cost))
         return self._cost
 
-    def lanes(self, params: SamplingParams) -> list[Lane]:
-        """Fresh drafting lanes for one answer (acceptance is tracked per answer); none when
-        this mode or request does not draft (repetition penalties need every token sampled
-        by the chain; a sampled answer's drafts are accepted from a distribution that knows
-        nothing of a grammar, while a greedy one checks each against it)."""
+    def lanes(self, params: SamplingParams, owner: str) -> list[Lane]:
+        """Fresh drafting lanes for one answer (acceptance is tracked per answer; n-gram drafts
+        also copy from `owner`'s earlier answers); none when this mode or request does not
+        draft (repetition penalties need every token sampled by the chain; a sampled answer's
+        drafts are accepted from a distribution that knows nothing of a grammar, while a
+        greedy one checks each against it)."""
         if not self.usable or params.penalized or (params.grammar and not params.greedy):
             return []
-        return lanes_for(self.mode, self.cost(), self.drafter)
+        return lanes_for(self.mode, self.cost(), self.drafter, self.histories.of(owner))
 
     def max_batch(self) -> int | None:
         """How many tokens one decode may hold, when exactness caps it (greedy answers must
@@ -78,19 +81,22 @@ class Speculation:
             self.drafter.engine.close()
 
 
-def lanes_for(mode: str, cost: CostModel, drafter: ModelDrafter | None) -> list[Lane]:
-    """The lanes `mode` allows: forced modes draft a fixed FORCED_K tokens, auto lets each
-    lane's controller decide from the measured costs."""
+def lanes_for(
+    mode: str, cost: CostModel, drafter: ModelDrafter | None, history: History | None = None
+) -> list[Lane]:
+    """The lanes `mode` allows: forced modes draft a fixed FORCED_K tokens, auto lets the
+    decode loop decide from the measured costs (speculation.plan)."""
     forced = None if mode == "auto" else FORCED_K
     lanes = []
     if mode in ("auto", "ngram"):
-        lanes.append(ngram_lane(cost, forced))
+        lanes.append(ngram_lane(cost, forced, history))
     if drafter is not None and mode in ("auto", "draft"):
         controller = Controller(cost, fixed_k=forced, acceptance=Acceptance(prior=0.7))
         lanes.append(Lane(drafter, controller))
     return lanes
 
 
-def ngram_lane(cost: CostModel, forced: int | None) -> Lane:
+def ngram_lane(cost: CostModel, forced: int | None, history: History | None = None) -> Lane:
     """Prompt-lookup drafts, which cost no model step: only verification counts."""
-    return Lane(NgramDrafter(), Controller(CostModel(cost.verify, 0.0), fixed_k=forced))
+    controller = Controller(replace(cost, draft_step=0.0), fixed_k=forced)
+    return Lane(NgramDrafter(history=history), controller)

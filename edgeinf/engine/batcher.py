@@ -5,7 +5,9 @@ One thread owns the engine. Each loop it admits waiting jobs into free sequence 
 one batch holding every decoding sequence's next token plus prompt chunks of sequences
 still prefilling, decodes it once, and samples each sequence from its own output row.
 A sequence with drafting lanes (n-gram lookup, a draft model) also puts drafts in the batch,
-from the lane expected to pay most: a greedy sequence keeps them while they equal what the
+from the lane expected to pay most, as many as pay for the rows they add to the whole step
+(speculation.plan: beside other sequences, rows cost what tokens of theirs would): a greedy
+sequence keeps them while they equal what the
 model then picks, so its answer is the one plain decoding gives; a sampled one accepts them
 by speculative sampling (engine.verify), so its answer follows llama.cpp's own chain.
 A cancelled or expired job leaves at the next loop, within one decode step.
@@ -30,6 +32,7 @@ from edgeinf.engine.engine import Engine, SeqState, common_prefix
 from edgeinf.engine.jobs import STOPPED, EngineStoppedError, Job, QueueFullError
 from edgeinf.engine.sampling import Distribution, Sampler
 from edgeinf.engine.slot import Slot
+from edgeinf.engine.speculation import plan
 from edgeinf.errors import EdgeinfError
 
 log = logging.getLogger("edgeinf.batcher")
@@ -295,13 +298,14 @@ class Batcher:
             self._prefill_turn = bool(prefilling) and (not decoding or not self._prefill_turn)
             decoding, prefilling = ([], prefilling[:1]) if self._prefill_turn else (decoding, [])
             room = min(room, self.exact_batch) if decoding else room
-        for i, slot in enumerate(decoding):
+        decoding = decoding[:room]  # one row each; any beyond the room wait a step
+        spare = room - len(decoding)
+        offers = [s.offer(spare, engine.seq_ctx) if self.drafting else None for s in decoding]
+        prompt_rows = sum(len(p) for s in prefilling for p in s.prefill if isinstance(p, list))
+        lengths = plan(offers, len(decoding) + min(spare, prompt_rows), spare)
+        for slot, k in zip(decoding, lengths, strict=True):
             assert slot.pending is not None
-            if room == 0:
-                continue
-            # Drafts leave a row for every decoding sequence after this one.
-            room_left = room - 1 - (len(decoding) - 1 - i)
-            slot.drafts = slot.propose(room_left, engine.seq_ctx) if self.drafting else []
+            slot.drafts = slot.draft(k)
             base = len(slot.seq.tokens)
             for j, tok in enumerate((slot.pending, *slot.drafts)):
                 index = batch.add(tok, base + j, slot.seq.seq_id, True)
@@ -359,13 +363,13 @@ class Batcher:
             accepted += 1
         self.engine.trim(slot.seq, base + accepted)  # rejected drafts leave the cache
         if slot.drafts and slot.lane is not None:
-            slot.lane.controller.observe(len(slot.drafts), accepted)
+            slot.lane.observe(len(slot.drafts), accepted)
             job.drafted += len(slot.drafts)
             job.accepted += accepted
         else:
             for lane in job.lanes:
                 lane.saw(token)
-        slot.drafts, slot.dists, slot.lane = [], [], None
+        slot.drafts, slot.dists, slot.lane, slot.offered = [], [], None, None
         if emitter.finish:
             self._end(slot, None)
         else:
@@ -375,7 +379,7 @@ class Batcher:
         job, emitter = slot.job, slot.emitter
         slot.job = slot.emitter = None
         slot.pending = None
-        slot.drafts, slot.dists, slot.lane = [], [], None
+        slot.drafts, slot.dists, slot.lane, slot.offered = [], [], None, None
         self.engine.release([p for p in slot.prefill if isinstance(p, Parked)])
         slot.prefill = []
         if slot.sampler is not None:
@@ -392,6 +396,8 @@ class Batcher:
         if rest := emitter.flush():
             job.on_text(rest)
         completion = emitter.completion()
+        for lane in job.lanes:
+            lane.learn(completion.token_ids)
         if job.finish is not None:
             try:
                 job.finish(slot.seq, completion)

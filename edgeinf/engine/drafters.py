@@ -1,7 +1,9 @@
 """Drafters propose the next few tokens cheaply; the target model then checks them at once.
 
-- NgramDrafter: prompt lookup. When the last few tokens occurred earlier in the context,
-  propose what followed them there. Costs nothing; pays when the answer copies its input.
+- NgramDrafter: prompt lookup. When the last few tokens occurred earlier in the context
+  (or, with a history, in an earlier answer of the same principal: engine.history), propose
+  what followed them there. Costs nothing; pays when the answer copies its input or repeats
+  the shape of earlier answers.
 - ModelDrafter: a small model with the same tokenizer, kept in step with the target: only
   new tokens are decoded, rejected ones are removed from its KV cache.
 """
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgeinf.engine.engine import Engine, SeqState
+from edgeinf.engine.history import History
 from edgeinf.engine.sampling import Distribution
 from edgeinf.errors import ModelFileError
 
@@ -22,8 +25,10 @@ class NgramDrafter:
 
     # The longest match wins: 8 tokens of context find the right place to copy from far
     # more often than 4 (type-hint edits with the 1.5B: 90% of drafts accepted against 81%).
-    def __init__(self, n_max: int = 8, n_min: int = 2) -> None:
+    def __init__(self, n_max: int = 8, n_min: int = 2, history: History | None = None) -> None:
         self.n_max, self.n_min = n_max, n_min
+        self.history = history
+        self.pattern: int | None = None  # the history pattern the last draft came from
         self._index: dict[tuple[int, ...], int] = {}  # n-gram -> position after its last use
         self._indexed = 0  # n-grams ending before this position are in the index
 
@@ -41,17 +46,35 @@ class NgramDrafter:
     def propose(
         self, tokens: Sequence[int], k: int, dist: Distribution | None = None
     ) -> tuple[list[int], list[None]]:
-        """Up to k tokens that followed the longest earlier match of the context's end; each
-        a point mass (no distribution), whether the request samples or not."""
+        """Up to k tokens that followed the longest earlier match of the context's end (in the
+        context; in the history when its match is longer); each a point mass (no
+        distribution), whether the request samples or not."""
         self._catch_up(tokens)
+        draft: list[int] = []
+        matched = 0
         for n in range(self.n_max, self.n_min - 1, -1):
             if len(tokens) < n:
                 continue
             start = self._index.get(tuple(tokens[-n:]))
             if start is not None:
-                draft = list(tokens[start : start + k])
-                return draft, [None] * len(draft)
-        return [], []
+                draft, matched = list(tokens[start : start + k]), n
+                break
+        self.pattern = None
+        if self.history is not None:
+            earlier, window, pattern = self.history.find(tokens, k)
+            if earlier and window > matched:
+                draft, self.pattern = earlier, pattern
+        return draft, [None] * len(draft)
+
+    def observe(self, drafted: int, accepted: int) -> None:
+        """How the last draft fared: the record of the history pattern it came from."""
+        if self.history is not None and self.pattern is not None:
+            self.history.score(self.pattern, drafted, accepted)
+
+    def learn(self, answer: Sequence[int]) -> None:
+        """A finished answer, for later requests of the same principal."""
+        if self.history is not None:
+            self.history.add(answer)
 
 
 class ModelDrafter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
@@ -20,6 +21,17 @@ class Lane:
     def gain(self) -> float:
         c = self.controller
         return best_k(c.acceptance.rate, c.cost, c.k_max)[1]
+
+    def observe(self, drafted: int, accepted: int) -> None:
+        """How a verification of this lane's drafts went."""
+        self.controller.observe(drafted, accepted)
+        if isinstance(self.drafter, NgramDrafter):
+            self.drafter.observe(drafted, accepted)
+
+    def learn(self, answer: Sequence[int]) -> None:
+        """The answer these drafts were for is done."""
+        if isinstance(self.drafter, NgramDrafter):
+            self.drafter.learn(answer)
 
     def watch(self, context: list[int]) -> None:
         if not self.shadow and isinstance(self.drafter, NgramDrafter):

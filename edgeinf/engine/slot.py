@@ -1,6 +1,7 @@
 """One sequence slot of the decode loop: the answer it is writing, what is left of its
-prompt, and its drafts, proposed from the lane expected to pay most and checked against
-what the model picks (greedy: kept while equal; sampled: by speculative sampling)."""
+prompt, and its drafts: offered from the lane expected to pay most, taken as far as the
+step's plan says (speculation.plan), checked against what the model picks (greedy: kept
+while equal; sampled: by speculative sampling)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeinf.engine.chunks import Piece
+from edgeinf.engine.drafters import NgramDrafter
 from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState
 from edgeinf.engine.jobs import Job
 from edgeinf.engine.lanes import Lane
 from edgeinf.engine.sampling import Distribution, Sampler
+from edgeinf.engine.speculation import Offer
 from edgeinf.engine.verify import verify
 
 
@@ -30,28 +33,49 @@ class Slot:
     pending: int | None = None  # sampled, not yet evaluated
     drafts: list[int] = field(default_factory=list)  # in the batch after `pending`
     dists: list[np.ndarray | None] = field(default_factory=list)  # their draft distributions
-    lane: Lane | None = None  # the lane the drafts came from
+    lane: Lane | None = None  # the lane the drafts come from
+    offered: list[int] | None = None  # an n-gram lane's proposal, made with the offer
     out_index: int = -1  # this slot's output row in the last batch (drafts' rows follow)
 
-    def propose(self, room: int, seq_ctx: int) -> list[int]:
-        """Tokens to check after `pending` in this batch, from the lane expected to pay
-        most (none when drafting would not pay, the job does not draft, or there is no room)."""
+    def offer(self, room: int, seq_ctx: int) -> Offer | None:
+        """What this slot could draft after `pending`, from the lane expected to pay most that
+        has something to propose (an n-gram lane proposes now: it costs nothing); None when
+        the job does not draft or there is no room."""
         job, emitter = self.job, self.emitter
+        self.lane, self.offered = None, None
         if job is None or not job.lanes or emitter is None or self.pending is None:
-            return []
+            return None
         context = [*self.seq.tokens, self.pending]
         cap = min(room, emitter.left(len(context), seq_ctx) - 1)
+        if cap <= 0:
+            return None
         for lane in sorted(job.lanes, key=Lane.gain, reverse=True):
-            k = min(lane.controller.next_k(), cap)
-            if k <= 0:
-                continue
-            drafts, dists = lane.drafter.propose(context, k, self.distribution)
-            if drafts:
-                self.lane, self.dists = lane, list(dists)
-                return list(drafts)
-        for lane in job.lanes:
-            lane.watch(context)
-        return []
+            if isinstance(lane.drafter, NgramDrafter):
+                offered = lane.drafter.propose(context, min(cap, lane.controller.k_max))[0]
+                if not offered:
+                    continue
+                self.offered, cap = offered, len(offered)
+            self.lane = lane
+            return lane.controller.offer(cap)
+        return None
+
+    def draft(self, k: int) -> list[int]:
+        """The first k drafts of the offer (none: the lanes watch what decoding writes)."""
+        job, lane = self.job, self.lane
+        if job is None or self.pending is None:
+            return []
+        context = [*self.seq.tokens, self.pending]
+        if k <= 0 or lane is None:
+            self.lane = None
+            for each in job.lanes:
+                each.watch(context)
+            return []
+        if self.offered is not None:
+            self.dists = [None] * min(k, len(self.offered))  # point masses
+            return self.offered[:k]
+        drafts, dists = lane.drafter.propose(context, k, self.distribution)
+        self.dists = list(dists)
+        return drafts
 
     def picks(self, engine: Engine) -> Iterator[int]:
         """The tokens this step yields: the drafts kept, then one the model chose."""

@@ -106,7 +106,7 @@ class LocalAnswer:
         self.result: LocalResult | None = None
         self.channel = Channel()
         restore = Restore("none", 0)
-        lanes = service.speculation.lanes(sampling)
+        lanes = service.speculation.lanes(sampling, request.owner)
 
         def prepare(seq: SeqState) -> None:
             nonlocal restore

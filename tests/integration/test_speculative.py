@@ -11,6 +11,7 @@ import pytest
 from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.grammar import from_schema
+from edgeinf.engine.history import History
 from edgeinf.engine.lanes import Lane
 from edgeinf.engine.once import Outcome, answer_once
 from edgeinf.engine.options import EngineOptions
@@ -91,6 +92,29 @@ def test_greedy_speculation_on_a_sliding_window_model_is_exactly_plain(
     spec = answer_once(window_engine, tokens, params, ngram_lanes())
     assert spec.completion.token_ids == plain.completion.token_ids
     assert spec.drafted > spec.accepted  # some drafts were rolled back
+
+
+def test_an_answer_written_before_is_drafted_from_history_and_stays_exact(
+    spec_engine: Engine,
+) -> None:
+    """The prompt does not hold the answer; the principal's history does, once it answered
+    the same question: the second answer is mostly accepted drafts, and plain's text."""
+    params = SamplingParams(max_tokens=64, temperature=0)
+    prompt = PROMPTS[3]
+    plain = run(spec_engine, prompt, params)
+    history = History(4096)
+
+    def with_history() -> list[Lane]:  # within the batch size this engine is exact for
+        return [Lane(NgramDrafter(history=history), Controller(COST, fixed_k=4))]
+
+    first = run(spec_engine, prompt, params, with_history())
+    again = run(spec_engine, prompt, params, with_history())
+    context_only = run(spec_engine, prompt, params, ngram_lanes())
+    for answer in (first, again, context_only):
+        assert answer.completion.token_ids == plain.completion.token_ids
+    assert history.tokens >= 2 * len(plain.completion.token_ids) - 2
+    # Four drafts and the token after them per verification: at most 4/5 of the answer.
+    assert again.accepted > 0.7 * len(plain.completion.token_ids) > context_only.accepted
 
 
 def test_copy_heavy_prompt_gets_long_accepted_drafts(spec_engine: Engine) -> None:

@@ -1,0 +1,118 @@
+"""What a principal's answers said before, for drafts across requests.
+
+The n-gram drafter looks up the current context; this looks up earlier answers of the same
+principal: the same edit asked again of another function, an agent loop writing the same
+call shapes, JSON of one schema. Answers are kept whole, newest last, up to a token budget;
+an index maps the hash of every 2-, 4- and 8-token window to where it last ended, so that
+a context's end finds the latest answer that went the same way and drafts what followed.
+
+Each pattern (the window a draft was found by) keeps its record: a pattern whose drafts
+were mostly rejected stops being proposed. The index holds at most twice the live windows
+(stale ones point into dropped answers and are skipped until the next rebuild).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+
+WINDOWS = (8, 4, 2)  # longest first: the longer the shared window, the better the draft
+MIN_TRIED = 8  # drafts from one pattern before its record may silence it
+MIN_KEPT = 0.3  # the share of a pattern's drafts that must be accepted to go on
+_SHIFT = 32  # index values pack (answer number << _SHIFT) | end
+
+
+class History:
+    def __init__(self, budget: int) -> None:
+        self.budget = budget  # tokens of answers kept
+        self._answers: deque[tuple[int, list[int]]] = deque()  # (number, tokens)
+        self._next = 0  # the number the next answer gets
+        self._tokens = 0
+        self._index: dict[int, int] = {}
+        self._record: dict[int, list[float]] = {}  # pattern -> [drafted, accepted]
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+    @property
+    def entries(self) -> int:
+        return len(self._index)
+
+    def add(self, tokens: Sequence[int]) -> None:
+        """Keep an answer; the oldest go while the budget is exceeded."""
+        answer = list(tokens[-self.budget :]) if self.budget else []
+        if len(answer) <= min(WINDOWS):
+            return
+        number = self._next
+        self._next += 1
+        self._answers.append((number, answer))
+        self._tokens += len(answer)
+        while self._tokens > self.budget:
+            self._tokens -= len(self._answers.popleft()[1])
+        self._enter(number, answer)
+        if len(self._index) > 2 * len(WINDOWS) * self._tokens:
+            self._rebuild()
+
+    def _enter(self, number: int, answer: list[int]) -> None:
+        base = number << _SHIFT
+        for n in WINDOWS:
+            for end in range(n, len(answer)):  # a window at the very end has nothing after it
+                self._index[hash(tuple(answer[end - n : end]))] = base | end
+
+    def _rebuild(self) -> None:
+        self._index.clear()
+        for number, answer in self._answers:
+            self._enter(number, answer)
+        self._record = {p: r for p, r in self._record.items() if p in self._index}
+
+    def find(self, context: Sequence[int], k: int) -> tuple[list[int], int, int]:
+        """Up to k tokens that followed the context's end in the latest answer that shares its
+        longest window: (draft, window length, pattern); an empty draft when none does."""
+        oldest = self._answers[0][0] if self._answers else self._next
+        for n in WINDOWS:
+            if len(context) < n:
+                continue
+            pattern = hash(tuple(context[-n:]))
+            where = self._index.get(pattern)
+            if where is None or (where >> _SHIFT) < oldest or not self._trusted(pattern):
+                continue
+            number, end = where >> _SHIFT, where & ((1 << _SHIFT) - 1)
+            answer = self._answers[number - oldest][1]
+            return answer[end : end + k], n, pattern
+        return [], 0, 0
+
+    def _trusted(self, pattern: int) -> bool:
+        record = self._record.get(pattern)
+        return record is None or record[0] < MIN_TRIED or record[1] >= MIN_KEPT * record[0]
+
+    def score(self, pattern: int, drafted: int, accepted: int) -> None:
+        record = self._record.setdefault(pattern, [0.0, 0.0])
+        record[0] += drafted
+        record[1] += accepted
+
+
+class Histories:
+    """One history per principal, for the most recently served `principals` of them."""
+
+    def __init__(self, budget: int, principals: int = 8) -> None:
+        self.budget, self.principals = budget, principals
+        self._by_owner: OrderedDict[str, History] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def of(self, owner: str) -> History | None:
+        if self.budget <= 0:
+            return None
+        with self._lock:
+            history = self._by_owner.pop(owner, None) or History(self.budget)
+            self._by_owner[owner] = history
+            while len(self._by_owner) > self.principals:
+                self._by_owner.popitem(last=False)
+            return history
+
+    def size(self) -> tuple[int, int]:
+        """(tokens kept, index entries) over all principals."""
+        with self._lock:
+            kept = list(self._by_owner.values())
+        return sum(h.tokens for h in kept), sum(h.entries for h in kept)

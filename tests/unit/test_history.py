@@ -1,0 +1,82 @@
+"""Drafts across requests: earlier answers of a principal, bounded, scored per pattern."""
+
+from __future__ import annotations
+
+import random
+
+from edgeinf.engine.drafters import NgramDrafter
+from edgeinf.engine.history import MIN_TRIED, WINDOWS, Histories, History
+
+
+def test_the_context_end_finds_what_followed_it_in_the_latest_answer() -> None:
+    history = History(1000)
+    history.add([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    history.add([20, 21, 3, 4, 50, 51, 52])
+    draft, window, _ = history.find([99, 3, 4], 3)
+    assert (draft, window) == ([50, 51, 52], 2)  # the latest answer with "3 4"
+    draft, window, _ = history.find([1, 2, 3, 4], 3)
+    assert (draft, window) == ([5, 6, 7], 4)  # a longer window wins over a later answer
+    assert history.find([77, 78], 3)[0] == []
+
+
+def test_the_budget_drops_the_oldest_answers_and_their_windows() -> None:
+    history = History(20)
+    history.add(list(range(100, 112)))
+    history.add(list(range(200, 212)))  # 24 tokens: the first answer goes
+    assert history.tokens == 12
+    assert history.find([100, 101], 2)[0] == []
+    assert history.find([200, 201], 2)[0] == [202, 203]
+
+
+def test_the_index_stays_bounded_over_many_answers() -> None:
+    rng = random.Random(7)
+    history = History(500)
+    for _ in range(400):
+        history.add([rng.randrange(50) for _ in range(rng.randrange(5, 80))])
+        assert history.tokens <= 500
+        assert history.entries <= 2 * len(WINDOWS) * history.tokens
+
+
+def test_a_pattern_whose_drafts_are_rejected_stops_being_proposed() -> None:
+    history = History(1000)
+    history.add([1, 2, 3, 4, 5, 6])
+    _, _, pattern = history.find([1, 2], 4)
+    history.score(pattern, MIN_TRIED, 0)
+    assert history.find([1, 2], 4)[0] == []
+    history.score(pattern, 0, 0)  # the record stays: still silenced
+    assert history.find([1, 2], 4)[0] == []
+    good = History(1000)
+    good.add([1, 2, 3, 4, 5, 6])
+    good.score(good.find([1, 2], 4)[2], MIN_TRIED, MIN_TRIED)
+    assert good.find([1, 2], 4)[0] == [3, 4, 5, 6]
+
+
+def test_principals_do_not_share_histories_and_the_oldest_is_dropped() -> None:
+    histories = Histories(1000, principals=2)
+    alice = histories.of("alice")
+    assert alice is not None
+    alice.add([1, 2, 3, 4, 5])
+    bob = histories.of("bob")
+    assert bob is not None and bob.find([1, 2], 3)[0] == []
+    assert histories.of("alice") is alice
+    histories.of("carol")  # bob is the least recently served: dropped
+    assert histories.of("alice") is alice
+    fresh = histories.of("bob")
+    assert fresh is not None and fresh is not bob
+    assert histories.size() == (5, alice.entries)
+    assert Histories(0).of("alice") is None  # budget 0: no history at all
+
+
+def test_the_drafter_copies_from_history_only_where_it_matches_longer() -> None:
+    history = History(1000)
+    history.add([7, 8, 9, 60, 61, 62, 63])
+    drafter = NgramDrafter(history=history)
+    # "8 9" earlier in the context: the context's own continuation, as long a match, wins.
+    assert drafter.propose([8, 9, 30, 31, 1, 8, 9], 2)[0] == [30, 31]
+    assert drafter.pattern is None
+    # Only the history knows "7 8 9".
+    assert drafter.propose([5, 7, 8, 9], 3)[0] == [60, 61, 62]
+    assert drafter.pattern is not None
+    drafter.observe(3, 3)
+    drafter.learn([40, 41, 42, 43, 44])
+    assert history.find([40, 41], 2)[0] == [42, 43]

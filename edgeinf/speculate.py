@@ -36,8 +36,8 @@ class Speculation:
         self._profile = DeviceProfile(profile_path(settings.state_dir))
         opts = target.opts
         self._key = f"{target_id[:16]}:{draft_id[:16]}:{opts.threads}:{opts.kv_type}" + (
-            ":exact" if opts.exact else ""
-        )
+            ":exact" if opts.exact else ":repacked" if target.repacked else ""
+        )  # repacked weights by name (engine.repack) have costs of their own
         self._cost: CostModel | None = None
         self.histories = Histories(settings.draft_history)
 

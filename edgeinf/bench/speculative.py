@@ -1,7 +1,10 @@
 """Speculative decoding against plain decoding of the same model, and against peers.
 
-Per prompt, the modes run back to back in a rotating order (plain, auto, ngram, draft),
-greedy; every speculative output is compared token for token with the plain one. Peers:
+Per prompt, the modes run back to back in a rotating order (plain, auto, ngram, history,
+draft), greedy; every speculative output is compared token for token with the plain one.
+`history` is auto whose n-gram drafts also copy from the answers it wrote to the earlier
+prompts of the run (engine.history): on a workload of one kind of request, what drafts
+across requests add. Peers:
 llama-cpp-python's `LlamaPromptLookupDecoding` and llama.cpp's `llama-speculative-simple`.
 """
 
@@ -21,6 +24,7 @@ from edgeinf.catalog.store import LocalModel
 from edgeinf.engine.calibrate import calibrate
 from edgeinf.engine.drafters import ModelDrafter
 from edgeinf.engine.engine import Engine
+from edgeinf.engine.history import History
 from edgeinf.engine.native import library_version, system_info
 from edgeinf.engine.once import Outcome, answer_once
 from edgeinf.engine.options import EngineOptions
@@ -68,12 +72,15 @@ def bench_speculative(
     max_tokens: int,
     llama_tools: Path | None,
     exact: bool = False,
+    history_budget: int = 0,
 ) -> dict[str, Any]:
     if exact:
         opts = replace(opts, exact=True)  # batched logits equal one-at-a-time logits
     texts = prompts(workload, n_prompts)
     params = SamplingParams(max_tokens=max_tokens, temperature=0)
-    spec_modes = ["auto", "ngram"] + (["draft"] if draft else [])
+    spec_modes = ["auto", "ngram"] + (["history"] if history_budget else [])
+    spec_modes += ["draft"] if draft else []
+    history = History(history_budget)
     tallies = {m: _Tally() for m in ["plain", *spec_modes]}
     rendered: list[str] = []
     prompt_tokens: list[list[int]] = []
@@ -91,7 +98,10 @@ def bench_speculative(
                 plain = answer_once(engine, tokens, params, exact_batch=batch)
                 tallies["plain"].add(plain, None)
                 for mode in spec_modes[i % len(spec_modes) :] + spec_modes[: i % len(spec_modes)]:
-                    lanes = lanes_for(mode, cost, drafter)
+                    if mode == "history":
+                        lanes = lanes_for("auto", cost, drafter, history)
+                    else:
+                        lanes = lanes_for(mode, cost, drafter)
                     answer = answer_once(engine, tokens, params, lanes, exact_batch=batch)
                     tallies[mode].add(answer, plain.completion.token_ids)
         finally:
@@ -120,6 +130,7 @@ def bench_speculative(
         "threads": opts.threads,
         "exact": exact,
         "verify_cost": cost.verify,
+        "history_tokens": history.tokens,
         "draft_step_cost": cost.draft_step,
         "modes": modes,
         "peers": peers,

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
             args.tokens,
             args.llama_tools,
             args.exact,
+            settings.draft_history,
         )
         print(json.dumps(result, indent=2) if args.json else _speculative_table(result))
         return 0

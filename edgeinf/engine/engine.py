@@ -90,6 +90,7 @@ class Engine:
         self.path, self.opts, self.gguf = path, opts, gguf
         self.info = describe(gguf, shards)
         self._native = native.load(path, opts)
+        self.repacked = self._native.repacked
         try:
             self.vocab = Vocab(self._native.vocab)
             self.template = ChatTemplate(

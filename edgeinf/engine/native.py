@@ -17,6 +17,7 @@ from typing import Any
 import llama_cpp as ll
 
 from edgeinf.engine.options import EngineOptions
+from edgeinf.engine.repack import overrides
 from edgeinf.errors import EngineError
 
 log = logging.getLogger("edgeinf.llama")
@@ -61,6 +62,7 @@ class Native:
     ctx: Any
     vocab: Any
     memory: Any
+    repacked: int = 0  # weights put in the repacked buffer by name (engine.repack)
 
     def free(self) -> None:
         if self.ctx:
@@ -90,9 +92,13 @@ def load(path: Path, opts: EngineOptions, embeddings: bool = False, pooling: int
     mparams.load_mode = ll.LLAMA_LOAD_MODE_MMAP if opts.use_mmap else ll.LLAMA_LOAD_MODE_NONE
     # See EngineOptions.exact. On CPUs with AMX the extra buffer types include llama.cpp's
     # AMX one, whose Q4_K matmul crashes the first decode (llama.cpp issue 20824; seen here
-    # with every model of the catalog on a Xeon with amx_int8): plain buffers there.
+    # with every model of the catalog on a Xeon with amx_int8): plain buffers there, and the
+    # repacked one asked for by name (engine.repack).
     mparams.use_extra_bufts = not opts.exact and not has_amx()
-    model = ll.llama_model_load_from_file(str(path).encode(), mparams)
+    repacked = overrides(path) if not opts.exact and has_amx() else None
+    if repacked is not None:
+        mparams.tensor_buft_overrides = repacked.pointer
+    model = ll.llama_model_load_from_file(str(path).encode(), mparams)  # reads `repacked`
     if not model:
         raise EngineError(
             f"llama.cpp could not load {path}; the file may be for a newer llama.cpp "
@@ -124,7 +130,13 @@ def load(path: Path, opts: EngineOptions, embeddings: bool = False, pooling: int
             f"llama.cpp could not create a {opts.n_ctx}-token context for {path.name}; "
             "lower --ctx or choose kv_type f16"
         )
-    return Native(model, ctx, ll.llama_model_get_vocab(model), ll.llama_get_memory(ctx))
+    return Native(
+        model,
+        ctx,
+        ll.llama_model_get_vocab(model),
+        ll.llama_get_memory(ctx),
+        repacked.tensors if repacked is not None else 0,
+    )
 
 
 def chat_template(native: Native) -> str | None:

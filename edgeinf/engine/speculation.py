@@ -84,7 +84,7 @@ def plan(offers: Sequence[Offer | None], rows: int, room: int) -> list[int]:
     per decoding sequence, prompt chunks), with room for `room` more: the lengths that yield
     the most expected tokens per unit of time. A sequence's (j+1)-th draft adds a^(j+1)
     expected tokens; taken best first, the plan is the prefix with the highest rate."""
-    ks = []
+    ks: list[int] = []
     for o in offers:  # forced lengths first, in order, as far as the room goes
         ks.append(0 if o is None else min(o.fixed or 0, o.cap, room - sum(ks)))
     chosen = [o for o in offers if o is not None and o.cap > 0]

@@ -17,9 +17,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics:
-    def __init__(self, depth: Callable[[], tuple[int, int]], cache: Callable[[str], float]) -> None:
+    def __init__(
+        self,
+        depth: Callable[[], tuple[int, int]],
+        cache: Callable[[str], float],
+        history: Callable[[], tuple[int, int]],
+    ) -> None:
         """`depth`: (running, waiting) requests; `cache`: the bytes a prefix cache tier
-        ("ram" or "disk") holds now."""
+        ("ram" or "disk") holds now; `history`: (tokens, index windows) of the earlier
+        answers n-gram drafts copy from."""
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "edgeinf_requests", "Requests by route and status", ["route", "status"], registry=r
@@ -70,6 +76,16 @@ class Metrics:
         )
         for tier in ("ram", "disk"):
             held.labels(tier).set_function(functools.partial(cache, tier))
+        kept = Gauge(
+            "edgeinf_draft_history_tokens",
+            "Tokens of earlier answers n-gram drafts may copy from (all principals)",
+            registry=r,
+        )
+        windows = Gauge(
+            "edgeinf_draft_history_windows", "Windows indexed over those tokens", registry=r
+        )
+        kept.set_function(lambda: history()[0])
+        windows.set_function(lambda: history()[1])
         self.loaded = Gauge("edgeinf_model_loaded", "Models in memory", registry=r)
         self.admitted = Gauge(
             "edgeinf_models_admitted_bytes",

@@ -378,6 +378,10 @@ class ChatService:
         messages = (*request.messages, Message("assistant", answer))
         return Named(request.session_id, self.model.name, messages)
 
+    def draft_history(self) -> tuple[int, int]:
+        """(tokens of earlier answers n-gram drafts may copy from, their index's windows)."""
+        return self.speculation.histories.size()
+
     def cache_ram_bytes(self) -> int:
         """KV state the prefix cache's RAM tier holds now."""
         return self.keeper.ram.used_bytes if "keeper" in self.__dict__ else 0

@@ -97,3 +97,35 @@ def test_the_server_drafts_with_a_draft_model_when_the_mode_says_so(
         assert server.stop() == 0
     assert drafted > 0 and accepted > 0
     assert served == plain_answers(tiny_path, [PROMPTS[3]], 48)
+
+
+def test_an_answer_given_before_is_drafted_from_the_principals_history(
+    tmp_path: Path,
+) -> None:
+    """The same question again (a client retrying, an agent loop): the prompt does not hold
+    the answer, the principal's history of answers does."""
+    server = start(
+        tmp_path, "-m", TINY, "--ctx", "2048", env={"EDGEINF_SPECULATIVE": "ngram"}
+    )  # fmt: skip
+    try:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="-", max_retries=0)
+        accepted = []
+        answers = []
+        for _ in range(2):
+            before = gauge(server, "edgeinf_speculative_accepted_total")
+            reply = client.chat.completions.create(
+                model=TINY,
+                messages=[{"role": "user", "content": PROMPTS[3]}],
+                max_tokens=48,
+                temperature=0,
+            )
+            answers.append(reply.choices[0].message.content)
+            assert reply.usage is not None
+            accepted.append(gauge(server, "edgeinf_speculative_accepted_total") - before)
+        kept = gauge(server, "edgeinf_draft_history_tokens")
+        assert gauge(server, "edgeinf_draft_history_windows") > kept
+    finally:
+        assert server.stop() == 0
+    assert answers[0] == answers[1]
+    assert kept >= 2 * reply.usage.completion_tokens - 2
+    assert accepted[1] > 0.6 * reply.usage.completion_tokens > accepted[0]

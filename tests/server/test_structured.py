@@ -67,7 +67,9 @@ def test_a_json_schema_answer_is_json_the_schema_allows(
 def test_json_object_is_one_bare_object_and_streams_as_one(tiny_server: Server) -> None:
     chunks = client(tiny_server).chat.completions.create(
         model=TINY,
-        messages=[{"role": "user", "content": "Three colours, please."}],
+        messages=[
+            {"role": "user", "content": "Give me a JSON object with the name and age of a person."}
+        ],
         max_tokens=120,
         temperature=0,
         response_format={"type": "json_object"},

@@ -112,6 +112,7 @@ def test_an_answer_given_before_is_drafted_from_the_principals_history(
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="-", max_retries=0)
         accepted = []
         answers = []
+        written = 0
         for _ in range(2):
             before = gauge(server, "edgeinf_speculative_accepted_total")
             reply = client.completions.create(
@@ -120,6 +121,7 @@ def test_an_answer_given_before_is_drafted_from_the_principals_history(
             )  # fmt: skip
             answers.append(reply.choices[0].text)
             assert reply.usage is not None
+            written = reply.usage.completion_tokens
             accepted.append(gauge(server, "edgeinf_speculative_accepted_total") - before)
         kept = gauge(server, "edgeinf_draft_history_tokens")
         # The same answer twice: its windows were indexed once.
@@ -127,5 +129,5 @@ def test_an_answer_given_before_is_drafted_from_the_principals_history(
     finally:
         assert server.stop() == 0
     assert answers[0] == answers[1]
-    assert kept >= 2 * reply.usage.completion_tokens - 2
-    assert accepted[1] > 0.6 * reply.usage.completion_tokens > accepted[0]
+    assert kept >= 2 * written - 2
+    assert accepted[1] > 0.6 * written > accepted[0]

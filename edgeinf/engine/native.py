@@ -83,6 +83,14 @@ def has_amx() -> bool:
         return False
 
 
+@functools.cache
+def _repacks_x86() -> bool:
+    """Whether this build has the repacked x86 kernels engine.repack asks for (a weight put
+    in the repacked buffer that it cannot repack stops the process)."""
+    info = system_info()
+    return "AVX2 = 1" in info and "REPACK = 1" in info
+
+
 def load(path: Path, opts: EngineOptions, embeddings: bool = False, pooling: int = -1) -> Native:
     """A model and its context; with `embeddings`, a context whose outputs are the
     sequences' pooled hidden states (`pooling`: a LLAMA_POOLING_TYPE, -1 the file's)."""
@@ -95,7 +103,7 @@ def load(path: Path, opts: EngineOptions, embeddings: bool = False, pooling: int
     # with every model of the catalog on a Xeon with amx_int8): plain buffers there, and the
     # repacked one asked for by name (engine.repack).
     mparams.use_extra_bufts = not opts.exact and not has_amx()
-    repacked = overrides(path) if not opts.exact and has_amx() else None
+    repacked = overrides(path) if not opts.exact and has_amx() and _repacks_x86() else None
     if repacked is not None:
         mparams.tensor_buft_overrides = repacked.pointer
     model = ll.llama_model_load_from_file(str(path).encode(), mparams)  # reads `repacked`

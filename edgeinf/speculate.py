@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict, replace
 
 from edgeinf.config import Settings
-from edgeinf.engine.calibrate import calibrate
+from edgeinf.engine.calibrate import BATCH_SIZES, calibrate
 from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.history import Histories, History
@@ -48,7 +48,8 @@ class Speculation:
     def cost(self) -> CostModel:
         if self._cost is None:
             saved = self._profile.get("speculative", self._key)
-            if saved and "exact_batch" in saved:  # older profiles lack it: measure again
+            # Older profiles lack exact_batch or the larger batches: measure again.
+            if saved and "exact_batch" in saved and str(max(BATCH_SIZES)) in saved["verify"]:
                 self._cost = CostModel(
                     {int(n): c for n, c in saved["verify"].items()},
                     saved["draft_step"],
@@ -98,5 +99,6 @@ def lanes_for(
 
 def ngram_lane(cost: CostModel, forced: int | None, history: History | None = None) -> Lane:
     """Prompt-lookup drafts, which cost no model step: only verification counts."""
-    controller = Controller(replace(cost, draft_step=0.0), fixed_k=forced)
+    # Up to 32 drafts: an answer given before comes back whole from the history.
+    controller = Controller(replace(cost, draft_step=0.0), k_max=32, fixed_k=forced)
     return Lane(NgramDrafter(history=history), controller)

@@ -10,7 +10,7 @@ import numpy as np
 from edgeinf.engine.engine import Engine, SeqState
 from edgeinf.engine.speculation import CostModel
 
-BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16)
+BATCH_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 _FILLER = "def add(a, b):\n    return a + b\n\n" * 8
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgeinf.engine.engine import Engine, SeqState
-from edgeinf.engine.history import History
+from edgeinf.engine.history import History, reach
 from edgeinf.engine.sampling import Distribution
 from edgeinf.errors import ModelFileError
 
@@ -47,7 +47,7 @@ class NgramDrafter:
         self, tokens: Sequence[int], k: int, dist: Distribution | None = None
     ) -> tuple[list[int], list[None]]:
         """Up to k tokens that followed the longest earlier match of the context's end (in the
-        context; in the history when its match is longer); each a point mass (no
+        context; in the history when its match agrees further back); each a point mass (no
         distribution), whether the request samples or not."""
         self._catch_up(tokens)
         draft: list[int] = []
@@ -57,12 +57,12 @@ class NgramDrafter:
                 continue
             start = self._index.get(tuple(tokens[-n:]))
             if start is not None:
-                draft, matched = list(tokens[start : start + k]), n
+                draft, matched = list(tokens[start : start + k]), reach(tokens, start, tokens)
                 break
         self.pattern = None
         if self.history is not None:
-            earlier, window, pattern = self.history.find(tokens, k)
-            if earlier and window > matched:
+            earlier, agreed, pattern = self.history.find(tokens, k)
+            if earlier and agreed > matched:
                 draft, self.pattern = earlier, pattern
         return draft, [None] * len(draft)
 

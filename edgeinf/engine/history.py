@@ -18,6 +18,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 
 WINDOWS = (8, 4, 2)  # longest first: the longer the shared window, the better the draft
+REACH = 64  # how far back two matches are compared
 MIN_TRIED = 8  # drafts from one pattern before its record may silence it
 MIN_KEPT = 0.3  # the share of a pattern's drafts that must be accepted to go on
 _SHIFT = 32  # index values pack (answer number << _SHIFT) | end
@@ -69,7 +70,8 @@ class History:
 
     def find(self, context: Sequence[int], k: int) -> tuple[list[int], int, int]:
         """Up to k tokens that followed the context's end in the latest answer that shares its
-        longest window: (draft, window length, pattern); an empty draft when none does."""
+        longest window: (draft, how many tokens before it agree with the context's end (at
+        most REACH), pattern); an empty draft when none does."""
         oldest = self._answers[0][0] if self._answers else self._next
         for n in WINDOWS:
             if len(context) < n:
@@ -80,7 +82,7 @@ class History:
                 continue
             number, end = where >> _SHIFT, where & ((1 << _SHIFT) - 1)
             answer = self._answers[number - oldest][1]
-            return answer[end : end + k], n, pattern
+            return answer[end : end + k], reach(answer, end, context), pattern
         return [], 0, 0
 
     def _trusted(self, pattern: int) -> bool:
@@ -91,6 +93,16 @@ class History:
         record = self._record.setdefault(pattern, [0.0, 0.0])
         record[0] += drafted
         record[1] += accepted
+
+
+def reach(source: Sequence[int], end: int, context: Sequence[int]) -> int:
+    """How many tokens before source[end] equal the context's last ones (at most REACH): of
+    two places a draft could come from, the one that agrees longer is likelier right."""
+    n = 0
+    limit = min(REACH, end, len(context))
+    while n < limit and source[end - 1 - n] == context[-1 - n]:
+        n += 1
+    return n
 
 
 class Histories:

@@ -29,6 +29,7 @@ class NgramDrafter:
         self.n_max, self.n_min = n_max, n_min
         self.history = history
         self.pattern: int | None = None  # the history pattern the last draft came from
+        self.agreed = 0  # how far back that history's answer agreed with the context
         self._index: dict[tuple[int, ...], int] = {}  # n-gram -> position after its last use
         self._indexed = 0  # n-grams ending before this position are in the index
 
@@ -63,7 +64,7 @@ class NgramDrafter:
         if self.history is not None:
             earlier, agreed, pattern = self.history.find(tokens, k)
             if earlier and agreed > matched:
-                draft, self.pattern = earlier, pattern
+                draft, self.pattern, self.agreed = earlier, pattern, agreed
         return draft, [None] * len(draft)
 
     def observe(self, drafted: int, accepted: int) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
-from edgeinf.engine.speculation import Controller, best_k
+from edgeinf.engine.speculation import Controller, Offer, best_k
 
 
 @dataclass
@@ -21,6 +21,18 @@ class Lane:
     def gain(self) -> float:
         c = self.controller
         return best_k(c.acceptance.rate, c.cost, c.k_max)[1]
+
+    def offer(self, cap: int) -> Offer:
+        """What this lane's last proposal is worth. A draft from an earlier answer that agreed
+        with the context over its last r tokens goes on agreeing with odds of at least
+        (r + 1) / (r + 2) (the rule of succession), whatever the answer's drafts did so far:
+        a question asked again drafts long from its first token."""
+        offer = self.controller.offer(cap)
+        drafter = self.drafter
+        if isinstance(drafter, NgramDrafter) and drafter.pattern is not None:
+            agreed = drafter.agreed
+            return replace(offer, rate=max(offer.rate, (agreed + 1) / (agreed + 2)))
+        return offer
 
     def observe(self, drafted: int, accepted: int) -> None:
         """How a verification of this lane's drafts went."""

@@ -56,7 +56,7 @@ class Slot:
                     continue
                 self.offered, cap = offered, len(offered)
             self.lane = lane
-            return lane.controller.offer(cap)
+            return lane.offer(cap)
         return None
 
     def draft(self, k: int) -> list[int]:

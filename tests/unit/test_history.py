@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from edgeinf.engine.drafters import NgramDrafter
 from edgeinf.engine.history import MIN_TRIED, WINDOWS, Histories, History
+from edgeinf.engine.lanes import Lane
+from edgeinf.engine.speculation import Controller, CostModel
 
 
 def test_the_context_end_finds_what_followed_it_in_the_latest_answer() -> None:
@@ -80,3 +84,16 @@ def test_the_drafter_copies_from_history_only_where_it_matches_longer() -> None:
     drafter.observe(3, 3)
     drafter.learn([40, 41, 42, 43, 44])
     assert history.find([40, 41], 2)[0] == [42, 43]
+
+
+def test_a_draft_from_an_answer_that_agreed_long_is_offered_at_high_odds() -> None:
+    history = History(1000)
+    answer = list(range(100, 140))
+    history.add(answer)
+    lane = Lane(NgramDrafter(history=history), Controller(CostModel({1: 1.0, 2: 1.5}, 0.0)))
+    assert isinstance(lane.drafter, NgramDrafter)
+    lane.drafter.propose([1, *answer[:30]], 8)  # the answer again, 30 tokens in
+    assert lane.drafter.agreed == 30
+    assert lane.offer(8).rate == pytest.approx(31 / 32)
+    lane.drafter.propose([1, 2, 3, 1, 2], 8)  # a match in the context: the lane's own odds
+    assert lane.offer(8).rate == lane.controller.acceptance.rate

@@ -1,20 +1,15 @@
 """Continuous batching: several sequences decoded together in one llama.cpp context.
 
-One thread owns the engine. Each loop it admits waiting jobs into free sequence slots
-(preferring the slot whose cached tokens share the longest prefix with the prompt), builds
-one batch holding every decoding sequence's next token plus prompt chunks of sequences
-still prefilling, decodes it once, and samples each sequence from its own output row.
-A sequence with drafting lanes (n-gram lookup, a draft model) also puts drafts in the batch,
-from the lane expected to pay most, as many as pay for the rows they add to the whole step
-(speculation.plan: beside other sequences, rows cost what tokens of theirs would): a greedy
-sequence keeps them while they equal what the
-model then picks, so its answer is the one plain decoding gives; a sampled one accepts them
-by speculative sampling (engine.verify), so its answer follows llama.cpp's own chain.
-A cancelled or expired job leaves at the next loop, within one decode step.
+One thread owns the engine. Each loop it admits waiting jobs into free slots (the one
+whose cached tokens share most of the prompt), builds one batch of every decoding sequence's
+next token and prompt chunks, decodes it once, and samples each sequence from its own row.
+Drafts (n-gram lookup, a draft model) ride in the batch as far as they pay for their rows
+in the whole step (speculation.plan); a greedy sequence keeps them while they equal what the
+model picks (plain decoding's answer), a sampled one by speculative sampling (engine.verify).
 
-Whatever a job raises (a decode llama.cpp refused, a saved state that cannot be read) ends
-that job, or the jobs of the batch it was in, with the error, and the loop goes on. Only an
-error outside any job stops the loop; `alive` then says so and every waiting job is failed.
+A cancelled or expired job leaves within one decode step. Whatever a job raises (a refused
+decode, an unreadable saved state) ends it, or its batch's jobs, with the error, and the loop
+goes on; only an error outside any job stops it (`alive` says so, waiting jobs are failed).
 """
 
 from __future__ import annotations
@@ -37,8 +32,7 @@ from edgeinf.errors import EdgeinfError
 
 log = logging.getLogger("edgeinf.batcher")
 
-
-Setup = Callable[[], tuple[Engine, int | None]]
+Setup = Callable[[], tuple[Engine, int | None]]  # the engine and its exact batch
 
 
 class Batcher:

@@ -22,7 +22,7 @@ from edgeinf.engine.decoder import DecodeThread
 from edgeinf.engine.options import EngineOptions
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import EngineError, InvalidRequestError
-from edgeinf.gguf.check import read_gguf
+from edgeinf.gguf.check import GGUFFile, read_gguf
 
 MAX_SEQS = 16  # inputs evaluated together in one decode
 # The longest input, in tokens, and the most one decode holds: a decode is one call on the
@@ -74,7 +74,7 @@ class GgufEmbedder:
         )
         pooling = ll.LLAMA_POOLING_TYPE_UNSPECIFIED if declared else ll.LLAMA_POOLING_TYPE_MEAN
         try:
-            self._native = self._decoder.call(lambda: self._load(path, opts, pooling))
+            self._native = self._decoder.call(lambda: self._load(path, opts, gguf, pooling))
         except BaseException:
             if self._private:
                 self._decoder.close()
@@ -93,8 +93,8 @@ class GgufEmbedder:
         self.load_s = time.perf_counter() - started
 
     @staticmethod
-    def _load(path: Path, opts: EngineOptions, pooling: int) -> native.Native:
-        return native.load(path, opts, embeddings=True, pooling=pooling)
+    def _load(path: Path, opts: EngineOptions, gguf: GGUFFile, pooling: int) -> native.Native:
+        return native.load(path, opts, gguf.tensors, embeddings=True, pooling=pooling)
 
     def embed(self, texts: list[str], truncate: bool = True) -> Embedded:
         """Unit-length vectors of `texts`; an input over the model's length is cut when

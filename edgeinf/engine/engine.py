@@ -89,7 +89,7 @@ class Engine:
         ChatTemplate(template_src)
         self.path, self.opts, self.gguf = path, opts, gguf
         self.info = describe(gguf, shards)
-        self._native = native.load(path, opts)
+        self._native = native.load(path, opts, gguf.tensors)
         self.repacked = self._native.repacked
         try:
             self.vocab = Vocab(self._native.vocab)

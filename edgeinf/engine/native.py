@@ -10,6 +10,7 @@ import ctypes
 import functools
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import llama_cpp as ll
 from edgeinf.engine.options import EngineOptions
 from edgeinf.engine.repack import overrides
 from edgeinf.errors import EngineError
+from edgeinf.gguf.check import TensorInfo
 
 log = logging.getLogger("edgeinf.llama")
 _KV_TYPES = {"f16": ll.GGML_TYPE_F16, "q8_0": ll.GGML_TYPE_Q8_0, "q4_0": ll.GGML_TYPE_Q4_0}
@@ -91,9 +93,16 @@ def _repacks_x86() -> bool:
     return "AVX2 = 1" in info and "REPACK = 1" in info
 
 
-def load(path: Path, opts: EngineOptions, embeddings: bool = False, pooling: int = -1) -> Native:
-    """A model and its context; with `embeddings`, a context whose outputs are the
-    sequences' pooled hidden states (`pooling`: a LLAMA_POOLING_TYPE, -1 the file's)."""
+def load(
+    path: Path,
+    opts: EngineOptions,
+    tensors: Sequence[TensorInfo],
+    embeddings: bool = False,
+    pooling: int = -1,
+) -> Native:
+    """A model (whose `tensors` its checked GGUF header listed) and its context; with
+    `embeddings`, a context whose outputs are the sequences' pooled hidden states
+    (`pooling`: a LLAMA_POOLING_TYPE, -1 the file's)."""
     ensure_backend()
     mparams = ll.llama_model_default_params()
     mparams.n_gpu_layers = opts.n_gpu_layers
@@ -103,7 +112,9 @@ def load(path: Path, opts: EngineOptions, embeddings: bool = False, pooling: int
     # with every model of the catalog on a Xeon with amx_int8): plain buffers there, and the
     # repacked one asked for by name (engine.repack).
     mparams.use_extra_bufts = not opts.exact and not has_amx()
-    repacked = overrides(path) if not opts.exact and has_amx() and _repacks_x86() else None
+    repacked = None
+    if not opts.exact and has_amx() and _repacks_x86():
+        repacked = overrides(path, tensors)
     if repacked is not None:
         mparams.tensor_buft_overrides = repacked.pointer
     model = ll.llama_model_load_from_file(str(path).encode(), mparams)  # reads `repacked`

@@ -17,10 +17,11 @@ import ctypes
 import functools
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeinf.gguf.check import read_gguf
+from edgeinf.gguf.check import TensorInfo
 
 log = logging.getLogger("edgeinf.llama")
 REPACKED_TYPES = {2: "Q4_0", 12: "Q4_K", 20: "IQ4_NL"}  # ggml_type ids (x86, AVX2)
@@ -80,11 +81,11 @@ def repack_buffer_type() -> int | None:
     return None
 
 
-def repacked_weights(path: Path) -> list[str]:
-    """The tensors of the file ggml would repack on x86 with AVX2."""
+def repacked_weights(tensors: Sequence[TensorInfo]) -> list[str]:
+    """The tensors ggml would repack on x86 with AVX2."""
     return [
         t.name
-        for t in read_gguf(path).tensors
+        for t in tensors
         if t.type in REPACKED_TYPES
         and len(t.shape) == 2
         and t.shape[1] % 8 == 0
@@ -93,11 +94,11 @@ def repacked_weights(path: Path) -> list[str]:
     ]
 
 
-def overrides(path: Path) -> Overrides | None:
-    """The overrides that put `path`'s repackable weights in the repacked buffer (None when
-    there are none or this build has no such buffer)."""
+def overrides(path: Path, tensors: Sequence[TensorInfo]) -> Overrides | None:
+    """The overrides that put the repackable ones of `path`'s `tensors` in the repacked
+    buffer (None when there are none or this build has no such buffer)."""
     buft = repack_buffer_type()
-    names = repacked_weights(path)
+    names = repacked_weights(tensors)
     if buft is None or not names:
         return None
     pattern = ("^(?:" + "|".join(re.escape(n) for n in names) + ")$").encode()

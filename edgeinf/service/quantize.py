@@ -57,8 +57,9 @@ def quantize_model(
     tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
     try:
         quantize(src, tmp, kind, threads, requantize=True)
-        read_gguf(tmp)
-        native.load(tmp, EngineOptions(n_ctx=64, n_batch=64, threads=1, threads_batch=1)).free()
+        checked = read_gguf(tmp)
+        opts = EngineOptions(n_ctx=64, n_batch=64, threads=1, threads_batch=1)
+        native.load(tmp, opts, checked.tensors).free()
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)

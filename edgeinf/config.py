@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(
         default_factory=list, description="Host names accepted besides loopback ones."
     )
+    api_docs: bool = Field(
+        False,
+        description="Serve FastAPI's /docs and /redoc pages (their scripts load from a CDN, "
+        "so they need the internet); /openapi.json is always served.",
+    )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
     request_timeout_s: float = Field(
         300.0, gt=0, description="Deadline of one request; the answer is cut there."

@@ -110,7 +110,7 @@ class LocalBackend:
 
     def sessions(self) -> list[tuple[str, int, str]]:
         rows = self.service.sessions(LOCAL_OWNER)
-        return [(r.id, len(r.messages), _title(r.messages)) for r in rows]
+        return [(r.id, len(r.messages), r.label) for r in rows]
 
     def close(self) -> None:
         self.dispatcher.close()
@@ -213,7 +213,7 @@ class ServerBackend:
 
     def sessions(self) -> list[tuple[str, int, str]]:
         rows = self.http.get("/v1/sessions").json()["data"]
-        return [(r["id"], r["messages"], "") for r in rows]
+        return [(r["id"], r["messages"], r["title"]) for r in rows]
 
     def close(self) -> None:
         self.http.close()
@@ -223,8 +223,3 @@ def _route_label(route: dict[str, Any] | None) -> str:
     if not route:
         return "local"
     return str(route["target"]) + (" · fallback" if route.get("fallback") else "")
-
-
-def _title(messages: tuple[Message, ...]) -> str:
-    first = next((m.content for m in messages if m.role == "user"), "")
-    return first[:50].replace("\n", " ")

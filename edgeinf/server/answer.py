@@ -16,7 +16,7 @@ from edgeinf.engine.toolcalls import Held
 from edgeinf.errors import InvalidRequestError
 from edgeinf.server.errors import ApiError, error_response
 from edgeinf.server.runtime import Runtime
-from edgeinf.server.schema import PromptTokensDetails, Usage
+from edgeinf.server.schema import CompletionTokensDetails, PromptTokensDetails, Usage
 from edgeinf.server.wire import Sampling, now
 from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
 from edgeinf.types import Message, SamplingParams
@@ -106,6 +106,10 @@ def usage(answer: Answer) -> dict[str, Any]:
         total_tokens=answer.prompt_tokens + answer.completion_tokens,
         prompt_tokens_details=PromptTokensDetails(
             cached_tokens=local.reused_tokens if local else 0
+        ),
+        completion_tokens_details=CompletionTokensDetails(
+            accepted_prediction_tokens=local.accepted if local else 0,
+            rejected_prediction_tokens=local.drafted - local.accepted if local else 0,
         ),
         restored_tokens=local.restored_tokens if local else 0,
         cached_from=local.cached_from if local else None,

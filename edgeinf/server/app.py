@@ -10,7 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from edgeinf import __version__
 from edgeinf.config import Settings, read_api_key
-from edgeinf.server import embeddings, errors, infill, ollama, ollama_models
+from edgeinf.server import embeddings, errors, infill, ollama, ollama_models, page
 from edgeinf.server.metrics import CountRequests
 from edgeinf.server.routes import router
 from edgeinf.server.runtime import Runtime
@@ -29,7 +29,14 @@ def create_app(settings: Settings, model_ref: str | None = None) -> FastAPI:
         yield
         rt.stop(DRAIN_S)
 
-    app = FastAPI(title="edgeinf", version=__version__, lifespan=lifespan)
+    docs = settings.api_docs
+    app = FastAPI(
+        title="edgeinf",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.state.runtime = rt
     app.openapi = without_validation_errors(app)  # type: ignore[method-assign]
     errors.install(app)
@@ -38,11 +45,12 @@ def create_app(settings: Settings, model_ref: str | None = None) -> FastAPI:
     app.include_router(infill.router)
     app.include_router(ollama.router)
     app.include_router(ollama_models.router)
+    app.include_router(page.router)
     if settings.cors_origins:  # off unless origins are listed; never with credentials
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-Session-Id"],
         )
     app.add_middleware(

@@ -99,7 +99,7 @@ def invalid_field(errors: Sequence[Any]) -> tuple[str, str, str]:
     )
     message = {
         "string_unicode": _NOT_UNICODE,
-        "extra_forbidden": "is not a parameter edgeinf knows; leave it out (see /docs)",
+        "extra_forbidden": "is not a parameter edgeinf knows; leave it out (see /openapi.json)",
     }.get(first["type"], first["msg"].removeprefix("Value error, "))
     code = "unknown_parameter" if first["type"] == "extra_forbidden" else "invalid_value"
     return param, f"{param or 'body'}: {message}", code

@@ -22,10 +22,16 @@ from edgeinf.server.schema import (
     SessionDeleted,
     SessionDetail,
     SessionList,
+    SessionRenamed,
     TextCompletion,
     answer,
 )
-from edgeinf.server.wire import ChatCompletionRequest, CompletionRequest, NamedChoice
+from edgeinf.server.wire import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    NamedChoice,
+    SessionRename,
+)
 from edgeinf.service.fill import Fill
 from edgeinf.service.local import ChatRequest
 from edgeinf.service.turn import TurnRequest
@@ -122,6 +128,7 @@ async def list_sessions(request: Request) -> dict[str, Any]:
         "data": [
             {
                 "id": r.id,
+                "title": r.label,
                 "model": r.model,
                 "messages": len(r.messages),
                 "kv_tokens": r.kv_tokens,
@@ -141,10 +148,23 @@ async def get_session(
         raise ApiError(404, f"no session '{session_id}'", "not_found_error", "session_not_found")
     return {
         "id": row.id,
+        "title": row.label,
         "model": row.model,
         "kv_tokens": row.kv_tokens,
-        "messages": [{"role": m.role, "content": m.content} for m in row.messages],
+        "messages": [m.as_dict() for m in row.messages],
     }
+
+
+@router.patch("/v1/sessions/{session_id}", response_model=SessionRenamed)
+async def rename_session(
+    body: SessionRename, request: Request, session_id: str = Path(json_schema_extra=SESSION_ID)
+) -> dict[str, Any]:
+    title = " ".join(body.title.split())
+    if not title:
+        raise InvalidRequestError("title: give the session a title that is not blank", "title")
+    if not runtime(request).sessions.rename(request.state.principal, session_id, title):
+        raise ApiError(404, f"no session '{session_id}'", "not_found_error", "session_not_found")
+    return {"id": session_id, "object": "session", "title": title}
 
 
 @router.delete("/v1/sessions/{session_id}", response_model=SessionDeleted)

@@ -43,11 +43,18 @@ class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0  # prompt tokens whose KV state was not computed for this request
 
 
+class CompletionTokensDetails(BaseModel):
+    # speculative decoding: drafted tokens the model kept, and those it did not
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails = PromptTokensDetails()
+    completion_tokens_details: CompletionTokensDetails = CompletionTokensDetails()
     # edgeinf: the cached tokens that came from the prefix cache (RAM or disk), and the tier
     # they all came from ("slot": the sequence's own cells)
     restored_tokens: int = 0
@@ -146,6 +153,7 @@ class EmbeddingList(BaseModel):
 
 class SessionSummary(BaseModel):
     id: str
+    title: str  # the name it was given, else the start of its first question
     model: str
     messages: int
     kv_tokens: int
@@ -160,13 +168,22 @@ class SessionList(BaseModel):
 class SessionMessage(BaseModel):
     role: str
     content: str
+    tool_calls: list[ToolCallOut] | None = None  # an assistant's calls
+    tool_call_id: str | None = None  # a tool's result: the call it answers
 
 
 class SessionDetail(BaseModel):
     id: str
+    title: str
     model: str
     kv_tokens: int
     messages: list[SessionMessage]
+
+
+class SessionRenamed(BaseModel):
+    id: str
+    object: Literal["session"]
+    title: str
 
 
 class SessionDeleted(BaseModel):

@@ -11,10 +11,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeinf.server.errors import BodyTooLarge, body
+from edgeinf.server.page import is_page
 from edgeinf.sessions.ids import LOCAL_OWNER
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-OPEN_PATHS = frozenset({"/health", "/ready"})  # no data behind them: no key needed
+OPEN_PATHS = frozenset({"/health", "/ready"})  # no data behind them: no key needed (nor
+# behind the web page's files, which ask for the key themselves)
 
 
 def is_loopback(host: str) -> bool:
@@ -63,7 +65,8 @@ class Gate:
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             return 413, "invalid_request_error", f"request body is over {self.max_body} bytes"
-        if self.key is None or scope["path"] in OPEN_PATHS or scope["method"] == "OPTIONS":
+        path = scope["path"]
+        if self.key is None or path in OPEN_PATHS or is_page(path) or scope["method"] == "OPTIONS":
             return None
         query = scope.get("query_string", b"").lower()
         if b"key=" in query or b"token=" in query:

@@ -304,3 +304,10 @@ class EmbeddingRequest(BaseModel):
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class SessionRename(BaseModel):
+    """PATCH /v1/sessions/{id}: the session's new title."""
+
+    model_config = ConfigDict(extra="forbid")
+    title: Text = Field(min_length=1, max_length=200)

@@ -25,6 +25,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 from edgeinf.types import Message
 
 log = logging.getLogger("edgeinf.sessions")
+LABEL_CHARS = 60  # an untitled session is listed by this much of its first question
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     created REAL NOT NULL,
     last_used REAL NOT NULL,
     kv_key TEXT NOT NULL DEFAULT '',
+    title TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (owner, id)
 );
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -62,6 +64,7 @@ DROP TABLE IF EXISTS prefixes;
 ALTER TABLE sessions ADD COLUMN kv_key TEXT NOT NULL DEFAULT '';
 UPDATE sessions SET kv_tokens = 0, kv_bytes = 0;
 """
+_TITLED = "ALTER TABLE sessions ADD COLUMN title TEXT NOT NULL DEFAULT ''"
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,16 @@ class SessionRow:
     created: float
     last_used: float
     kv_key: str = ""  # the saved sequence its last turn left, '' if none
+    title: str = ""  # the name its owner gave it, '' if none
+
+    @property
+    def label(self) -> str:
+        """Its title, else the start of its first question."""
+        if self.title:
+            return self.title
+        first = next((m.content for m in self.messages if m.role == "user"), "")
+        words = " ".join(first.split())
+        return words if len(words) <= LABEL_CHARS else words[: LABEL_CHARS - 1] + "…"
 
 
 def _row(r: sqlite3.Row) -> SessionRow:
@@ -89,6 +102,7 @@ def _row(r: sqlite3.Row) -> SessionRow:
         r["created"],
         r["last_used"],
         r["kv_key"],
+        r["title"],
     )
 
 
@@ -143,6 +157,8 @@ class SessionIndex:
             columns = {r[1] for r in db.execute("PRAGMA table_info(sessions)")}
             if columns and "kv_key" not in columns:
                 db.executescript(_UPGRADE)
+            if columns and "title" not in columns:
+                db.execute(_TITLED)
             db.executescript(_SCHEMA)
         except BaseException:
             db.close()
@@ -213,6 +229,16 @@ class SessionIndex:
                 "last_used = excluded.last_used",
                 (session_id, owner, model, data, now, now),
             )
+
+    @_recovering
+    def set_title(self, owner: str, session_id: str, title: str) -> bool:
+        """Name the session; False when `owner` has no such session."""
+        with self._tx() as db:
+            done = db.execute(
+                "UPDATE sessions SET title = ? WHERE owner = ? AND id = ?",
+                (title, owner, session_id),
+            )
+        return done.rowcount > 0
 
     @_recovering
     def set_kv(self, owner: str, session_id: str, key: str, kv_tokens: int, kv_bytes: int) -> None:

@@ -200,6 +200,10 @@ class SessionStore:
     def get(self, owner: str, session_id: str) -> SessionRow | None:
         return self.index.get(owner, check_session_id(session_id))
 
+    def rename(self, owner: str, session_id: str, title: str) -> bool:
+        """Give the session a title; False when `owner` has no such session."""
+        return self.index.set_title(owner, check_session_id(session_id), title)
+
     def delete(self, owner: str, session_id: str) -> bool:
         """Forget a session, with the state its last turn left."""
         row = self.get(owner, session_id)

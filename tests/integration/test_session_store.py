@@ -6,6 +6,7 @@ import hashlib
 import os
 import pickle  # only to plant a hostile file: edgeinf itself never unpickles
 import re
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -88,6 +89,27 @@ def test_other_principals_cannot_see_or_touch_a_session(tmp_path: Path) -> None:
     alice = store.get("alice", "shared-name")
     assert alice is not None and alice.kv_key == key(1)
     assert store.index.find_snapshot("mallory", {"any": 1}) is None
+    store.close()
+
+
+def test_titles_belong_to_their_owner_and_survive_an_index_made_before_them(
+    tmp_path: Path,
+) -> None:
+    store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
+    save(store, "alice", "s1", 1)
+    assert not store.rename("mallory", "s1", "mine now")
+    assert store.rename("alice", "s1", "Greetings")
+    store.close()
+    # An index written before sessions had titles opens with its sessions untitled.
+    db = sqlite3.connect(tmp_path / "index.sqlite")
+    db.executescript("ALTER TABLE sessions DROP COLUMN title")
+    db.close()
+    store = SessionStore(tmp_path, budget_bytes=10 * MB, free_reserve=0)
+    row = store.get("alice", "s1")
+    assert row is not None and row.title == "" and row.label == "hi 1"
+    assert row.kv_key == key(1)
+    assert store.rename("alice", "s1", "Greetings")
+    assert [r.label for r in store.owned_by("alice")] == ["Greetings"]
     store.close()
 
 

@@ -23,6 +23,8 @@ RUNTIME = (
     "assert 'site-packages' in edgeinf.__file__, f'not the installed edgeinf: {edgeinf.__file__}'\n"
     "from edgeinf.route.router import shipped_routers\n"
     "assert shipped_routers(), 'the shipped routers are missing from the install'\n"
+    "from edgeinf.server.page import ASSETS\n"
+    "assert {'index.html', 'chat.js', 'markdown.js', 'chat.css'} <= set(ASSETS), ASSETS\n"
     "research = [m for m in sys.modules if m.startswith('edgeinf.research')]\n"
     "assert not research, research\n"
 )

@@ -188,6 +188,34 @@ def test_sessions_over_http(chat_server: Server) -> None:
     assert httpx.get(f"{chat_server.url}/v1/sessions/http-1").status_code == 404
 
 
+def test_a_session_is_listed_by_its_first_question_until_renamed(tiny_server: Server) -> None:
+    url = tiny_server.url
+    question = "Which rivers flow into the Black Sea? " * 3
+    r = httpx.post(
+        f"{url}/v1/chat/completions",
+        headers={"X-Session-Id": "titled"},
+        json={"messages": [{"role": "user", "content": question}], "max_tokens": 4},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    [row] = [s for s in httpx.get(f"{url}/v1/sessions").json()["data"] if s["id"] == "titled"]
+    assert row["title"] == " ".join(question.split())[:59] + "…"
+    renamed = httpx.patch(f"{url}/v1/sessions/titled", json={"title": "  Black   Sea  "})
+    assert renamed.status_code == 200 and renamed.json()["title"] == "Black Sea"
+    r = httpx.post(  # a later turn keeps the title
+        f"{url}/v1/chat/completions",
+        headers={"X-Session-Id": "titled"},
+        json={"messages": [{"role": "user", "content": "And the Caspian?"}], "max_tokens": 4},
+        timeout=60,
+    )
+    assert httpx.get(f"{url}/v1/sessions/titled").json()["title"] == "Black Sea"
+    for body, status in (({"title": "   "}, 400), ({"title": ""}, 400), ({"name": "x"}, 400)):
+        bad = httpx.patch(f"{url}/v1/sessions/titled", json=body)
+        assert bad.status_code == status and bad.json()["error"]["param"] in ("title", "name")
+    assert httpx.patch(f"{url}/v1/sessions/none-such", json={"title": "x"}).status_code == 404
+    assert httpx.get(f"{url}/v1/sessions/titled").json()["title"] == "Black Sea"
+
+
 @pytest.mark.reliability(9)
 @pytest.mark.parametrize("sid", ["../x", "a/b", "x" * 200, "a%00b"])
 def test_bad_session_ids_are_400(tiny_server: Server, sid: str) -> None:

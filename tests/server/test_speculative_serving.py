@@ -35,6 +35,8 @@ def test_greedy_answers_drafted_in_a_batch_equal_plain_decoding(
     try:
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="-", max_retries=0)
 
+        drafts: list[int] = []  # drafted tokens each answer's usage reports
+
         def ask(prompt: str) -> list[str | None]:
             reply = client.chat.completions.create(
                 model=TINY,
@@ -42,6 +44,10 @@ def test_greedy_answers_drafted_in_a_batch_equal_plain_decoding(
                 max_tokens=96,
                 temperature=0,
             )
+            details = reply.usage.completion_tokens_details if reply.usage else None
+            assert details is not None and details.accepted_prediction_tokens is not None
+            assert details.rejected_prediction_tokens is not None
+            drafts.append(details.accepted_prediction_tokens + details.rejected_prediction_tokens)
             return [reply.choices[0].message.content, reply.choices[0].finish_reason]
 
         with ThreadPoolExecutor(2) as pool:  # decoded together, drafts and all
@@ -49,6 +55,7 @@ def test_greedy_answers_drafted_in_a_batch_equal_plain_decoding(
         drafted = gauge(server, "edgeinf_speculative_drafted_total")
         accepted = gauge(server, "edgeinf_speculative_accepted_total")
         assert drafted > accepted > 10  # drafts were checked, and some were cut back
+        assert sum(drafts) == drafted  # and each answer says how many of them were its own
 
         client.chat.completions.create(  # sampled: drafts accepted by speculative sampling
             model=TINY,

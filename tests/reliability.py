@@ -63,6 +63,7 @@ ROWS: dict[int, tuple[str, str]] = {
     43: ("new surfaces", "prefix cache files killed, damaged, of another model; RAM tier full"),
     44: ("new surfaces", "a conversation longer than the context"),
     45: ("new surfaces", "the Ollama routes fuzzed from their schema; NDJSON cut mid-stream"),
+    46: ("new surfaces", "the web page: <script>, <img onerror>, javascript: links; the key"),
     47: ("lifecycle", "an exception on the engine or loader thread that is not one of ours"),
     48: ("HTTP", "text that cannot be encoded in any field (a lone UTF-16 surrogate)"),
 }

@@ -257,6 +257,7 @@ def test_conversations_are_renamed_regenerated_and_deleted(
     closed(tab)
 
 
+@pytest.mark.reliability(46)
 def test_with_an_api_key_the_page_asks_for_it_once_and_keeps_it_out_of_urls(
     browser: Any, tmp_path: Path, tiny_path: Path
 ) -> None:
@@ -291,8 +292,10 @@ def test_with_an_api_key_the_page_asks_for_it_once_and_keeps_it_out_of_urls(
         context.close()
     finally:
         server.stop()
+    assert "wrong-key" not in server.log.read_text() and key not in server.log.read_text()
 
 
+@pytest.mark.reliability(46)
 def test_what_a_model_writes_is_rendered_inert_and_tool_calls_readably(
     browser: Any, tiny_server: Server
 ) -> None:

@@ -19,7 +19,7 @@ from edgeinf.errors import ConfigError
 from edgeinf.profile import tuned_defaults
 
 KvType = Literal["f16", "q8_0", "q4_0"]
-ContextPolicy = Literal["error", "truncate"]
+ContextPolicy = Literal["error", "truncate", "summarize", "shift"]
 
 # Secrets that must never be sent to a remote model: private keys, cloud and API tokens.
 DEFAULT_PRIVATE_PATTERNS = (
@@ -99,8 +99,11 @@ class Settings(BaseSettings):
     )
     context_policy: ContextPolicy = Field(
         "error",
-        description="A conversation longer than the context: error (400), or truncate "
-        "(drop its oldest turns, keeping the system prompt; the response says how many).",
+        description="A conversation longer than the context: error (400), truncate (drop "
+        "its oldest turns, keeping the system prompt), summarize (the model's summary of "
+        "its oldest turns, written in the background as the context fills, takes their "
+        "place), or shift (llama.cpp's context shift: the system prompt stays, the oldest "
+        "tokens go, also while answering); the response says what went.",
     )
     prefix_cache: bool = Field(
         True,

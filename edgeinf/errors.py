@@ -51,7 +51,7 @@ class ContextLengthExceededError(EdgeinfError):
         super().__init__(
             f"the prompt needs {need} but the context holds {n_ctx}; "
             "shorten the prompt, lower --max-tokens, raise --ctx, or let older turns go "
-            "(context_policy truncate)"
+            "(context_policy truncate or summarize)"
         )
 
 

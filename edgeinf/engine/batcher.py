@@ -31,6 +31,7 @@ from edgeinf.engine.speculation import plan
 from edgeinf.errors import EdgeinfError
 
 log = logging.getLogger("edgeinf.batcher")
+SHIFTING = 1 << 30  # the context of an answer that shifts it: only max_tokens ends it
 
 Setup = Callable[[], tuple[Engine, int | None]]  # the engine and its exact batch
 
@@ -283,6 +284,8 @@ class Batcher:
                 self._end(slot, None)
         batch.clear()
         decoding = [s for s in self.slots if s.job is not None and s.pending is not None]
+        for slot in decoding:
+            slot.make_room(engine)
         prefilling = [s for s in self.slots if s.job is not None and s.prefill]
         room = batch.capacity
         if self.exact_batch is not None:
@@ -351,7 +354,7 @@ class Batcher:
         for i, token in enumerate(slot.picks(self.engine)):
             if text := emitter.push(token):
                 job.on_text(text)
-            emitter.budget(base + i, self.engine.seq_ctx)
+            emitter.budget(base + i, self.engine.seq_ctx if job.n_keep is None else SHIFTING)
             if emitter.finish or i == len(slot.drafts) or token != slot.drafts[i]:
                 break
             accepted += 1
@@ -371,6 +374,7 @@ class Batcher:
 
     def _end(self, slot: Slot, error: BaseException | None) -> None:
         job, emitter = slot.job, slot.emitter
+        slot.unshift(self.engine)
         slot.job = slot.emitter = None
         slot.pending = None
         slot.drafts, slot.dists, slot.lane, slot.offered = [], [], None, None

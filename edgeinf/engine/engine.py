@@ -179,12 +179,30 @@ class Engine:
         return common
 
     @property
+    def can_shift(self) -> bool:
+        """Whether cells may move to other positions (a context shift)."""
+        return bool(ll.llama_memory_can_shift(self._native.memory))
+
+    def shift(self, seq: SeqState, keep: int) -> int:
+        """llama.cpp's context shift: drop half of the cells after the first `keep`, move the
+        rest back to follow them; return how many went. The cells left are no longer what a
+        prefill of their tokens gives (they saw the dropped ones): trim them back to `keep`
+        once the answer ends."""
+        discard = (len(seq.tokens) - keep) // 2
+        mem = self._native.memory
+        if discard <= 0 or not ll.llama_memory_seq_rm(mem, seq.seq_id, keep, keep + discard):
+            return 0
+        ll.llama_memory_seq_add(mem, seq.seq_id, keep + discard, -1, -discard)
+        del seq.tokens[keep : keep + discard]
+        return discard
+
+    @property
     def can_move(self) -> bool:
         """Whether cells may move to other positions and sequences (see chunks.py): a cache
         that can shift them, shared by the sequences, with spare sequence ids to park in."""
         spare = self.opts.n_seq_max * (1 + MAX_RUNS) <= MAX_SEQ
         unified = not self.opts.exact  # native.load
-        return unified and spare and bool(ll.llama_memory_can_shift(self._native.memory))
+        return unified and spare and self.can_shift
 
     def reuse_runs(self, seq: SeqState, prompt: Sequence[int], min_run: int) -> list[Piece]:
         """Keep the cached runs of at least `min_run` tokens the prompt shares (chunks.py), the

@@ -49,3 +49,7 @@ class Job:
     # (engine.chunks: fast, not exact); 0: only the cached start of the prompt is reused.
     runs: int = 0
     cache: bool = True  # False: prefill the whole prompt, whatever the slot holds
+    # Context shift (llama.cpp's): when the answer fills the context, half of the cells after
+    # the first `n_keep` go and the rest move back; None: the answer ends there (length).
+    n_keep: int | None = None
+    shifted: int = 0  # tokens the shifts discarded

@@ -37,6 +37,17 @@ class Slot:
     offered: list[int] | None = None  # an n-gram lane's proposal, made with the offer
     out_index: int = -1  # this slot's output row in the last batch (drafts' rows follow)
 
+    def make_room(self, engine: Engine) -> None:
+        """Shift a full context, when the job asked for that (Job.n_keep)."""
+        job = self.job
+        if job and job.n_keep is not None and len(self.seq.tokens) + 1 >= engine.seq_ctx:
+            job.shifted += engine.shift(self.seq, job.n_keep)
+
+    def unshift(self, engine: Engine) -> None:
+        """As the answer ends: keep only the cells a shift left as a prefill made them."""
+        if self.job and self.job.shifted and self.job.n_keep is not None:
+            engine.trim(self.seq, self.job.n_keep)
+
     def offer(self, room: int, seq_ctx: int) -> Offer | None:
         """What this slot could draft after `pending`, from the lane expected to pay most that
         has something to propose (an n-gram lane proposes now: it costs nothing); None when

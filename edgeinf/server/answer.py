@@ -119,11 +119,14 @@ def usage(answer: Answer) -> dict[str, Any]:
 def _extra(answer: Answer) -> dict[str, Any]:
     """edgeinf's own fields of a response: the route, and what the context policy dropped."""
     extra: dict[str, Any] = {"route": answer.route.as_dict()} if answer.route else {}
-    if answer.local is not None and (trimmed := answer.local.trimmed).messages:
+    local = answer.local
+    if local is not None and ((t := local.trimmed).policy or local.shifted):
         extra["context"] = {
-            "policy": "truncate",
-            "dropped_messages": trimmed.messages,
-            "dropped_tokens": trimmed.tokens,
+            "policy": t.policy or "shift",
+            "dropped_messages": t.messages,
+            "dropped_tokens": t.tokens,
+            "summarized_messages": t.summarized,
+            "shifted_tokens": local.shifted,
         }
     return extra
 

@@ -22,10 +22,12 @@ class Metrics:
         depth: Callable[[], tuple[int, int]],
         cache: Callable[[str], float],
         history: Callable[[], tuple[int, int]],
+        summaries: Callable[[str], int],
     ) -> None:
         """`depth`: (running, waiting) requests; `cache`: the bytes a prefix cache tier
         ("ram" or "disk") holds now; `history`: (tokens, index windows) of the earlier
-        answers n-gram drafts copy from."""
+        answers n-gram drafts copy from; `summaries`: summaries of older turns the loaded
+        models wrote, "background" or "waited" (for by a request)."""
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "edgeinf_requests", "Requests by route and status", ["route", "status"], registry=r
@@ -84,6 +86,15 @@ class Metrics:
         windows = Gauge(
             "edgeinf_draft_history_windows", "Windows indexed over those tokens", registry=r
         )
+        written = Gauge(
+            "edgeinf_context_summaries",
+            "Summaries of older turns the loaded models wrote (context_policy summarize), in "
+            "the background or while a request waited",
+            ["when"],
+            registry=r,
+        )
+        for when in ("background", "waited"):
+            written.labels(when).set_function(functools.partial(summaries, when))
         kept.set_function(lambda: history()[0])
         windows.set_function(lambda: history()[1])
         self.loaded = Gauge("edgeinf_model_loaded", "Models in memory", registry=r)

@@ -70,7 +70,7 @@ class Runtime:
         self.cpu = CpuUse()
         self.threads: int | None = None  # decode threads now; None until a model loads
         self.started = time.time()
-        self.metrics = Metrics(self.depth, self.cache_bytes, self.draft_history)
+        self.metrics = Metrics(self.depth, self.cache_bytes, self.draft_history, self.summaries)
         self.fills = Latest()  # each client's newest fill-in-the-middle turn
         self.fleet = Fleet(settings, default, ref, self.sessions, self._pipeline, self._changed)
         self._stopping = threading.Event()
@@ -123,6 +123,10 @@ class Runtime:
         """Over the loaded models: see ChatService.draft_history."""
         sizes = [service.draft_history() for service in self.services()]
         return sum(s[0] for s in sizes), sum(s[1] for s in sizes)
+
+    def summaries(self, when: str) -> int:
+        """Over the loaded models: see ChatService.summaries."""
+        return sum(service.summaries().get(when, 0) for service in self.services())
 
     def cache_bytes(self, tier: str) -> float:
         """What the prefix cache holds in RAM (the loaded models') or on disk (all models');

@@ -85,9 +85,11 @@ class ChatChoice(BaseModel):
 
 
 class ContextDropped(BaseModel):
-    policy: Literal["truncate"]
+    policy: Literal["truncate", "summarize", "shift"]
     dropped_messages: int
-    dropped_tokens: int
+    dropped_tokens: int  # of the prompt
+    summarized_messages: int = 0  # replaced by the model's summary of them
+    shifted_tokens: int = 0  # dropped by context shifts while answering
 
 
 class ChatCompletion(BaseModel):

@@ -23,8 +23,9 @@ from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import InvalidRequestError
 from edgeinf.guard import check_fits, physical_cores
 from edgeinf.service.channel import Channel
-from edgeinf.service.context import ContextPolicy, Trimmed, fit
+from edgeinf.service.context import ContextPolicy, Trimmed, fit, shifted
 from edgeinf.service.fill import Fill, fill_prompt, insertion
+from edgeinf.service.summary import SUMMARY_TOKENS, Compactor
 from edgeinf.sessions.ids import LOCAL_OWNER, check_session_id
 from edgeinf.sessions.index import SessionRow
 from edgeinf.sessions.keeper import Named, Restore, SessionKeeper, Tier
@@ -43,6 +44,7 @@ class ChatRequest:
     tools: tuple[Tool, ...] = ()  # functions the model may call
     tool_choice: Choice = field(default_factory=Choice)
     context_policy: ContextPolicy | None = None  # None: the settings' context_policy
+    kept: bool = True  # False: the answer's state is not kept (the service's own asks)
 
     def __post_init__(self) -> None:
         if self.session_id is not None:
@@ -62,6 +64,7 @@ class LocalResult:
     accepted: int = 0
     saved: dict[str, float] = field(default_factory=dict)  # the keeper's figures, later
     trimmed: Trimmed = field(default_factory=Trimmed)  # what the context policy dropped
+    shifted: int = 0  # tokens a context shift dropped while answering
 
     @property
     def restored_tokens(self) -> int:
@@ -99,10 +102,12 @@ class LocalAnswer:
         sampling: SamplingParams,
         deadline: float | None,
         fill: Fill | None = None,
+        n_keep: int | None = None,
     ) -> None:
         """A `fill` answer neither restores nor keeps saved state (its slot, only ever its own
         principal's, serves the next keystroke better than a saved prompt, which an edit has
-        already outdated)."""
+        already outdated). With `n_keep`, an answer that fills the context shifts it,
+        keeping that many tokens of the prompt (Job.n_keep)."""
         self.result: LocalResult | None = None
         self.channel = Channel()
         restore = Restore("none", 0)
@@ -126,8 +131,9 @@ class LocalAnswer:
                 job.drafted,
                 job.accepted,
                 trimmed=trimmed,
+                shifted=job.shifted,
             )
-            if fill is None:
+            if fill is None and not job.shifted:  # shifted cells are not a prefill's
                 service.keep(seq, request, prompt, self.result)
 
         runs = service.settings.cache_reuse if fill is None or fill.runs is None else fill.runs
@@ -141,6 +147,8 @@ class LocalAnswer:
                 empty = Completion("", "stop", Usage(len(prompt.tokens), 0), Timings(took, took, 0))
                 self.result = LocalResult(empty, restore, len(prompt.tokens), job.reused_tokens)
             self.channel.end(error)
+            if "compactor" in service.__dict__:
+                service.compactor.release()
 
         self.job = Job(
             prompt.tokens,
@@ -154,6 +162,7 @@ class LocalAnswer:
             warm=fill is not None and fill.warm,
             runs=runs if fill is not None else 0,
             cache=fill is None or fill.cache,
+            n_keep=n_keep,
         )
         service.batcher.submit(self.job)
 
@@ -244,6 +253,16 @@ class ChatService:
         return SessionKeeper(self.engine, self._store, self.identity, self.settings.cache_ram_bytes)
 
     @cached_property
+    def compactor(self) -> Compactor:
+        return Compactor(self.engine, self.keeper.store.index, self._summarize)
+
+    def _summarize(self, owner: str, messages: tuple[Message, ...]) -> str:
+        """The model's greedy answer to `messages`, not kept: a summary of older turns."""
+        sampling = SamplingParams(max_tokens=SUMMARY_TOKENS, temperature=0.0)
+        ask = ChatRequest(messages, sampling, owner=owner, context_policy="error", kept=False)
+        return "".join(self.local(ask))
+
+    @cached_property
     def identity(self) -> Identity:
         sha = self.model.digest()
         library = library_version()
@@ -295,7 +314,7 @@ class ChatService:
         """Start a local answer; `raw_prompt` is text to continue instead of the chat
         template's rendering of the messages, `fill` text to fill in (the model's FIM
         prompt; its slot is all its cache, kept runs of it may move: see Fill)."""
-        trimmed = Trimmed()
+        trimmed, n_keep = Trimmed(), None
         sampling = request.sampling
         if fill is not None:
             tokens, cut = fill_prompt(self.engine, self.model.name, fill, sampling.max_tokens)
@@ -304,8 +323,21 @@ class ChatService:
         elif raw_prompt is not None:
             vocab = self.engine.vocab
             prompt = Prompt(vocab.tokenize(raw_prompt, add_bos=vocab.add_bos))
-        elif (request.context_policy or self.settings.context_policy) == "truncate":
+        elif (policy := request.context_policy or self.settings.context_policy) == "truncate":
             prompt, trimmed = fit(self.engine, request.messages, request.tools, sampling.max_tokens)
+        elif policy == "summarize":
+            prompt, trimmed = self.compactor.fit(
+                request.owner, request.messages, request.tools, sampling.max_tokens
+            )
+        elif policy == "shift":
+            if not self.engine.can_shift:
+                raise InvalidRequestError(
+                    "context_policy: this model's cache cannot shift; use truncate or summarize",
+                    param="context_policy",
+                )
+            prompt, trimmed, n_keep = shifted(
+                self.engine, request.messages, request.tools, sampling.max_tokens
+            )
         else:
             prompt = self.engine.chat_prompt(request.messages, request.tools)
         self.engine.check_prompt(len(prompt.tokens), sampling.max_tokens)
@@ -317,7 +349,7 @@ class ChatService:
         if raw_prompt is None and fill is None and self.engine.template.stops:
             # A base model's transcript must end with its turn.
             sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
-        return LocalAnswer(self, request, prompt, trimmed, sampling, deadline, fill)
+        return LocalAnswer(self, request, prompt, trimmed, sampling, deadline, fill, n_keep)
 
     def warm(self, request: ChatRequest) -> Job | None:
         """Prefill a slot with the prompt of a message being typed, all but its last token
@@ -364,7 +396,7 @@ class ChatService:
         """After a local answer: keep its KV state in the prefix cache, and a named session's
         messages (in the background)."""
         named = self._named(request, result.completion.text)
-        if named is not None or self.settings.prefix_cache:
+        if request.kept and (named is not None or self.settings.prefix_cache):
             self.keeper.save(seq, request.owner, prompt.ends, named, result.saved)
 
     def record(self, request: ChatRequest, answer: str) -> None:
@@ -377,6 +409,10 @@ class ChatService:
             return None
         messages = (*request.messages, Message("assistant", answer))
         return Named(request.session_id, self.model.name, messages)
+
+    def summaries(self) -> dict[str, int]:
+        """Summaries of older turns written so far, by whether a request waited for them."""
+        return dict(self.compactor.written) if "compactor" in self.__dict__ else {}
 
     def draft_history(self) -> tuple[int, int]:
         """(tokens of earlier answers n-gram drafts may copy from, their index's windows)."""

@@ -57,7 +57,15 @@ CREATE TABLE IF NOT EXISTS marks (
     PRIMARY KEY (digest, key)
 );
 CREATE INDEX IF NOT EXISTS marks_by_key ON marks (key);
+CREATE TABLE IF NOT EXISTS summaries (
+    owner TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    text TEXT NOT NULL,
+    last_used REAL NOT NULL,
+    PRIMARY KEY (owner, digest)
+);
 """
+SUMMARIES_KEPT = 256  # per principal, the most recently used
 # Before the prefix cache, sessions had KV files of their own and shared prefixes a table.
 _UPGRADE = """
 DROP TABLE IF EXISTS prefixes;
@@ -343,6 +351,43 @@ class SessionIndex:
                 "ORDER BY last_used DESC"
             ).fetchall()
         return [(r[0], r[1], int(r[2]), int(r[3]), float(r[4])) for r in rows]
+
+    # -- summaries of older turns (the summarize context policy) --
+
+    @_recovering
+    def put_summary(self, owner: str, digest: str, text: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO summaries VALUES (?, ?, ?, ?)",
+                (owner, digest, text, time.time()),
+            )
+            db.execute(
+                "DELETE FROM summaries WHERE owner = ? AND digest NOT IN (SELECT digest FROM "
+                "summaries WHERE owner = ? ORDER BY last_used DESC LIMIT ?)",
+                (owner, owner, SUMMARIES_KEPT),
+            )
+
+    @_recovering
+    def find_summary(self, owner: str, digests: list[str]) -> tuple[str, str] | None:
+        """(digest, text) of the first of `digests` that `owner` has a summary under."""
+        if not digests:
+            return None
+        holes = ",".join("?" * len(digests))
+        with self._tx() as db:
+            rows = dict(
+                db.execute(
+                    f"SELECT digest, text FROM summaries WHERE owner = ? AND digest IN ({holes})",
+                    (owner, *digests),
+                ).fetchall()
+            )
+            found = next((d for d in digests if d in rows), None)
+            if found is None:
+                return None
+            db.execute(
+                "UPDATE summaries SET last_used = ? WHERE owner = ? AND digest = ?",
+                (time.time(), owner, found),
+            )
+        return found, rows[found]
 
     # -- disk budget --
 

@@ -96,7 +96,7 @@ def test_truncate_drops_the_oldest_turns_and_says_so(chat_server: Server) -> Non
     )
     r = httpx.post(
         f"{chat_server.url}/v1/chat/completions",
-        json={"messages": messages, "max_tokens": 8, "context_policy": "summarize"},
+        json={"messages": messages, "max_tokens": 8, "context_policy": "forget"},
         timeout=30,
     )
-    assert r.status_code == 400 and "context_policy" in r.text
+    assert r.status_code == 400 and "context_policy" in r.text and "summarize" in r.text

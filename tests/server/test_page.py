@@ -404,3 +404,20 @@ def test_each_answer_says_its_route_and_a_private_conversation_stays_local(
             closed(tab)
         finally:
             server.stop()
+
+
+def test_a_conversation_past_the_context_goes_on_with_its_older_turns_summarized(
+    browser: Any, tmp_path: Path, tiny_path: Path
+) -> None:
+    server = start(tmp_path, "-m", TINY, "--ctx", "512", "--parallel", "1")
+    try:
+        tab = open_tab(browser, server)
+        tab.setting("max-tokens", "8")
+        tab.page.select_option("#context-policy", "summarize")
+        line = "The lighthouse keeper counted ships and wrote each one down. "
+        for i in range(6):  # each message about 80 tokens: past 512 by the last
+            tab.ask(f"Part {i}: " + line * 6)
+        assert re.search(r"\d+ older messages summarized", tab.status()), tab.status()
+        closed(tab)
+    finally:
+        server.stop()

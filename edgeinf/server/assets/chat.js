@@ -4,7 +4,7 @@ import { codeBlock, render } from "./markdown.js";
 
 const $ = (id) => document.getElementById(id);
 const KEY = "edgeinf.key"; // the API key, kept in this browser once entered
-const PREFS = "edgeinf.prefs"; // model, system prompt, temperature, max tokens, route
+const PREFS = "edgeinf.prefs"; // model, system prompt, temperature, max tokens, route, policy
 const PRIVATE = "edgeinf.private"; // ids of conversations kept on the device
 
 const state = {
@@ -31,6 +31,7 @@ function savePrefs() {
       temperature: $("temperature").value,
       maxTokens: $("max-tokens").value,
       route: $("route").value,
+      contextPolicy: $("context-policy").value,
     }),
   );
 }
@@ -245,7 +246,10 @@ function statusLine(facts) {
     else if (cached) parts.push(`cached ${cached.toLocaleString()} tok`);
     parts.push(`prefilled ${(u.prompt_tokens - cached).toLocaleString()} tok`);
   }
-  if (facts.context) parts.push(`${facts.context.dropped_messages} old messages left out`);
+  const c = facts.context; // what the context policy did to fit the conversation
+  if (c?.summarized_messages) parts.push(`${c.summarized_messages} older messages summarized`);
+  else if (c?.policy === "shift") parts.push(`${c.dropped_tokens + c.shifted_tokens} tokens shifted out`);
+  else if (c) parts.push(`${c.dropped_messages} old messages left out`);
   return parts.join(" · ");
 }
 
@@ -273,6 +277,7 @@ function request(messages) {
   const maxTokens = parseInt($("max-tokens").value, 10);
   if (maxTokens > 0) body.max_tokens = maxTokens;
   if ($("route").value !== "auto") body.route = $("route").value;
+  if ($("context-policy").value) body.context_policy = $("context-policy").value;
   if ($("private").checked) body.private = true;
   return body;
 }
@@ -551,7 +556,8 @@ function start() {
   $("temperature").value = p.temperature ?? "";
   $("max-tokens").value = p.maxTokens ?? "";
   $("route").value = p.route ?? "auto";
-  for (const id of ["model", "system", "temperature", "max-tokens", "route"]) {
+  $("context-policy").value = p.contextPolicy ?? "";
+  for (const id of ["model", "system", "temperature", "max-tokens", "route", "context-policy"]) {
     $(id).addEventListener("change", savePrefs);
   }
   $("private").addEventListener("change", () => {

@@ -55,13 +55,14 @@ class Vocab:
             for i, seg in enumerate(segments)
         ]
 
-    def piece(self, token: int) -> bytes:
-        """The bytes a generated token stands for; control tokens render as nothing."""
+    def piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes a generated token stands for; control tokens render as nothing, or as
+        their text with `special`."""
         buf = self._piece_buf
-        n = ll.llama_token_to_piece(self.raw, token, buf, len(buf), 0, False)
+        n = ll.llama_token_to_piece(self.raw, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
-            n = ll.llama_token_to_piece(self.raw, token, buf, len(buf), 0, False)
+            n = ll.llama_token_to_piece(self.raw, token, buf, len(buf), 0, special)
         return buf.raw[:n]
 
 

@@ -10,7 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from edgeinf import __version__
 from edgeinf.config import Settings, read_api_key
-from edgeinf.server import embeddings, errors, infill, ollama, ollama_models, page
+from edgeinf.server import embeddings, errors, infill, ollama, ollama_models, page, tokens
 from edgeinf.server.metrics import CountRequests
 from edgeinf.server.routes import router
 from edgeinf.server.runtime import Runtime
@@ -43,6 +43,7 @@ def create_app(settings: Settings, model_ref: str | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(embeddings.router)
     app.include_router(infill.router)
+    app.include_router(tokens.router)
     app.include_router(ollama.router)
     app.include_router(ollama_models.router)
     app.include_router(page.router)

@@ -206,6 +206,19 @@ class InfillTimings(BaseModel):
     predicted_per_second: float
 
 
+class Piece(BaseModel):
+    id: int
+    piece: str | list[int]  # its bytes when they are not whole UTF-8
+
+
+class Tokenized(BaseModel):
+    tokens: list[int] | list[Piece]
+
+
+class Detokenized(BaseModel):
+    content: str
+
+
 class Infilled(BaseModel):
     """/infill's answer, with the fields of llama.cpp's server that editors read."""
 

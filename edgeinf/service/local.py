@@ -297,6 +297,23 @@ class ChatService:
         self.speculation.close()
         self.engine.close()
 
+    def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        vocab = self.engine.vocab
+        return vocab.tokenize(text, add_bos=add_special and vocab.add_bos, special=parse_special)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token of this model's (control tokens as their text)."""
+        if not 0 <= token < self.engine.vocab.n_tokens:
+            raise InvalidRequestError(
+                f"tokens: {token} is not a token of {self.model.name} (0 to "
+                f"{self.engine.vocab.n_tokens - 1}); tokenize the text with the same model",
+                param="tokens",
+            )
+        return self.engine.vocab.piece(token, special=True)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode(errors="replace")
+
     def sessions(self, owner: str = LOCAL_OWNER) -> list[SessionRow]:
         return self.keeper.store.owned_by(owner)
 

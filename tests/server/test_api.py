@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import openai
@@ -260,3 +261,29 @@ def test_a_lone_surrogate_is_a_400_naming_its_field(
     error = r.json()["error"]
     assert error["param"].startswith(field) and "surrogate" in error["message"]
     assert httpx.get(f"{tiny_server.url}/ready", timeout=10).status_code == 200
+
+
+def test_tokenize_and_detokenize_as_llama_server_answers_them(tiny_server: Server) -> None:
+    def post(path: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{tiny_server.url}{path}", json=body, timeout=60)
+
+    text = "Hello, wörld! 🦀"
+    tokens = post("/tokenize", {"content": text}).json()["tokens"]
+    assert tokens and all(isinstance(t, int) for t in tokens)
+    assert post("/detokenize", {"tokens": tokens}).json() == {"content": text}
+    pieces = post("/tokenize", {"content": text, "with_pieces": True}).json()["tokens"]
+    assert [p["id"] for p in pieces] == tokens
+    joined = b"".join(
+        p["piece"].encode() if isinstance(p["piece"], str) else bytes(p["piece"]) for p in pieces
+    )
+    assert joined.decode() == text  # a character split across tokens comes as its bytes
+    with_bos = post("/tokenize", {"content": text, "add_special": True}).json()["tokens"]
+    assert with_bos[1:] == tokens and len(with_bos) == len(tokens) + 1
+    marker = "<start_of_turn>"  # one control token, or its letters as text
+    assert len(post("/tokenize", {"content": marker}).json()["tokens"]) == 1
+    assert len(post("/tokenize", {"content": marker, "parse_special": False}).json()["tokens"]) > 1
+    for bad in ({"tokens": [10**9]}, {"tokens": [-1]}, {"tokens": "abc"}, {"text": "x"}):
+        r = post("/detokenize", bad)
+        assert r.status_code == 400, (bad, r.text)
+    r = post("/detokenize", {"tokens": [10**9]})
+    assert "not a token of" in r.json()["error"]["message"]

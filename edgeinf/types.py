@@ -130,6 +130,7 @@ class SamplingParams:
     # The samplers before the draw, in this order (llama.cpp's names; "infill" merges the
     # chances of tokens that start alike, for FIM); None: DEFAULT_CHAIN.
     chain: tuple[Shaper, ...] | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token, added to its logit)
 
     def __post_init__(self) -> None:
         for name in (

@@ -66,6 +66,7 @@ def sampling(req: Sampling, context: int, defaults: Mapping[str, float]) -> Samp
         presence_penalty=req.presence_penalty,
         seed=req.seed,
         stop=tuple(req.stop or ()),
+        logit_bias=tuple((int(t), b) for t, b in (req.logit_bias or {}).items()),
     )
 
 

@@ -206,6 +206,9 @@ class NamedChoice(BaseModel):
     function: NamedFunction
 
 
+TokenId = Annotated[str, Field(pattern=r"^[0-9]{1,9}$")]  # OpenAI's keys: ids as text
+
+
 class Sampling(BaseModel):
     """Fields shared by chat and text completions, each bounded before any compute."""
 
@@ -228,6 +231,15 @@ class Sampling(BaseModel):
     stream_options: StreamOptions | None = None
     response_format: ResponseFormat | None = None
     grammar: Text | None = Field(None, description="GBNF the answer must match (llama.cpp's)")
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _bounded(cls, bias: dict[str, float] | None) -> dict[str, float] | None:
+        for token, value in (bias or {}).items():
+            if not -100 <= value <= 100:  # NaN fails too
+                raise ValueError(f"the bias of token {token} is {value}; give -100 to 100")
+        return bias
+
     # Accepted and ignored, as they change nothing about an answer:
     user: Text | None = Field(None, max_length=256)
     metadata: dict[str, Any] | None = None
@@ -235,7 +247,9 @@ class Sampling(BaseModel):
     service_tier: str | None = None
     logprobs: Annotated[Any, not_yet("logprobs")] = None
     top_logprobs: Annotated[Any, not_yet("top_logprobs")] = None
-    logit_bias: Annotated[Any, not_yet("logit_bias")] = None
+    logit_bias: dict[TokenId, float] | None = Field(
+        None, max_length=1024, description="token id: bias added to its logit, -100 to 100"
+    )
     session_id: Text | None = Field(
         None, json_schema_extra={"pattern": SESSION_ID_PATTERN}
     )  # checked by the session store, whose error says what a valid id looks like

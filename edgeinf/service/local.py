@@ -17,6 +17,7 @@ from edgeinf.engine.grammar import check_grammar
 from edgeinf.engine.jobs import Job, QueueFullError
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions, default_gpu_layers
+from edgeinf.engine.sampling import check_bias
 from edgeinf.engine.template import read_template
 from edgeinf.engine.toolcalls import Choice, shape, triggers
 from edgeinf.engine.vocab import Vocab
@@ -359,7 +360,8 @@ class ChatService:
             prompt = self.engine.chat_prompt(request.messages, request.tools)
         self.engine.check_prompt(len(prompt.tokens), sampling.max_tokens)
         sampling = with_tools(replace(request, sampling=sampling), self.engine.vocab)
-        if (s := sampling).grammar is not None:  # refused here, not on the decode loop
+        check_bias(sampling, self.engine.vocab.n_tokens)  # refused here, not on the decode loop
+        if (s := sampling).grammar is not None:
             check_grammar(
                 self.engine.vocab, s.grammar, s.grammar_triggers, s.grammar_trigger_tokens
             )

@@ -127,7 +127,7 @@ def test_instructor_extracts_a_typed_object(
     [
         ({"tool_choice": "required"}, "tool_choice"),  # and no tools
         ({"functions": [{"name": "f"}]}, "functions"),
-        ({"logit_bias": {"1": 5}}, "logit_bias"),
+        ({"logit_bias": {"1": 500}}, "logit_bias"),  # out of -100..100
         ({"logprobs": True}, "logprobs"),
         ({"temprature": 0.2}, "temprature"),  # a typo is not dropped either
         ({"response_format": {"type": "json_schema"}}, "response_format"),
@@ -204,3 +204,29 @@ def test_a_grammar_no_character_can_satisfy_ends_the_answer_cleanly(tiny_server:
     r = post(tiny_server, grammar="root ::= [^\\x00-\\U0010FFFF]", max_tokens=8)
     assert r.status_code in (200, 400), r.text
     assert post(tiny_server, max_tokens=2).status_code == 200
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_logit_bias_bans_and_forces_tokens(tiny_server: Server, temperature: float) -> None:
+    def tokens(text: str) -> list[int]:
+        r = httpx.post(f"{tiny_server.url}/tokenize", json={"content": text}, timeout=30)
+        return list(r.json()["tokens"])
+
+    def answer(bias: dict[str, int]) -> str:
+        r = client(tiny_server).chat.completions.create(
+            model=TINY,
+            messages=ASK,  # type: ignore[arg-type]
+            max_tokens=6,
+            temperature=temperature,
+            seed=7,
+            logit_bias=bias,
+        )
+        return r.choices[0].message.content or ""
+
+    first = tokens(answer({}))[0]
+    assert tokens(answer({str(first): -100}))[0] != first  # banned
+    [banana] = tokens(" banana")[:1]
+    assert answer({str(banana): 100}).split() == ["banana"] * 6  # forced, every token
+    for bias in ({"x1": 5}, {str(10**8): 5}, {"1": "lots"}):
+        r = post(tiny_server, logit_bias=bias)
+        assert r.status_code == 400 and r.json()["error"]["param"].startswith("logit_bias")

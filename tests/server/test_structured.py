@@ -215,7 +215,7 @@ def test_logit_bias_bans_and_forces_tokens(tiny_server: Server, temperature: flo
     def answer(bias: dict[str, int]) -> str:
         r = client(tiny_server).chat.completions.create(
             model=TINY,
-            messages=ASK,  # type: ignore[arg-type]
+            messages=ASK,
             max_tokens=6,
             temperature=temperature,
             seed=7,

@@ -20,7 +20,8 @@ from edgeinf.bench.report import header, summary
 from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
 from edgeinf.engine.native import library_version, system_info
-from edgeinf.service.local import ChatRequest, ChatService
+from edgeinf.service.local import ChatService
+from edgeinf.service.local_answer import ChatRequest
 from edgeinf.types import Message, SamplingParams
 
 NEXT_QUESTION = "Summarise what the code above does in two sentences."

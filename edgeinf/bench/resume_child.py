@@ -16,7 +16,8 @@ from pathlib import Path
 
 from edgeinf.bench.peers import PeerDiskCache
 from edgeinf.config import load_settings
-from edgeinf.service.local import ChatRequest, ChatService, engine_options
+from edgeinf.service.local import ChatService, engine_options
+from edgeinf.service.local_answer import ChatRequest
 from edgeinf.types import Message, SamplingParams
 
 ONE_TOKEN = SamplingParams(max_tokens=1, temperature=0.0)

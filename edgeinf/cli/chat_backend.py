@@ -77,7 +77,7 @@ class LocalBackend:
         params: SamplingParams,
         routing: Routing,
     ) -> Iterator[str]:
-        from edgeinf.service.local import ChatRequest
+        from edgeinf.service.local_answer import ChatRequest
         from edgeinf.service.turn import TurnRequest
 
         chat = ChatRequest(messages, params, session_id=session_id)
@@ -91,7 +91,7 @@ class LocalBackend:
 
     def warm(self, messages: tuple[Message, ...]) -> None:
         """Prefill what the conversation and the message being typed will start with."""
-        from edgeinf.service.local import ChatRequest
+        from edgeinf.service.local_answer import ChatRequest
 
         if self._warming is not None:
             self._warming.cancelled.set()  # the text changed: what it prefilled stays

@@ -12,7 +12,8 @@ from edgeinf.errors import InvalidRequestError
 from edgeinf.research.collect import Answer, answer_all, load_cached, timed
 from edgeinf.route.dispatch import remote_config
 from edgeinf.route.remote import RemoteClient
-from edgeinf.service.local import ChatRequest, ChatService
+from edgeinf.service.local import ChatService
+from edgeinf.service.local_answer import ChatRequest
 from edgeinf.tasks import Task
 from edgeinf.types import SamplingParams
 

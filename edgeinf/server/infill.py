@@ -20,7 +20,7 @@ from edgeinf.server.schema import ERRORS, Infilled
 from edgeinf.server.schema import answer as documented
 from edgeinf.server.wire import Sampling, Text, not_yet
 from edgeinf.service.fill import Fill
-from edgeinf.service.local import ChatRequest
+from edgeinf.service.local_answer import ChatRequest
 from edgeinf.service.turn import Answer, TurnHandle, TurnRequest
 from edgeinf.types import SHAPERS, Shaper
 

@@ -41,7 +41,7 @@ from edgeinf.server.ollama_wire import (
 )
 from edgeinf.server.runtime import Runtime
 from edgeinf.service.fill import Fill
-from edgeinf.service.local import ChatRequest
+from edgeinf.service.local_answer import ChatRequest
 from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
 from edgeinf.types import Message, SamplingParams, Tool
 

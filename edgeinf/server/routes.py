@@ -33,7 +33,7 @@ from edgeinf.server.wire import (
     SessionRename,
 )
 from edgeinf.service.fill import Fill
-from edgeinf.service.local import ChatRequest
+from edgeinf.service.local_answer import ChatRequest
 from edgeinf.service.turn import TurnRequest
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
 from edgeinf.types import Tool

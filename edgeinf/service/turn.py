@@ -23,7 +23,8 @@ from edgeinf.route.policy import Decision, Override
 from edgeinf.route.remote import RemoteAnswer, RemoteError
 from edgeinf.service.channel import Channel
 from edgeinf.service.fill import Fill
-from edgeinf.service.local import ChatRequest, ChatService, LocalAnswer, LocalResult
+from edgeinf.service.local import ChatService
+from edgeinf.service.local_answer import ChatRequest, LocalAnswer, LocalResult
 from edgeinf.types import ToolCall
 
 CASCADE_NOTICE = "\n\n[the local model was unsure (two samples disagreed); the remote answers]\n\n"

@@ -18,7 +18,8 @@ from typing import Any
 
 from edgeinf.bench.workloads import prompts
 from edgeinf.config import load_settings
-from edgeinf.service.local import ChatRequest, ChatService
+from edgeinf.service.local import ChatService
+from edgeinf.service.local_answer import ChatRequest
 from edgeinf.tune.child import exit_with_parent
 from edgeinf.types import Message, SamplingParams
 

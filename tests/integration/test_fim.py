@@ -17,7 +17,8 @@ from edgeinf.engine.fim import Extra, Markers, fim_tokens
 from edgeinf.engine.jobs import Job
 from edgeinf.errors import InvalidRequestError
 from edgeinf.service.fill import Fill
-from edgeinf.service.local import ChatRequest, ChatService
+from edgeinf.service.local import ChatService
+from edgeinf.service.local_answer import ChatRequest
 from edgeinf.types import Completion, SamplingParams
 from tests.conftest import DRAFT
 

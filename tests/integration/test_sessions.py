@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from edgeinf.config import Settings, load_settings
-from edgeinf.service.local import ChatRequest, ChatService, LocalResult, conversation
+from edgeinf.service.local import ChatService, conversation
+from edgeinf.service.local_answer import ChatRequest, LocalResult
 from edgeinf.types import Message, SamplingParams
 from tests.cli.test_cli import edgeinf
 from tests.conftest import DRAFT, TINY

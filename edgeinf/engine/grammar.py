@@ -11,8 +11,9 @@ from typing import Any
 
 import llama_cpp as ll
 import numpy as np
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+from llama_cpp.llama_grammar import JSON_GBNF
 
+from edgeinf.engine.schema import schema_to_gbnf
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import InvalidRequestError
 
@@ -46,7 +47,7 @@ def from_schema(schema: Any, param: str) -> str:
             param=param,
         )
     try:
-        grammar = json_schema_to_gbnf(text)
+        grammar = schema_to_gbnf(text)
     except RecursionError:
         raise InvalidRequestError(
             f"{param}: the schema's references recurse too deeply to compile; simplify them",

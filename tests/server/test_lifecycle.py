@@ -216,7 +216,10 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
     for _ in range(terms):
         server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
         r = httpx.post(
-            f"{server.url}/v1/chat/completions", json=body, headers={"X-Session-Id": "s"}
+            f"{server.url}/v1/chat/completions",
+            json=body,
+            headers={"X-Session-Id": "s"},
+            timeout=120,
         )
         assert r.status_code == 200
         time.sleep(rng.uniform(0, 0.03))
@@ -230,7 +233,10 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
     server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
     try:
         r = httpx.post(
-            f"{server.url}/v1/chat/completions", json=body, headers={"X-Session-Id": "s"}
+            f"{server.url}/v1/chat/completions",
+            json=body,
+            headers={"X-Session-Id": "s"},
+            timeout=120,
         )
         assert r.json()["usage"]["restored_tokens"] > 300  # resumed from the last save
     finally:

@@ -65,7 +65,13 @@ def served(
         "sources": [{"kind": "hub", "repo": "org/tiny-GGUF", "file": "tiny.gguf"}],
     }  # fmt: skip
     catalog.write_text(json.dumps({"format": 1, "models": [entry]}))
-    env = {"EDGEINF_MODELS_DIR": str(models), "EDGEINF_CATALOG_FILE": str(catalog)}
+    env = {
+        "EDGEINF_MODELS_DIR": str(models),
+        "EDGEINF_CATALOG_FILE": str(catalog),
+        # A streamed answer equals the one before it whatever the slot cached: repacked
+        # weights give other logits in other batch sizes (see speculative_exact).
+        "EDGEINF_SPECULATIVE_EXACT": "true",
+    }
     own = tmp / "mine" / "tiny-of-mine.gguf"  # a user's file elsewhere, registered by name
     own.parent.mkdir()
     _link(tiny_path, own)

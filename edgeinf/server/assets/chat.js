@@ -511,22 +511,21 @@ async function listModels() {
   const select = $("model");
   const wanted = prefs().model;
   try {
+    // The model `edgeinf serve` was started with comes with the list, so that the choice is
+    // made before anyone can read the list.
+    const served = fetch("/ready").then((r) => r.json()).then((r) => r.model, () => null);
     const data = (await (await api("/v1/models")).json()).data;
-    select.replaceChildren();
+    const options = [];
     for (const m of data) {
       if (m.architecture === "onnx") continue; // the sentence encoder: embeddings only
       const o = node("option", "", `${m.id}${m.loaded ? " (loaded)" : ""}`);
       o.value = m.id;
-      select.append(o);
+      options.push(o);
     }
-    // The one chosen before, else the one `edgeinf serve` was started with.
-    const served = await fetch("/ready").then((r) => r.json()).then((r) => r.model, () => null);
-    for (const name of [wanted, served]) {
-      if (name && [...select.options].some((o) => o.value === name)) {
-        select.value = name;
-        break;
-      }
-    }
+    const names = new Set(options.map((o) => o.value));
+    const chosen = [wanted, await served].find((name) => name && names.has(name));
+    select.replaceChildren(...options);
+    if (chosen) select.value = chosen; // the one chosen before, else the server's own
   } catch (err) {
     notice(err.message);
   }

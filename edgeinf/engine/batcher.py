@@ -31,7 +31,6 @@ from edgeinf.engine.speculation import plan
 from edgeinf.errors import EdgeinfError
 
 log = logging.getLogger("edgeinf.batcher")
-SHIFTING = 1 << 30  # the context of an answer that shifts it: only max_tokens ends it
 
 Setup = Callable[[], tuple[Engine, int | None]]  # the engine and its exact batch
 
@@ -261,7 +260,8 @@ class Batcher:
         left = sum(len(p) for p in slot.prefill if isinstance(p, list))
         job.reused_tokens = len(job.prompt) - left
         slot.job = job
-        slot.emitter = Emitter(self.engine.vocab, job.params, len(job.prompt))
+        shifts = job.n_keep is not None
+        slot.emitter = Emitter(self.engine.vocab, job.params, len(job.prompt), shifts)
         slot.sampler = Sampler(job.params, self.engine.vocab)
         if job.lanes and not job.params.greedy:
             slot.distribution = Distribution(job.params, self.engine.vocab)
@@ -354,7 +354,7 @@ class Batcher:
         for i, token in enumerate(slot.picks(self.engine)):
             if text := emitter.push(token):
                 job.on_text(text)
-            emitter.budget(base + i, self.engine.seq_ctx if job.n_keep is None else SHIFTING)
+            emitter.budget(base + i, self.engine.seq_ctx)
             if emitter.finish or i == len(slot.drafts) or token != slot.drafts[i]:
                 break
             accepted += 1
@@ -374,18 +374,7 @@ class Batcher:
 
     def _end(self, slot: Slot, error: BaseException | None) -> None:
         job, emitter = slot.job, slot.emitter
-        slot.unshift(self.engine)
-        slot.job = slot.emitter = None
-        slot.pending = None
-        slot.drafts, slot.dists, slot.lane, slot.offered = [], [], None, None
-        self.engine.release([p for p in slot.prefill if isinstance(p, Parked)])
-        slot.prefill = []
-        if slot.sampler is not None:
-            slot.sampler.close()
-            slot.sampler = None
-        if slot.distribution is not None:
-            slot.distribution.close()
-            slot.distribution = None
+        slot.vacate(self.engine)
         if job is None:
             return
         if error is not None or emitter is None or job.cancelled.is_set() or job.warm:

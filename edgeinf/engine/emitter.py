@@ -13,8 +13,12 @@ from edgeinf.types import Completion, FinishReason, SamplingParams, Timings, Usa
 class Emitter:
     """One answer being written, in the decode loop."""
 
-    def __init__(self, vocab: Vocab, params: SamplingParams, n_prompt: int) -> None:
-        self.vocab, self.params, self.n_prompt = vocab, params, n_prompt
+    def __init__(
+        self, vocab: Vocab, params: SamplingParams, n_prompt: int, shifts: bool = False
+    ) -> None:
+        """With `shifts`, the context is shifted when full (Job.n_keep): only max_tokens
+        ends the answer for length."""
+        self.vocab, self.params, self.n_prompt, self.shifts = vocab, params, n_prompt, shifts
         self.stream = TextStream(params.stop)
         rules = params.insertion
         self.insertion = InsertionStream(rules) if rules is not None else None
@@ -51,7 +55,9 @@ class Emitter:
 
     def budget(self, n_cached: int, n_ctx: int) -> int:
         """How many more tokens this answer may take; 0 ends it for length."""
-        left = self.left(n_cached, n_ctx)
+        left = (
+            self.params.max_tokens - len(self.tokens) if self.shifts else self.left(n_cached, n_ctx)
+        )
         if left <= 0 and self.finish is None:
             self.finish = "length"
         return max(left, 0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgeinf.engine.chunks import Piece
+from edgeinf.engine.chunks import Parked, Piece
 from edgeinf.engine.drafters import NgramDrafter
 from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState
@@ -43,10 +43,22 @@ class Slot:
         if job and job.n_keep is not None and len(self.seq.tokens) + 1 >= engine.seq_ctx:
             job.shifted += engine.shift(self.seq, job.n_keep)
 
-    def unshift(self, engine: Engine) -> None:
-        """As the answer ends: keep only the cells a shift left as a prefill made them."""
+    def vacate(self, engine: Engine) -> None:
+        """The answer ended: free what it held. Of the cells, those a context shift left
+        unlike a prefill's go (only the kept start stays)."""
         if self.job and self.job.shifted and self.job.n_keep is not None:
             engine.trim(self.seq, self.job.n_keep)
+        self.job = self.emitter = None
+        self.pending = None
+        self.drafts, self.dists, self.lane, self.offered = [], [], None, None
+        engine.release([p for p in self.prefill if isinstance(p, Parked)])
+        self.prefill = []
+        if self.sampler is not None:
+            self.sampler.close()
+            self.sampler = None
+        if self.distribution is not None:
+            self.distribution.close()
+            self.distribution = None
 
     def offer(self, room: int, seq_ctx: int) -> Offer | None:
         """What this slot could draft after `pending`, from the lane expected to pay most that

@@ -181,7 +181,8 @@ class Compactor:
                 return None
             self.index.put_summary(c.owner, digest(c.rest[:step]), summary)
             done, text = step, summary
-        self.written[when] += 1
+        with self._lock:
+            self.written[when] += 1
         log.info("summarized %d messages (%s) in %.1f s", cut, when, time.perf_counter() - took)
         return (cut, text) if text else None
 

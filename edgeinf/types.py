@@ -131,6 +131,7 @@ class SamplingParams:
     # chances of tokens that start alike, for FIM); None: DEFAULT_CHAIN.
     chain: tuple[Shaper, ...] | None = None
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token, added to its logit)
+    logprobs: int | None = None  # each written token's log-probability and this many rivals
 
     def __post_init__(self) -> None:
         for name in (
@@ -196,6 +197,17 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A written token's log-probability under the model (its raw logits, before any
+    sampler), with the likeliest tokens at that place: (token, bytes, log-probability)."""
+
+    token: int
+    piece: bytes
+    logprob: float
+    top: tuple[tuple[int, bytes, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class Completion:
     """What a finished generation returns after its stream."""
 
@@ -204,3 +216,4 @@ class Completion:
     usage: Usage
     timings: Timings
     token_ids: tuple[int, ...] = field(default=(), repr=False)
+    logprobs: tuple[TokenLogprob, ...] = field(default=(), repr=False)  # when asked for

@@ -351,8 +351,10 @@ class Batcher:
         base = len(slot.seq.tokens) - len(slot.drafts)  # cached tokens up to the evaluated one
         accepted = 0
         token = -1
+        reports = job.params.logprobs is not None
         for i, token in enumerate(slot.picks(self.engine)):
-            if text := emitter.push(token):
+            logits = self.engine.logits(slot.out_index + i) if reports else None
+            if text := emitter.push(token, logits):
                 job.on_text(text)
             emitter.budget(base + i, self.engine.seq_ctx)
             if emitter.finish or i == len(slot.drafts) or token != slot.drafts[i]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from edgeinf.engine.insertion import InsertionStream
 from edgeinf.engine.textstream import TextStream
 from edgeinf.engine.vocab import Vocab
-from edgeinf.types import Completion, FinishReason, SamplingParams, Timings, Usage
+from edgeinf.types import Completion, FinishReason, SamplingParams, Timings, TokenLogprob, Usage
 
 
 class Emitter:
@@ -23,20 +25,24 @@ class Emitter:
         rules = params.insertion
         self.insertion = InsertionStream(rules) if rules is not None else None
         self.tokens: list[int] = []
+        self.logprobs: list[TokenLogprob] = []
         self.parts: list[str] = []
         self.finish: FinishReason | None = None
         self.started = time.perf_counter()
         self.first_at: float | None = None
         self.stopped_by_insertion = False
 
-    def push(self, token: int) -> str:
-        """Take one sampled token; return the text it releases (maybe empty)."""
+    def push(self, token: int, logits: np.ndarray | None = None) -> str:
+        """Take one sampled token (with the logits it was picked from, when the answer
+        reports log-probabilities); return the text it releases (maybe empty)."""
         if self.first_at is None:
             self.first_at = time.perf_counter()
         if self.vocab.is_eog(token):
             self.finish = "stop"
             return ""
         self.tokens.append(token)
+        if logits is not None and self.params.logprobs is not None:
+            self.logprobs.append(self._logprob(token, logits, self.params.logprobs))
         text = self.stream.push(self.vocab.piece(token))
         if self.insertion is not None:
             text = self.insertion.push(text)
@@ -62,6 +68,20 @@ class Emitter:
             self.finish = "length"
         return max(left, 0)
 
+    def _logprob(self, token: int, logits: np.ndarray, rivals: int) -> TokenLogprob:
+        x = logits.astype(np.float64)
+        top = x.max()
+        logp = x - (top + np.log(np.exp(x - top).sum()))
+        best = np.argpartition(-logp, rivals)[:rivals] if rivals else np.array([], dtype=int)
+        best = best[np.argsort(-logp[best], kind="stable")]
+        piece = self.vocab.piece
+        return TokenLogprob(
+            token,
+            piece(token),
+            float(logp[token]),
+            tuple((int(t), piece(int(t)), float(logp[t])) for t in best),
+        )
+
     def flush(self) -> str:
         """Text held back for a stop string that never came."""
         if self.stream.stopped or self.stopped_by_insertion:
@@ -78,8 +98,9 @@ class Emitter:
         first = self.first_at or done
         decode_s = done - first
         n = len(self.tokens)
+        text = "".join(self.parts)
         return Completion(
-            text="".join(self.parts),
+            text=text,
             finish_reason=self.finish or "stop",
             usage=Usage(self.n_prompt, n),
             timings=Timings(
@@ -88,4 +109,16 @@ class Emitter:
                 decode_tok_s=(n - 1) / decode_s if n > 1 and decode_s > 0 else 0.0,
             ),
             token_ids=tuple(self.tokens),
+            logprobs=self._written(text),
         )
+
+    def _written(self, text: str) -> tuple[TokenLogprob, ...]:
+        """The log-probabilities of the tokens whose text the answer kept (not those of a
+        stop string, cut from it)."""
+        room, kept = len(text.encode()), []
+        for entry in self.logprobs:
+            if room <= 0:
+                break
+            kept.append(entry)
+            room -= len(entry.piece)
+        return tuple(kept)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Request, Response
@@ -19,7 +19,7 @@ from edgeinf.server.runtime import Runtime
 from edgeinf.server.schema import CompletionTokensDetails, PromptTokensDetails, Usage
 from edgeinf.server.wire import Sampling, now
 from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
-from edgeinf.types import Message, SamplingParams
+from edgeinf.types import Message, SamplingParams, TokenLogprob
 
 
 def runtime(request: Request) -> Runtime:
@@ -48,6 +48,12 @@ def sampling(req: Sampling, context: int, defaults: Mapping[str, float]) -> Samp
             "chat_template_not_allowed",
         )
     max_tokens = req.max_completion_tokens or req.max_tokens or context
+    rivals = req.rivals()
+    if rivals is not None and req.stream:
+        raise InvalidRequestError(
+            "logprobs: not reported in streams yet; ask without stream to get them",
+            param="logprobs",
+        )
     given = req.model_fields_set
 
     def pick(name: str) -> Any:
@@ -67,6 +73,7 @@ def sampling(req: Sampling, context: int, defaults: Mapping[str, float]) -> Samp
         seed=req.seed,
         stop=tuple(req.stop or ()),
         logit_bias=tuple((int(t), b) for t, b in (req.logit_bias or {}).items()),
+        logprobs=rivals,
     )
 
 
@@ -157,6 +164,8 @@ async def respond(
     if answer.tool_calls:
         message["content"] = answer.text or None
         message["tool_calls"] = [c.as_dict() for c in answer.tool_calls]
+    written = answer.local.completion.logprobs if answer.local else ()
+    asked = req.rivals() is not None
     choice: dict[str, Any] = (
         {"index": 0, "message": message, "finish_reason": answer.finish_reason}
         if chat
@@ -164,9 +173,11 @@ async def respond(
             "index": 0,
             "text": answer.text,
             "finish_reason": answer.finish_reason,
-            "logprobs": None,
+            "logprobs": text_logprobs(written) if asked else None,
         }
     )
+    if chat and asked:
+        choice["logprobs"] = {"content": chat_logprobs(written), "refusal": None}
     return JSONResponse(
         {
             "id": rid,
@@ -178,6 +189,30 @@ async def respond(
             **_extra(answer),
         }
     )
+
+
+def _token(piece: bytes, logprob: float) -> dict[str, Any]:
+    return {"token": piece.decode(errors="replace"), "logprob": logprob, "bytes": list(piece)}
+
+
+def chat_logprobs(written: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
+    """OpenAI's chat shape: each token with its bytes and its likeliest rivals."""
+    return [
+        {**_token(t.piece, t.logprob), "top_logprobs": [_token(p, lp) for _, p, lp in t.top]}
+        for t in written
+    ]
+
+
+def text_logprobs(written: Sequence[TokenLogprob]) -> dict[str, Any]:
+    """The legacy completions' shape: parallel lists, offsets into the answer's text."""
+    tokens = [t.piece.decode(errors="replace") for t in written]
+    offsets = [sum(len(s) for s in tokens[:i]) for i in range(len(tokens))]
+    return {
+        "tokens": tokens,
+        "token_logprobs": [t.logprob for t in written],
+        "top_logprobs": [{p.decode(errors="replace"): lp for _, p, lp in t.top} for t in written],
+        "text_offset": offsets,
+    }
 
 
 def unanswered(handle: TurnHandle) -> Response:

@@ -72,11 +72,12 @@ async def chat_completions(
     )
     private = req.private or (x_edgeinf_private or "").lower() in ("1", "true", "yes")
     route = req.route
-    if chat.sampling.grammar is not None or tools:  # the remote is not sent either yet
+    local_only = chat.sampling.grammar is not None or chat.sampling.logprobs is not None
+    if local_only or tools:  # the remote is not sent either yet
         if route == "remote":
             raise InvalidRequestError(
-                "route: structured output (response_format, grammar) and tools are answered "
-                "by the local model; leave route out or set it to local",
+                "route: structured output (response_format, grammar), tools and logprobs are "
+                "answered by the local model; leave route out or set it to local",
                 param="route",
             )
         route = "local"

@@ -78,10 +78,26 @@ class AssistantMessage(BaseModel):
     tool_calls: list[ToolCallOut] | None = None
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob]
+    refusal: None = None
+
+
 class ChatChoice(BaseModel):
     index: int
     message: AssistantMessage
     finish_reason: str | None
+    logprobs: ChatLogprobs | None = None  # with logprobs: true
 
 
 class ContextDropped(BaseModel):
@@ -103,11 +119,18 @@ class ChatCompletion(BaseModel):
     context: ContextDropped | None = None  # edgeinf: what the context policy dropped
 
 
+class TextLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
 class TextChoice(BaseModel):
     index: int
     text: str
     finish_reason: str | None
-    logprobs: None = None
+    logprobs: TextLogprobs | None = None  # with logprobs: N
 
 
 class TextCompletion(BaseModel):

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from edgeinf.config import ContextPolicy
+from edgeinf.errors import InvalidRequestError
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
 from edgeinf.types import Message, ToolCall
 
@@ -245,7 +246,7 @@ class Sampling(BaseModel):
     metadata: dict[str, Any] | None = None
     store: bool | None = None
     service_tier: str | None = None
-    logprobs: Annotated[Any, not_yet("logprobs")] = None
+    logprobs: Annotated[Any, not_yet("logprobs")] = None  # each kind of request its own
     top_logprobs: Annotated[Any, not_yet("top_logprobs")] = None
     logit_bias: dict[TokenId, float] | None = Field(
         None, max_length=1024, description="token id: bias added to its logit, -100 to 100"
@@ -264,6 +265,11 @@ class Sampling(BaseModel):
     def _stops(cls, v: str | list[str] | None) -> list[str]:
         return [v] if isinstance(v, str) else list(v or [])
 
+    def rivals(self) -> int | None:
+        """How many likeliest tokens to report beside each written one; None: no
+        log-probabilities."""
+        return None
+
 
 class ChatCompletionRequest(Sampling):
     messages: list[WireMessage] = Field(min_length=1, max_length=2048)
@@ -276,11 +282,20 @@ class ChatCompletionRequest(Sampling):
     modalities: Annotated[Any, not_yet("modalities")] = None
     audio: Annotated[Any, not_yet("audio")] = None
     prediction: Annotated[Any, not_yet("prediction")] = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     # edgeinf: where to answer (default: the server's `route` setting), and privacy
     route: Literal["auto", "local", "remote"] | None = None
     private: bool = False
     # edgeinf: a conversation longer than the context (default: the server's setting)
     context_policy: ContextPolicy | None = None
+
+    def rivals(self) -> int | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise InvalidRequestError(
+                "top_logprobs: set logprobs to true as well", param="top_logprobs"
+            )
+        return (self.top_logprobs or 0) if self.logprobs else None
 
 
 class CompletionRequest(Sampling):
@@ -291,6 +306,10 @@ class CompletionRequest(Sampling):
     suffix: Text | None = Field(None, max_length=1 << 22)
     echo: Annotated[Any, not_yet("echo")] = None
     best_of: Annotated[Any, not_yet("best_of")] = None
+    logprobs: int | None = Field(None, ge=0, le=5)  # the legacy API: likeliest tokens to list
+
+    def rivals(self) -> int | None:
+        return self.logprobs
 
 
 def now() -> int:

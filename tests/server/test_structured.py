@@ -128,7 +128,9 @@ def test_instructor_extracts_a_typed_object(
         ({"tool_choice": "required"}, "tool_choice"),  # and no tools
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"logit_bias": {"1": 500}}, "logit_bias"),  # out of -100..100
-        ({"logprobs": True}, "logprobs"),
+        ({"logprobs": True, "stream": True}, "logprobs"),  # not in streams yet
+        ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
+        ({"n": 2}, "n"),
         ({"temprature": 0.2}, "temprature"),  # a typo is not dropped either
         ({"response_format": {"type": "json_schema"}}, "response_format"),
         ({"response_format": {"type": "xml"}}, "response_format.type"),
@@ -230,3 +232,32 @@ def test_logit_bias_bans_and_forces_tokens(tiny_server: Server, temperature: flo
     for bias in ({"x1": 5}, {str(10**8): 5}, {"1": "lots"}):
         r = post(tiny_server, logit_bias=bias)
         assert r.status_code == 400 and r.json()["error"]["param"].startswith("logit_bias")
+
+
+def test_logprobs_report_each_written_token_and_its_likeliest_rivals(tiny_server: Server) -> None:
+    r = client(tiny_server).chat.completions.create(
+        model=TINY, messages=ASK, max_tokens=8, temperature=0, logprobs=True, top_logprobs=3
+    )
+    choice = r.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content and r.usage is not None
+    written = choice.logprobs.content
+    assert len(written) == r.usage.completion_tokens
+    assert b"".join(bytes(t.bytes or []) for t in written).decode() == choice.message.content
+    for t in written:
+        rivals = [x.logprob for x in t.top_logprobs]
+        assert len(rivals) == 3 and rivals == sorted(rivals, reverse=True) and rivals[0] <= 0
+        # Greedy: the written token is the likeliest one.
+        assert t.top_logprobs[0].token == t.token and t.top_logprobs[0].logprob == t.logprob
+    plain = client(tiny_server).chat.completions.create(
+        model=TINY, messages=ASK, max_tokens=8, temperature=0
+    )
+    assert plain.choices[0].logprobs is None
+    assert plain.choices[0].message.content == choice.message.content  # the same answer
+    legacy = client(tiny_server).completions.create(
+        model=TINY, prompt="The capital of France is", max_tokens=6, temperature=0, logprobs=2
+    )
+    lp = legacy.choices[0].logprobs
+    assert lp is not None and lp.tokens and lp.token_logprobs and lp.top_logprobs
+    assert "".join(lp.tokens) == legacy.choices[0].text
+    assert lp.text_offset == [sum(map(len, lp.tokens[:i])) for i in range(len(lp.tokens))]
+    assert all(len(top) <= 2 for top in lp.top_logprobs)

@@ -135,12 +135,9 @@ class Compactor:
 
     def _latest(self, c: _Conversation) -> tuple[int, str] | None:
         """The summary that covers the most of the oldest turns, if there is one."""
-        points = cuts(c.rest)[::-1]
-        found = self.index.find_summary(c.owner, [digest(c.rest[:i]) for i in points])
-        if found is None:
-            return None
-        cut = next(i for i in points if digest(c.rest[:i]) == found[0])
-        return cut, found[1]
+        covering = {digest(c.rest[:i]): i for i in reversed(cuts(c.rest))}  # longest first
+        found = self.index.find_summary(c.owner, list(covering))
+        return None if found is None else (covering[found[0]], found[1])
 
     def _target(self, c: _Conversation, done: int = 0) -> int:
         """The fewest oldest turns (more than the `done` ones an earlier summary covers)

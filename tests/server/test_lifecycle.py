@@ -201,6 +201,13 @@ def test_socket_activation_serves_on_the_handed_over_socket(
         assert server.stop() == 0
 
 
+def turn(server: Server, body: dict[str, object]) -> httpx.Response:
+    """A turn of session "s", given time for its prefill on a loaded machine."""
+    return httpx.post(
+        f"{server.url}/v1/chat/completions", json=body, headers={"X-Session-Id": "s"}, timeout=120
+    )
+
+
 @pytest.mark.reliability(17)
 def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
     tmp_path: Path, draft_path: Path, record_property: Callable[[str, object], None]
@@ -216,12 +223,7 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
     for _ in range(terms):
         server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
         try:
-            r = httpx.post(
-                f"{server.url}/v1/chat/completions",
-                json=body,
-                headers={"X-Session-Id": "s"},
-                timeout=120,
-            )
+            r = turn(server, body)
             assert r.status_code == 200
             time.sleep(rng.uniform(0, 0.03))
         finally:  # also when the request fails: a server left running outlives the tests
@@ -235,12 +237,7 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
     record_property("sigterms", terms)
     server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
     try:
-        r = httpx.post(
-            f"{server.url}/v1/chat/completions",
-            json=body,
-            headers={"X-Session-Id": "s"},
-            timeout=120,
-        )
+        r = turn(server, body)
         assert r.json()["usage"]["restored_tokens"] > 300  # resumed from the last save
     finally:
         server.stop()

@@ -26,6 +26,7 @@ from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
 from edgeinf.engine.jobs import STOPPED, EngineStoppedError, Job, QueueFullError
 from edgeinf.engine.sampling import Distribution, Sampler
+from edgeinf.engine.sharing import borrow, waits
 from edgeinf.engine.slot import Slot
 from edgeinf.engine.speculation import plan
 from edgeinf.errors import EdgeinfError
@@ -229,7 +230,8 @@ class Batcher:
                 job.on_done(None, None)
                 continue
             free = [s for s in self.slots if s.job is None]
-            if not free or len(self.slots) - len(free) >= self.limit:
+            busy = not free or len(self.slots) - len(free) >= self.limit
+            if busy or waits(self.engine, self.slots, job):
                 return
             self._waiting.popleft()
             # The slot that holds most of the prompt (one free slot: no need to ask).
@@ -256,10 +258,11 @@ class Batcher:
         if job.runs and engine.can_move:
             slot.prefill = engine.reuse_runs(slot.seq, job.prompt, job.runs)
         else:
+            borrow(engine, self.slots, slot, job)
             slot.prefill = [job.prompt[engine.reuse_prefix(slot.seq, job.prompt) :]]
         left = sum(len(p) for p in slot.prefill if isinstance(p, list))
         job.reused_tokens = len(job.prompt) - left
-        slot.job = job
+        slot.job, slot.owner = job, job.owner
         shifts = job.n_keep is not None
         slot.emitter = Emitter(self.engine.vocab, job.params, len(job.prompt), shifts)
         slot.sampler = Sampler(job.params, self.engine.vocab)
@@ -355,7 +358,7 @@ class Batcher:
         for i, token in enumerate(slot.picks(self.engine)):
             logits = self.engine.logits(slot.out_index + i) if reports else None
             if text := emitter.push(token, logits):
-                job.on_text(text)
+                job.write(text, emitter)
             emitter.budget(base + i, self.engine.seq_ctx)
             if emitter.finish or i == len(slot.drafts) or token != slot.drafts[i]:
                 break
@@ -383,7 +386,7 @@ class Batcher:
             job.on_done(None, error)
             return
         if rest := emitter.flush():
-            job.on_text(rest)
+            job.write(rest, emitter)
         completion = emitter.completion()
         for lane in job.lanes:
             lane.learn(completion.token_ids)

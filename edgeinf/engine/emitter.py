@@ -26,6 +26,10 @@ class Emitter:
         self.insertion = InsertionStream(rules) if rules is not None else None
         self.tokens: list[int] = []
         self.logprobs: list[TokenLogprob] = []
+        self._released = 0  # bytes of text let out
+        self._covered = 0  # bytes of the tokens whose log-probabilities go with that text
+        self._scored = 0  # entries of `logprobs` whose text was let out
+        self._taken = 0  # of those, entries handed out by `scored`
         self.parts: list[str] = []
         self.finish: FinishReason | None = None
         self.started = time.perf_counter()
@@ -51,9 +55,26 @@ class Emitter:
             self.stopped_by_insertion = self.insertion.stopped
         if self.stream.stopped or self.stopped_by_insertion:
             self.finish = "stop"
-        if text:
-            self.parts.append(text)
+        self._release(text)
         return text
+
+    def _release(self, text: str) -> None:
+        """Keep text let out, and count the tokens it covers: those of a stop string cut
+        from the answer are never covered."""
+        if not text:
+            return
+        self.parts.append(text)
+        self._released += len(text.encode())
+        while self._scored < len(self.logprobs) and self._covered < self._released:
+            self._covered += len(self.logprobs[self._scored].piece)
+            self._scored += 1
+
+    def scored(self) -> tuple[TokenLogprob, ...]:
+        """The log-probabilities of the tokens whose text was let out since the last call
+        (streamed with that text)."""
+        out = tuple(self.logprobs[self._taken : self._scored])
+        self._taken = self._scored
+        return out
 
     def left(self, n_cached: int, n_ctx: int) -> int:
         """How many more tokens this answer may take, with `n_cached` tokens in the cache."""
@@ -89,8 +110,7 @@ class Emitter:
         rest = self.stream.flush()
         if self.insertion is not None:
             rest = self.insertion.push(rest) + self.insertion.flush()
-        if rest:
-            self.parts.append(rest)
+        self._release(rest)
         return rest
 
     def completion(self) -> Completion:
@@ -109,16 +129,5 @@ class Emitter:
                 decode_tok_s=(n - 1) / decode_s if n > 1 and decode_s > 0 else 0.0,
             ),
             token_ids=tuple(self.tokens),
-            logprobs=self._written(text),
+            logprobs=tuple(self.logprobs[: self._scored]),
         )
-
-    def _written(self, text: str) -> tuple[TokenLogprob, ...]:
-        """The log-probabilities of the tokens whose text the answer kept (not those of a
-        stop string, cut from it)."""
-        room, kept = len(text.encode()), []
-        for entry in self.logprobs:
-            if room <= 0:
-                break
-            kept.append(entry)
-            room -= len(entry.piece)
-        return tuple(kept)

@@ -179,6 +179,20 @@ class Engine:
         return common
 
     @property
+    def shares_cells(self) -> bool:
+        """Whether a sequence may take another's cells without copying them (a unified
+        cache: native.load)."""
+        return not self.opts.exact
+
+    def borrow(self, seq: SeqState, donor: SeqState, n: int) -> None:
+        """Replace the sequence's cells with the first `n` of `donor`'s, which the two then
+        share (`shares_cells`: no data moves)."""
+        mem = self._native.memory
+        ll.llama_memory_seq_rm(mem, seq.seq_id, -1, -1)
+        ll.llama_memory_seq_cp(mem, donor.seq_id, seq.seq_id, 0, n)
+        seq.tokens = donor.tokens[:n]
+
+    @property
     def can_shift(self) -> bool:
         """Whether cells may move to other positions (a context shift)."""
         return bool(ll.llama_memory_can_shift(self._native.memory))
@@ -201,8 +215,7 @@ class Engine:
         """Whether cells may move to other positions and sequences (see chunks.py): a cache
         that can shift them, shared by the sequences, with spare sequence ids to park in."""
         spare = self.opts.n_seq_max * (1 + MAX_RUNS) <= MAX_SEQ
-        unified = not self.opts.exact  # native.load
-        return unified and spare and self.can_shift
+        return self.shares_cells and spare and self.can_shift
 
     def reuse_runs(self, seq: SeqState, prompt: Sequence[int], min_run: int) -> list[Piece]:
         """Keep the cached runs of at least `min_run` tokens the prompt shares (chunks.py), the

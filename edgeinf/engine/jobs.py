@@ -6,10 +6,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import SeqState
 from edgeinf.engine.lanes import Lane
 from edgeinf.errors import EdgeinfError
-from edgeinf.types import Completion, SamplingParams
+from edgeinf.types import Completion, SamplingParams, TokenLogprob
 
 STOPPED = "the decode loop stopped after an internal error (see the log); restart the server"
 
@@ -53,3 +54,15 @@ class Job:
     # the first `n_keep` go and the rest move back; None: the answer ends there (length).
     n_keep: int | None = None
     shifted: int = 0  # tokens the shifts discarded
+    # The log-probabilities of the tokens behind each piece of text, handed over before it
+    # (a stream that reports them); None: nobody reads them while the answer is written.
+    on_scored: Callable[[tuple[TokenLogprob, ...]], None] | None = None
+    # Jobs of one owner (a principal) may share the cells of their prompts' common start
+    # (engine.sharing); None: this job shares with none.
+    owner: str | None = None
+
+    def write(self, text: str, emitter: Emitter) -> None:
+        """Hand over text the answer let out, after its tokens' log-probabilities."""
+        if self.on_scored is not None and (scored := emitter.scored()):
+            self.on_scored(scored)
+        self.on_text(text)

@@ -36,6 +36,7 @@ class Slot:
     lane: Lane | None = None  # the lane the drafts come from
     offered: list[int] | None = None  # an n-gram lane's proposal, made with the offer
     out_index: int = -1  # this slot's output row in the last batch (drafts' rows follow)
+    owner: str | None = None  # the owner of the job whose cells it holds (engine.sharing)
 
     def make_room(self, engine: Engine) -> None:
         """Shift a full context, when the job asked for that (Job.n_keep)."""

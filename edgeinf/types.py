@@ -45,6 +45,15 @@ class Tool:
 
 
 @dataclass(frozen=True)
+class Choice:
+    """What `tool_choice` asks: calls maybe, a call surely, none, or one named function."""
+
+    mode: Literal["auto", "required", "none"] = "auto"
+    name: str | None = None  # with mode "required": the function that must be called
+    parallel: bool = True  # several calls in one answer
+
+
+@dataclass(frozen=True)
 class Message:
     role: Role
     content: str
@@ -205,6 +214,14 @@ class TokenLogprob:
     piece: bytes
     logprob: float
     top: tuple[tuple[int, bytes, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Scored:
+    """In a stream that reports log-probabilities: those of the tokens behind the text
+    that comes next."""
+
+    tokens: tuple[TokenLogprob, ...]
 
 
 @dataclass(frozen=True)

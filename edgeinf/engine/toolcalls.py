@@ -20,12 +20,12 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from edgeinf.engine.grammar import from_schema
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import InvalidRequestError
-from edgeinf.types import Message, Tool, ToolCall, arguments_object
+from edgeinf.types import Choice, Message, Tool, ToolCall, arguments_object
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _WS = r"[ \t\n]{0,20}"  # as the grammar's `space`
@@ -33,15 +33,6 @@ _WS = r"[ \t\n]{0,20}"  # as the grammar's `space`
 OPENING_PATTERN = rf"\s*(<tool_call>{_WS}(?:\{{{_WS}\"?)?)"
 BARE_PATTERN = rf"\s*(?:```(?:json)?\s*)?(\{{{_WS}\"name\"{_WS}:{_WS}\"?)"
 _BARE = re.compile(r"^\s*(?:```(?:json)?)?\s*(\{.*\})\s*(?:```)?\s*$", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Choice:
-    """What `tool_choice` asks: calls maybe, a call surely, none, or one named function."""
-
-    mode: Literal["auto", "required", "none"] = "auto"
-    name: str | None = None  # with mode "required": the function that must be called
-    parallel: bool = True  # several calls in one answer
 
 
 @dataclass(frozen=True)

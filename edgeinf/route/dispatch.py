@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -26,7 +26,7 @@ from edgeinf.route.remote import (
 )
 from edgeinf.route.router import Router, candidates, find
 from edgeinf.sessions.ids import LOCAL_OWNER
-from edgeinf.types import Message, SamplingParams
+from edgeinf.types import Choice, Message, SamplingParams, Tool
 
 Notify = Callable[[str], None]
 CUT_NOTICE = "\n\n[the remote answer was cut off; the local model answers below]\n\n"
@@ -164,11 +164,14 @@ class Dispatcher:
         messages: tuple[Message, ...],
         sampling: SamplingParams,
         on_text: Callable[[str], None],
+        tools: Sequence[Tool] = (),
+        choice: Choice | None = None,
     ) -> RemoteAnswer:
-        """The remote's answer; RemoteError when none came (the caller answers locally)."""
+        """The remote's answer (and the calls it makes of `tools`); RemoteError when none
+        came (the caller answers locally)."""
         assert self.remote is not None
         try:
-            answer = self.remote.chat(messages, sampling, on_text)
+            answer = self.remote.chat(messages, sampling, on_text, tools=tools, choice=choice)
         except RemoteError:
             self.ledger.spend(0)  # an attempt was made; it counts against the request budget
             raise

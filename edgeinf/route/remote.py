@@ -12,16 +12,18 @@ import email.utils
 import ipaddress
 import json
 import random
+import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from edgeinf.errors import ConfigError, EdgeinfError
 from edgeinf.route.breaker import Breaker
-from edgeinf.types import Message, SamplingParams
+from edgeinf.types import Choice, Message, SamplingParams, Tool, ToolCall
 
 BACKOFF_BASE_S = 0.25
 BACKOFF_CAP_S = 4.0
@@ -71,6 +73,7 @@ class RemoteAnswer:
     completion_tokens: int
     attempts: int
     seconds: float
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 def is_loopback(host: str) -> bool:
@@ -143,11 +146,14 @@ class RemoteClient:
         sampling: SamplingParams,
         on_text: Callable[[str], None] = lambda s: None,
         total_s: float | None = None,
+        tools: Sequence[Tool] = (),
+        choice: Choice | None = None,
     ) -> RemoteAnswer:
-        """The remote's answer, streamed to `on_text`; RemoteError when none came in time."""
+        """The remote's answer, streamed to `on_text` (the calls it makes of `tools` come
+        with the answer); RemoteError when none came in time."""
         started = time.monotonic()
         deadline = started + min(total_s or self.config.total_s, self.config.total_s)
-        body = _body(self.config.model, messages, sampling)
+        body = _body(self.config.model, messages, sampling, tools, choice or Choice())
         attempts = 0
         why = "circuit open after repeated failures"
         retry_after: float | None = None
@@ -163,7 +169,7 @@ class RemoteClient:
                 break
             attempts += 1
             try:
-                text, finish, usage = self._attempt(body, deadline, on_text)
+                text, finish, usage, calls = self._attempt(body, deadline, on_text)
             except _Retryable as exc:
                 self.breaker.record(False)
                 why, retry_after = str(exc), exc.retry_after
@@ -185,6 +191,7 @@ class RemoteClient:
                 usage.get("completion_tokens", 0),
                 attempts,
                 time.monotonic() - started,
+                calls,
             )
         raise RemoteError(self._say(why), attempts)
 
@@ -193,7 +200,7 @@ class RemoteClient:
 
     def _attempt(
         self, body: dict[str, object], deadline: float, on_text: Callable[[str], None]
-    ) -> tuple[str, str, dict[str, int]]:
+    ) -> tuple[str, str, dict[str, int], tuple[ToolCall, ...]]:
         left = deadline - time.monotonic()
         if left <= 0:
             raise _Retryable("deadline reached")
@@ -206,10 +213,11 @@ class RemoteClient:
         )
         url = cfg.url.rstrip("/") + "/chat/completions"
         parts: list[str] = []
+        calls: dict[int, dict[str, str]] = {}
         try:
             with self._http.stream("POST", url, json=body, timeout=timeout) as resp:
                 _check_status(resp, cfg.api_key)
-                finish, usage = _read_events(resp, deadline, parts, on_text)
+                finish, usage = _read_events(resp, deadline, parts, on_text, calls)
         except httpx.TimeoutException as exc:
             raise _Retryable(f"timed out: {type(exc).__name__}", partial="".join(parts)) from None
         except httpx.TransportError as exc:
@@ -225,10 +233,20 @@ class RemoteClient:
         except _Retryable as exc:
             exc.partial = "".join(parts)
             raise
-        return "".join(parts), finish, usage
+        made = tuple(
+            ToolCall(c["id"] or "call_" + secrets.token_hex(12), c["name"], c["arguments"] or "{}")
+            for _, c in sorted(calls.items())
+        )
+        return "".join(parts), finish, usage, made
 
 
-def _body(model: str, messages: tuple[Message, ...], s: SamplingParams) -> dict[str, object]:
+def _body(
+    model: str,
+    messages: tuple[Message, ...],
+    s: SamplingParams,
+    tools: Sequence[Tool],
+    choice: Choice,
+) -> dict[str, object]:
     body: dict[str, object] = {
         "model": model,
         "messages": [m.as_dict() for m in messages],
@@ -242,6 +260,12 @@ def _body(model: str, messages: tuple[Message, ...], s: SamplingParams) -> dict[
         body["seed"] = s.seed
     if s.stop:
         body["stop"] = list(s.stop)
+    if tools:
+        body["tools"] = [t.as_dict() for t in tools]
+        body["parallel_tool_calls"] = choice.parallel
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.name}} if choice.name else choice.mode
+        )
     return body
 
 
@@ -285,9 +309,11 @@ def _read_events(
     deadline: float,
     parts: list[str],
     on_text: Callable[[str], None],
+    calls: dict[int, dict[str, str]],
 ) -> tuple[str, dict[str, int]]:
-    """Server-sent events until [DONE]; the total deadline is checked after every read (the
-    read timeout bounds the silence between reads)."""
+    """Server-sent events until [DONE]: text to `on_text`, the pieces of calls joined in
+    `calls` by their index; the total deadline is checked after every read (the read timeout
+    bounds the silence between reads)."""
     finish = ""
     usage: dict[str, int] = {}
     buffer = b""
@@ -310,11 +336,24 @@ def _read_events(
                 raise _Retryable("malformed event in the stream") from None
             usage = event.get("usage") or usage
             for choice in event.get("choices") or []:
-                piece = (choice.get("delta") or {}).get("content") or ""
-                if piece:
+                delta = choice.get("delta") or {}
+                if piece := delta.get("content") or "":
                     parts.append(piece)
                     on_text(piece)
+                for call in delta.get("tool_calls") or []:
+                    _join(calls, call)
                 finish = choice.get("finish_reason") or finish
     if finish:  # closed right after the last choice, without [DONE]: still a whole answer
         return finish, usage
     raise _Retryable("stream cut before its end")
+
+
+def _join(calls: dict[int, dict[str, str]], piece: Any) -> None:
+    """Add one streamed piece of a call (OpenAI's delta.tool_calls entry) to the others."""
+    if not isinstance(piece, dict) or not isinstance(index := piece.get("index", 0), int):
+        raise _Retryable("malformed tool call in the stream")
+    call = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+    function = piece.get("function") or {}
+    call["id"] = str(piece.get("id") or call["id"])
+    call["name"] += str(function.get("name") or "")
+    call["arguments"] += str(function.get("arguments") or "")

@@ -3,23 +3,24 @@ client goes away."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Literal
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from edgeinf.engine.callstream import CallStream, Streamed
 from edgeinf.engine.grammar import JSON_OBJECT, check_source, from_schema
-from edgeinf.engine.toolcalls import Held
 from edgeinf.errors import InvalidRequestError
 from edgeinf.server.errors import ApiError, error_response
 from edgeinf.server.runtime import Runtime
-from edgeinf.server.schema import CompletionTokensDetails, PromptTokensDetails, Usage
+from edgeinf.server.shapes import extra, logprobs, new_id, sse_event, usage
 from edgeinf.server.wire import Sampling, now
 from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
-from edgeinf.types import Message, SamplingParams, TokenLogprob
+from edgeinf.types import Message, SamplingParams, Scored, TokenLogprob, Tool
 
 
 def runtime(request: Request) -> Runtime:
@@ -37,6 +38,19 @@ def begin(request: Request, pipeline: TurnPipeline, turn: TurnRequest) -> TurnHa
     return handle
 
 
+def choices(turn: TurnRequest, n: int) -> list[TurnRequest]:
+    """The turns of a request's `n` choices: one prompt (prefilled once: engine.sharing),
+    each choice its own seed; only the first is kept in the request's session."""
+    given = turn.chat.sampling
+
+    def nth(i: int) -> TurnRequest:
+        seed = None if given.seed is None else (given.seed + i) % (1 << 32)
+        chat = replace(turn.chat, session_id=None, sampling=replace(given, seed=seed))
+        return replace(turn, chat=chat)
+
+    return [turn, *(nth(i) for i in range(1, n))]
+
+
 def sampling(req: Sampling, context: int, defaults: Mapping[str, float]) -> SamplingParams:
     """The engine's parameters for a request; max_tokens defaults to the context size, and
     what it does not set to the model's preset (`defaults`), else to the wire's defaults."""
@@ -49,11 +63,6 @@ def sampling(req: Sampling, context: int, defaults: Mapping[str, float]) -> Samp
         )
     max_tokens = req.max_completion_tokens or req.max_tokens or context
     rivals = req.rivals()
-    if rivals is not None and req.stream:
-        raise InvalidRequestError(
-            "logprobs: not reported in streams yet; ask without stream to get them",
-            param="logprobs",
-        )
     given = req.model_fields_set
 
     def pick(name: str) -> Any:
@@ -102,117 +111,76 @@ def grammar(req: Sampling) -> str | None:
     return from_schema(fmt.json_schema.schema_, "response_format.json_schema.schema")
 
 
-def new_id(chat: bool) -> str:
-    return ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
-
-
-def usage(answer: Answer) -> dict[str, Any]:
-    local = answer.local
-    return Usage(
-        prompt_tokens=answer.prompt_tokens,
-        completion_tokens=answer.completion_tokens,
-        total_tokens=answer.prompt_tokens + answer.completion_tokens,
-        prompt_tokens_details=PromptTokensDetails(
-            cached_tokens=local.reused_tokens if local else 0
-        ),
-        completion_tokens_details=CompletionTokensDetails(
-            accepted_prediction_tokens=local.accepted if local else 0,
-            rejected_prediction_tokens=local.drafted - local.accepted if local else 0,
-        ),
-        restored_tokens=local.restored_tokens if local else 0,
-        cached_from=local.cached_from if local else None,
-    ).model_dump()
-
-
-def _extra(answer: Answer) -> dict[str, Any]:
-    """edgeinf's own fields of a response: the route, and what the context policy dropped."""
-    extra: dict[str, Any] = {"route": answer.route.as_dict()} if answer.route else {}
-    local = answer.local
-    if local is not None and ((t := local.trimmed).policy or local.shifted):
-        extra["context"] = {
-            "policy": t.policy or "shift",
-            "dropped_messages": t.messages,
-            "dropped_tokens": t.tokens,
-            "summarized_messages": t.summarized,
-            "shifted_tokens": local.shifted,
-        }
-    return extra
-
-
 async def respond(
-    request: Request, handle: TurnHandle, req: Sampling, chat: bool, tools: bool = False
+    request: Request,
+    handles: Sequence[TurnHandle],
+    req: Sampling,
+    chat: bool,
+    tools: Sequence[Tool] = (),
 ) -> Response:
-    """Start the turn (what fails now is the request's error status), then answer it; with
-    `tools`, text that may be a call is held back from the stream until it is known."""
-    await handle.open()
+    """Start the turns of a request's choices (what fails now is the request's error status),
+    then answer them; with `tools`, text that may be a call is held back from a stream until
+    it is known."""
+    try:
+        for handle in handles:
+            await handle.open()
+    except BaseException:
+        for handle in handles:
+            handle.cancel()
+        raise
     rid = new_id(chat)
     if req.stream:
-        include_usage = req.stream_options is not None and req.stream_options.include_usage
-        held = Held() if tools else None
         return StreamingResponse(
-            _events(request, handle, rid, chat, include_usage, held),
+            events(request, handles, rid, chat, req, tools),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
-    async for _ in handle.pieces(client_alive(request)):
-        pass
-    answer = handle.result
-    if answer is None:
-        return unanswered(handle)
-    runtime(request).metrics.answered(answer)
-    message: dict[str, Any] = {"role": "assistant", "content": answer.text}
-    if answer.tool_calls:
-        message["content"] = answer.text or None
-        message["tool_calls"] = [c.as_dict() for c in answer.tool_calls]
-    written = answer.local.completion.logprobs if answer.local else ()
+    alive = client_alive(request)
+
+    async def drain(handle: TurnHandle) -> None:
+        async for _ in handle.pieces(alive):
+            pass
+
+    try:
+        await asyncio.gather(*(drain(h) for h in handles))
+    finally:
+        for handle in handles:
+            if handle.result is None:
+                handle.cancel()
+    answers = [h.result for h in handles]
+    if None in answers:
+        return unanswered(next(h for h in handles if h.result is None))
+    done = [a for a in answers if a is not None]
+    for answer in done:
+        runtime(request).metrics.answered(answer)
     asked = req.rivals() is not None
-    choice: dict[str, Any] = (
-        {"index": 0, "message": message, "finish_reason": answer.finish_reason}
-        if chat
-        else {
-            "index": 0,
-            "text": answer.text,
-            "finish_reason": answer.finish_reason,
-            "logprobs": text_logprobs(written) if asked else None,
-        }
-    )
-    if chat and asked:
-        choice["logprobs"] = {"content": chat_logprobs(written), "refusal": None}
     return JSONResponse(
         {
             "id": rid,
             "object": "chat.completion" if chat else "text_completion",
             "created": now(),
-            "model": answer.model,
-            "choices": [choice],
-            "usage": usage(answer),
-            **_extra(answer),
+            "model": done[0].model,
+            "choices": [_choice(i, a, chat, asked) for i, a in enumerate(done)],
+            "usage": usage(done),
+            **extra(done[0]),
         }
     )
 
 
-def _token(piece: bytes, logprob: float) -> dict[str, Any]:
-    return {"token": piece.decode(errors="replace"), "logprob": logprob, "bytes": list(piece)}
-
-
-def chat_logprobs(written: Sequence[TokenLogprob]) -> list[dict[str, Any]]:
-    """OpenAI's chat shape: each token with its bytes and its likeliest rivals."""
-    return [
-        {**_token(t.piece, t.logprob), "top_logprobs": [_token(p, lp) for _, p, lp in t.top]}
-        for t in written
-    ]
-
-
-def text_logprobs(written: Sequence[TokenLogprob]) -> dict[str, Any]:
-    """The legacy completions' shape: parallel lists, offsets into the answer's text."""
-    tokens = [t.piece.decode(errors="replace") for t in written]
-    offsets = [sum(len(s) for s in tokens[:i]) for i in range(len(tokens))]
-    return {
-        "tokens": tokens,
-        "token_logprobs": [t.logprob for t in written],
-        "top_logprobs": [{p.decode(errors="replace"): lp for _, p, lp in t.top} for t in written],
-        "text_offset": offsets,
-    }
+def _choice(index: int, answer: Answer, chat: bool, asked: bool) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": index, "finish_reason": answer.finish_reason}
+    if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+        if answer.tool_calls:
+            message["content"] = answer.text or None
+            message["tool_calls"] = [c.as_dict() for c in answer.tool_calls]
+        choice["message"] = message
+    else:
+        choice["text"] = answer.text
+    if asked or not chat:
+        written = answer.local.completion.logprobs if answer.local else ()
+        choice["logprobs"] = logprobs(chat, written, 0) if asked else None
+    return choice
 
 
 def unanswered(handle: TurnHandle) -> Response:
@@ -230,69 +198,121 @@ def client_alive(request: Request) -> Callable[[], Awaitable[bool]]:
     return alive
 
 
-def sse_event(
-    rid: str, model: str, chat: bool, choice: dict[str, Any] | None, **extra: Any
-) -> bytes:
-    """One chunk; `choice` None makes the usage chunk that `include_usage` asks for last."""
-    payload = {
-        "id": rid,
-        "object": "chat.completion.chunk" if chat else "text_completion",
-        "created": now(),
-        "model": model,
-        "choices": [] if choice is None else [choice],
-        **extra,
-    }
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+_Chunk = tuple[Literal["chunk", "error"], bytes] | tuple[Literal["end"], Answer | None]
 
 
-async def _events(
+async def events(
     request: Request,
-    handle: TurnHandle,
+    handles: Sequence[TurnHandle],
     rid: str,
     chat: bool,
-    include_usage: bool,
-    held: Held | None,
+    req: Sampling,
+    tools: Sequence[Tool],
 ) -> AsyncIterator[bytes]:
-    model = handle.model
+    """The chunks of every choice as they come (interleaved when there are several), then
+    the usage chunk `include_usage` asks for. An error ends the stream with an error event;
+    a choice cut short (the client left, the server stops) ends it with no last chunk."""
+    chunks: asyncio.Queue[_Chunk] = asyncio.Queue()
 
-    def event(choice: dict[str, Any] | None, **extra: Any) -> bytes:
-        return sse_event(rid, model, chat, choice, **extra)
+    async def run(index: int, handle: TurnHandle) -> None:
+        try:
+            async for chunk in _choice_events(request, handle, index, rid, chat, req, tools):
+                await chunks.put(chunk)
+        except Exception as exc:  # the status line is sent: the error goes in the stream
+            await chunks.put(("error", f"data: {json.dumps(error_response(exc)[1])}\n\n".encode()))
+
+    tasks = [asyncio.create_task(run(i, h)) for i, h in enumerate(handles)]
+    answers: list[Answer] = []
+    try:
+        while len(answers) < len(handles):
+            kind, value = await chunks.get()
+            if kind == "end":
+                if value is None:
+                    break
+                assert isinstance(value, Answer)
+                answers.append(value)
+                continue
+            assert isinstance(value, bytes)
+            yield value
+            if kind == "error":
+                break
+    finally:
+        for task in tasks:
+            task.cancel()  # a choice still being written stops within a step
+    if len(answers) == len(handles):
+        include_usage = req.stream_options is not None and req.stream_options.include_usage
+        if include_usage:
+            yield sse_event(rid, answers[0].model, chat, None, usage=usage(answers))
+    yield b"data: [DONE]\n\n"
+
+
+async def _choice_events(
+    request: Request,
+    handle: TurnHandle,
+    index: int,
+    rid: str,
+    chat: bool,
+    req: Sampling,
+    tools: Sequence[Tool],
+) -> AsyncIterator[_Chunk]:
+    """One choice's chunks, then its answer (None when cut short). Each text chunk carries
+    the log-probabilities of its tokens when the request asked for them; with `tools`, text
+    that may be a call is held back until it is known, and calls go out as they are written
+    (engine.callstream)."""
+    model, asked = handle.model, req.rivals() is not None
+    calls = CallStream(tools) if tools else None
+
+    def event(choice: dict[str, Any], **extra: Any) -> _Chunk:
+        return "chunk", sse_event(rid, model, chat, {"index": index, **choice}, **extra)
 
     if chat:
-        yield event(
-            {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-        )
+        yield event({"delta": {"role": "assistant", "content": ""}, "finish_reason": None})
+    scored: list[TokenLogprob] = []  # of the text not yet sent
+    offset = 0  # characters of text sent (the legacy logprobs' text_offset)
 
-    def text(piece: str) -> bytes:
-        delta = {"delta": {"content": piece}} if chat else {"text": piece}
-        return event({"index": 0, **delta, "finish_reason": None})
+    def text(piece: str) -> _Chunk:
+        nonlocal offset
+        choice: dict[str, Any] = {"delta": {"content": piece}} if chat else {"text": piece}
+        if asked:
+            choice["logprobs"] = logprobs(chat, scored, offset)
+            scored.clear()
+        offset += len(piece)
+        return event({**choice, "finish_reason": None})
 
-    try:
-        async for piece in handle.pieces(client_alive(request)):
-            if held is not None and not (piece := held.feed(piece)):
+    def sent(pieces: list[Streamed]) -> Iterator[_Chunk]:
+        for piece in pieces:
+            if isinstance(piece, str):
+                yield text(piece)
                 continue
+            call: dict[str, Any] = {
+                "index": piece.index,
+                "function": {"arguments": piece.arguments},
+            }
+            if piece.id is not None:  # the call's first piece
+                call.update(id=piece.id, type="function")
+                call["function"]["name"] = piece.name
+            yield event({"delta": {"tool_calls": [call]}, "finish_reason": None})
+
+    async for piece in handle.written(client_alive(request)):
+        if isinstance(piece, Scored):
+            scored.extend(piece.tokens)
+        elif calls is None:
             yield text(piece)
-    except Exception as exc:  # the status line is sent: the error goes in the stream
-        yield f"data: {json.dumps(error_response(exc)[1])}\n\n".encode()
-        yield b"data: [DONE]\n\n"
-        return
+        else:
+            for chunk in sent(calls.feed(piece)):
+                yield chunk
     answer = handle.result
-    if answer is None:  # cut short (the client left, or the server stops): no last chunk
-        yield b"data: [DONE]\n\n"
+    if answer is None:
+        yield "end", None
         return
     runtime(request).metrics.answered(answer)
-    if held is not None:
-        if rest := held.rest(answer.text, bool(answer.tool_calls)):
-            yield text(rest)
-        for i, call in enumerate(answer.tool_calls):
-            calls = [{"index": i, **call.as_dict()}]
-            yield event({"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None})
+    if calls is not None:
+        for chunk in sent(calls.end(answer.text, answer.tool_calls)):
+            yield chunk
     end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+    if asked and scored:  # the tokens of calls, which were sent as calls, not as text
+        end["logprobs"] = logprobs(chat, scored, offset)
     yield event(
-        {"index": 0, **end, "finish_reason": answer.finish_reason},
-        usage=usage(answer),
-        **_extra(answer),
+        {**end, "finish_reason": answer.finish_reason}, usage=usage([answer]), **extra(answer)
     )
-    if include_usage:
-        yield event(None, usage=usage(answer))
-    yield b"data: [DONE]\n\n"
+    yield "end", answer

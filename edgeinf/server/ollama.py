@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from edgeinf.engine.grammar import JSON_OBJECT, from_schema
-from edgeinf.engine.toolcalls import Choice, Held
+from edgeinf.engine.toolcalls import Held
 from edgeinf.errors import InvalidRequestError
 from edgeinf.server.answer import begin, runtime, unanswered, with_system
 from edgeinf.server.embeddings import shorten
@@ -43,7 +43,7 @@ from edgeinf.server.runtime import Runtime
 from edgeinf.service.fill import Fill
 from edgeinf.service.local_answer import ChatRequest
 from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
-from edgeinf.types import Message, SamplingParams, Tool
+from edgeinf.types import Choice, Message, SamplingParams, Tool
 
 router = APIRouter(responses=OLLAMA_ERRORS)
 # Ollama's own defaults (its docs' Modelfile parameters), for requests that set none.
@@ -123,7 +123,7 @@ class _Turn:
         return pipeline
 
     def route(self, pipeline: TurnPipeline, local: bool) -> Literal["local"] | None:
-        """Tools and structured output are answered locally, as are models the router was
+        """Structured output is answered locally, as are models the router was
         not trained for; otherwise the server's routing decides."""
         return "local" if local or not self.rt.routes(pipeline.service) else None
 
@@ -234,7 +234,7 @@ async def chat(req: OllamaChat, request: Request) -> Response:
         tools,
         Choice("auto"),
     )
-    local = chat.sampling.grammar is not None or bool(tools)
+    local = chat.sampling.grammar is not None
     handle = pipeline.answer(
         TurnRequest(chat, turn.route(pipeline, local), deadline=turn.rt.deadline())
     )

@@ -8,9 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from edgeinf.engine.toolcalls import Choice
 from edgeinf.errors import InvalidRequestError
-from edgeinf.server.answer import begin, respond, runtime, sampling, with_system
+from edgeinf.server.answer import begin, choices, respond, runtime, sampling, with_system
 from edgeinf.server.errors import ApiError
 from edgeinf.server.metrics import CONTENT_TYPE
 from edgeinf.server.schema import (
@@ -36,7 +35,7 @@ from edgeinf.service.fill import Fill
 from edgeinf.service.local_answer import ChatRequest
 from edgeinf.service.turn import TurnRequest
 from edgeinf.sessions.ids import SESSION_ID_PATTERN
-from edgeinf.types import Tool
+from edgeinf.types import Choice, Tool
 
 router = APIRouter(responses=ERRORS)
 # Checked by the session store itself, with an error that says what a valid id looks like.
@@ -73,18 +72,19 @@ async def chat_completions(
     private = req.private or (x_edgeinf_private or "").lower() in ("1", "true", "yes")
     route = req.route
     local_only = chat.sampling.grammar is not None or chat.sampling.logprobs is not None
-    if local_only or tools:  # the remote is not sent either yet
+    if local_only or req.n > 1:  # what the remote is not sent
         if route == "remote":
             raise InvalidRequestError(
-                "route: structured output (response_format, grammar), tools and logprobs are "
-                "answered by the local model; leave route out or set it to local",
+                "route: structured output (response_format, grammar), logprobs and n > 1 "
+                "are answered by the local model; leave route out or set it to local",
                 param="route",
             )
         route = "local"
     if not rt.routes(service) and route != "remote":
         route = "local"  # the router was trained for the default model
     turn = TurnRequest(chat, route, private, deadline=rt.deadline())
-    return await respond(request, pipeline.answer(turn), req, chat=True, tools=bool(tools))
+    handles = [pipeline.answer(t) for t in choices(turn, req.n)]
+    return await respond(request, handles, req, chat=True, tools=tools)
 
 
 def choice(req: ChatCompletionRequest) -> Choice:
@@ -109,10 +109,15 @@ async def completions(req: CompletionRequest, request: Request) -> Response:
         (), sampling(req, service.context_length, defaults), None, request.state.principal
     )
     if req.suffix:
+        if req.n > 1:
+            raise InvalidRequestError(
+                "n: a fill-in-the-middle request (suffix) has one choice; send n: 1", param="n"
+            )
         turn = TurnRequest(chat, fill=Fill(req.prompt, req.suffix), deadline=rt.deadline())
-    else:
-        turn = TurnRequest(chat, raw_prompt=req.prompt, deadline=rt.deadline())
-    return await respond(request, begin(request, pipeline, turn), req, chat=False)
+        return await respond(request, [begin(request, pipeline, turn)], req, chat=False)
+    turn = TurnRequest(chat, raw_prompt=req.prompt, deadline=rt.deadline())
+    handles = [pipeline.answer(t) for t in choices(turn, req.n)]
+    return await respond(request, handles, req, chat=False)
 
 
 @router.get("/v1/models", response_model=ModelList)

@@ -225,7 +225,7 @@ class Sampling(BaseModel):
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0, allow_inf_nan=False)
     repeat_penalty: float = Field(1.0, gt=0.0, le=2.0, allow_inf_nan=False)
-    n: int = Field(1, ge=1, le=1)
+    n: int = Field(1, ge=1, le=8, description="choices to write for one prompt")
     seed: int | None = Field(None, ge=0, lt=1 << 32)
     stop: Stop | Annotated[list[Stop], Field(max_length=MAX_STOPS)] | None = None
     stream: bool = False

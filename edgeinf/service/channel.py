@@ -1,10 +1,13 @@
 """Text and an end, handed from a producing thread (the decode loop, the remote's reader) to
-the generator that reads them."""
+the generator that reads them; where a stream reports them, the log-probabilities of the
+text's tokens come before it."""
 
 from __future__ import annotations
 
 import queue
 from collections.abc import Callable, Generator
+
+from edgeinf.types import Scored, TokenLogprob
 
 
 class Channel:
@@ -14,15 +17,19 @@ class Channel:
     def text(self, piece: str) -> None:
         self._events.put((False, piece))
 
+    def scored(self, tokens: tuple[TokenLogprob, ...]) -> None:
+        self._events.put((False, Scored(tokens)))
+
     def end(self, value: object) -> None:
         """The last event: a result, or an exception for the reader to raise."""
         self._events.put((True, value))
 
     def read(
         self, poll_s: float | None = None, idle: Callable[[], None] = lambda: None
-    ) -> Generator[str, None, object]:
-        """Yield the text until the end, then return its value (or raise it); `idle` is
-        called every `poll_s` while nothing arrives (it may raise to stop reading)."""
+    ) -> Generator[str | Scored, None, object]:
+        """Yield the text (and its scores) until the end, then return its value (or raise
+        it); `idle` is called every `poll_s` while nothing arrives (it may raise to stop
+        reading)."""
         while True:
             try:
                 last, value = self._events.get(timeout=poll_s)
@@ -30,7 +37,8 @@ class Channel:
                 idle()
                 continue
             if not last:
-                yield str(value)
+                assert isinstance(value, str | Scored)
+                yield value
                 continue
             if isinstance(value, BaseException):
                 raise value

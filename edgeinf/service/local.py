@@ -31,7 +31,7 @@ from edgeinf.sessions.keeper import Named, SessionKeeper
 from edgeinf.sessions.kvfile import Identity
 from edgeinf.sessions.store import SessionStore
 from edgeinf.speculate import Speculation
-from edgeinf.types import Message, SamplingParams
+from edgeinf.types import Message, SamplingParams, ToolCall
 
 
 class ChatService:
@@ -236,7 +236,10 @@ class ChatService:
         def prepare(seq: SeqState) -> None:
             self.keeper.restore(seq, request.owner, tokens, prompt.ends)
 
-        job = Job(tokens, request.sampling, lambda _: None, lambda *_: None, prepare, warm=True)
+        job = Job(
+            tokens, request.sampling, lambda _: None, lambda *_: None, prepare, warm=True,
+            owner=request.owner,
+        )  # fmt: skip
         try:
             self.batcher.submit(job)
         except QueueFullError:  # answers come first
@@ -271,15 +274,17 @@ class ChatService:
         if request.kept and (named is not None or self.settings.prefix_cache):
             self.keeper.save(seq, request.owner, prompt.ends, named, result.saved)
 
-    def record(self, request: ChatRequest, answer: str) -> None:
-        """Keep a turn the remote model answered in the session's history."""
-        if (named := self._named(request, answer)) is not None:
+    def record(self, request: ChatRequest, answer: str, calls: tuple[ToolCall, ...] = ()) -> None:
+        """Keep a turn the remote model answered (its text and calls) in the session."""
+        if (named := self._named(request, answer, calls)) is not None:
             self.keeper.record(request.owner, named)
 
-    def _named(self, request: ChatRequest, answer: str) -> Named | None:
+    def _named(
+        self, request: ChatRequest, answer: str, calls: tuple[ToolCall, ...] = ()
+    ) -> Named | None:
         if request.session_id is None:
             return None
-        messages = (*request.messages, Message("assistant", answer))
+        messages = (*request.messages, Message("assistant", answer, calls))
         return Named(request.session_id, self.model.name, messages)
 
     def summaries(self) -> dict[str, int]:

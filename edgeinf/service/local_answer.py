@@ -10,13 +10,21 @@ from typing import TYPE_CHECKING
 
 from edgeinf.engine.engine import Prompt, SeqState
 from edgeinf.engine.jobs import Job
-from edgeinf.engine.toolcalls import Choice
 from edgeinf.service.channel import Channel
 from edgeinf.service.context import ContextPolicy, Trimmed
 from edgeinf.service.fill import Fill
 from edgeinf.sessions.ids import LOCAL_OWNER, check_session_id
 from edgeinf.sessions.keeper import Restore, Tier
-from edgeinf.types import Completion, Message, SamplingParams, Timings, Tool, Usage
+from edgeinf.types import (
+    Choice,
+    Completion,
+    Message,
+    SamplingParams,
+    Scored,
+    Timings,
+    Tool,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from edgeinf.service.local import ChatService
@@ -150,10 +158,19 @@ class LocalAnswer:
             runs=runs if fill is not None else 0,
             cache=fill is None or fill.cache,
             n_keep=n_keep,
+            on_scored=self.channel.scored if sampling.logprobs is not None else None,
+            owner=request.owner,
         )
         service.batcher.submit(self.job)
 
     def __iter__(self) -> Iterator[str]:
+        for piece in self.pieces():
+            if isinstance(piece, str):
+                yield piece
+
+    def pieces(self) -> Iterator[str | Scored]:
+        """The text, and before each piece the log-probabilities of its tokens when the
+        request asked for them."""
         ended = False
         try:
             yield from self.channel.read()

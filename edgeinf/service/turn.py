@@ -13,10 +13,10 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 
-from edgeinf.engine.toolcalls import Choice, Parsed, parse, repeats
+from edgeinf.engine.toolcalls import Parsed, parse, repeats
 from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE, agree
 from edgeinf.route.dispatch import CUT_NOTICE, Dispatcher, Notify, fell_back
 from edgeinf.route.policy import Decision, Override
@@ -25,7 +25,7 @@ from edgeinf.service.channel import Channel
 from edgeinf.service.fill import Fill
 from edgeinf.service.local import ChatService
 from edgeinf.service.local_answer import ChatRequest, LocalAnswer, LocalResult
-from edgeinf.types import ToolCall
+from edgeinf.types import Choice, Scored, ToolCall
 
 CASCADE_NOTICE = "\n\n[the local model was unsure (two samples disagreed); the remote answers]\n\n"
 POLL_S = 0.25  # how often a waiting reader checks that the turn is still wanted
@@ -63,7 +63,7 @@ class _Opened:
     model: str  # the model that starts answering
 
 
-Step = str | _Opened
+Step = str | Scored | _Opened
 
 
 class _Cancelled(Exception):
@@ -165,6 +165,19 @@ class TurnHandle:
     async def pieces(self, alive: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
         """The text after `open`; `alive` is asked every POLL_S, and when it says no the turn
         is cancelled. Raises what failed during the turn."""
+        written = self.written(alive)
+        try:
+            async for piece in written:
+                if isinstance(piece, str):
+                    yield piece
+        finally:
+            await written.aclose()  # the reader left: the turn stops now, not when collected
+
+    async def written(
+        self, alive: Callable[[], Awaitable[bool]]
+    ) -> AsyncGenerator[str | Scored, None]:
+        """As `pieces`, with the log-probabilities of each piece's tokens before it when the
+        request asked for them."""
         assert self._events is not None, "call open() first"
         checked = time.monotonic()
         try:
@@ -180,7 +193,7 @@ class TurnHandle:
                 if not kind:
                     continue
                 if kind == "step":
-                    if isinstance(value, str):
+                    if isinstance(value, str | Scored):
                         yield value
                     continue
                 self._ended = True
@@ -260,7 +273,7 @@ class TurnPipeline:
         stop.watch(local)
         if not opened:
             yield _Opened(self.service.model.name)
-        yield from local
+        yield from local.pieces()
         return local.result
 
     def _agrees(self, chat: ChatRequest, first: str, stop: _Stop) -> bool:
@@ -287,7 +300,10 @@ class TurnPipeline:
 
         def call() -> None:
             try:
-                channel.end(self.dispatcher.ask(chat.messages, chat.sampling, on_text))
+                asked = self.dispatcher.ask(
+                    chat.messages, chat.sampling, on_text, chat.tools, chat.tool_choice
+                )
+                channel.end(asked)
             except BaseException as exc:
                 channel.end(exc)
 
@@ -302,7 +318,7 @@ class TurnPipeline:
             stop.event.set()  # closed early: the remote's reading thread stops at its next piece
             raise
         assert isinstance(value, RemoteAnswer)
-        self.service.record(chat, value.text)
+        self.service.record(chat, value.text, value.tool_calls)
         return Answer(
             value.text,
             self.dispatcher.settings.remote_model or "remote",
@@ -311,6 +327,7 @@ class TurnPipeline:
             value.completion_tokens,
             value.seconds,
             replace(decision, attempts=value.attempts),
+            tool_calls=value.tool_calls,
         )
 
 

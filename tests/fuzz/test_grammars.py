@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgeinf.engine.callstream import CallPiece, CallStream
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.grammar import Grammar, check_source, from_schema
 from edgeinf.engine.options import EngineOptions
@@ -125,3 +126,16 @@ def test_any_answer_parses_into_text_and_calls_of_known_tools(
         assert "<tool_call>" not in out  # calls never reach a client as text
     else:
         assert out + held.rest(found.text, False) == text  # all of a plain answer arrives
+    stream = CallStream((Tool("f"),))  # calls sent as they are written: what joins is valid
+    sent = [p for a, b in itertools.pairwise(points) for p in stream.feed(text[a:b])]
+    sent += stream.end(found.text, found.calls)
+    calls: dict[int, list[CallPiece]] = {}
+    for piece in sent:
+        if isinstance(piece, CallPiece):
+            calls.setdefault(piece.index, []).append(piece)
+    assert sorted(calls) == list(range(len(calls)))
+    for index, pieces in calls.items():
+        assert pieces[0].id and pieces[0].name == "f" and all(p.id is None for p in pieces[1:])
+        if index < len(found.calls):  # a call the answer holds: its arguments, whole
+            assert isinstance(json.loads("".join(p.arguments for p in pieces)), dict)
+    assert len(calls) >= len(found.calls)

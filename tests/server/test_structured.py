@@ -128,9 +128,8 @@ def test_instructor_extracts_a_typed_object(
         ({"tool_choice": "required"}, "tool_choice"),  # and no tools
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"logit_bias": {"1": 500}}, "logit_bias"),  # out of -100..100
-        ({"logprobs": True, "stream": True}, "logprobs"),  # not in streams yet
         ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs: true
-        ({"n": 2}, "n"),
+        ({"n": 9}, "n"),  # more choices than one request may ask
         ({"temprature": 0.2}, "temprature"),  # a typo is not dropped either
         ({"response_format": {"type": "json_schema"}}, "response_format"),
         ({"response_format": {"type": "xml"}}, "response_format.type"),
@@ -261,3 +260,78 @@ def test_logprobs_report_each_written_token_and_its_likeliest_rivals(tiny_server
     assert "".join(lp.tokens) == legacy.choices[0].text
     assert lp.text_offset == [sum(map(len, lp.tokens[:i])) for i in range(len(lp.tokens))]
     assert all(len(top) <= 2 for top in lp.top_logprobs)
+
+
+def test_streamed_logprobs_arrive_with_the_text_of_their_tokens(tiny_server: Server) -> None:
+    chat = client(tiny_server).chat.completions
+    whole = chat.create(
+        model=TINY, messages=ASK, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2
+    )
+    assert whole.choices[0].logprobs is not None
+    stream = chat.create(
+        model=TINY, messages=ASK, max_tokens=12, temperature=0, logprobs=True, top_logprobs=2,
+        stream=True,
+    )  # fmt: skip
+    text, tokens = "", list[Any]()
+    for chunk in stream:
+        for choice in chunk.choices:
+            piece = choice.delta.content or ""
+            entries = choice.logprobs.content if choice.logprobs else None
+            assert bool(piece) == bool(entries)  # text comes with the tokens it was written from
+            text += piece
+            tokens += entries or []
+    assert text == whole.choices[0].message.content
+    kept = whole.choices[0].logprobs.content or []
+    assert [t.token for t in tokens] == [t.token for t in kept]
+    # The second request reuses the first one's cells: its logits come from another batch
+    # shape, which moves them a little (README, Exactness).
+    assert all(abs(a.logprob - b.logprob) < 0.25 for a, b in zip(tokens, kept, strict=True))
+    legacy = client(tiny_server).completions.create(
+        model=TINY, prompt="The capital of France is", max_tokens=12, temperature=0, logprobs=1,
+        stream=True,
+    )  # fmt: skip
+    pieces = [(c.choices[0].text, c.choices[0].logprobs) for c in legacy if c.choices]
+    offsets = [o for _, lp in pieces if lp for o in lp.text_offset or []]
+    words = [w for _, lp in pieces if lp for w in lp.tokens or []]
+    assert offsets == [sum(map(len, words[:i])) for i in range(len(words))]
+    assert "".join(words) == "".join(t for t, _ in pieces)
+
+
+def _prefilled(server: Server) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("edgeinf_prefilled_tokens_total"))  # fmt: skip
+
+
+def test_n_choices_share_one_prefill_and_stream_side_by_side(tiny_server: Server) -> None:
+    words = " ".join(f"w{i * 7919 % 1000}" for i in range(150))  # in no other test's prompt
+    ask: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": f"Repeat some of these: {words}"}
+    ]
+    before = _prefilled(tiny_server)
+    r = client(tiny_server).chat.completions.create(
+        model=TINY, messages=ask, max_tokens=8, n=3, temperature=1.0, seed=5
+    )
+    assert [c.index for c in r.choices] == [0, 1, 2] and r.usage is not None
+    assert len({c.message.content for c in r.choices}) > 1  # each choice its own seed
+    # The prompt was evaluated once: the other choices evaluated only its last token.
+    assert _prefilled(tiny_server) - before <= r.usage.prompt_tokens + 2
+    stream = client(tiny_server).chat.completions.create(
+        model=TINY, messages=ASK, max_tokens=6, n=2, stream=True,
+        stream_options={"include_usage": True},
+    )  # fmt: skip
+    texts, finished, usage = ["", ""], set(), None
+    for chunk in stream:
+        usage = chunk.usage or usage
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            if choice.finish_reason:
+                finished.add(choice.index)
+    assert finished == {0, 1} and all(texts) and usage is not None
+    assert usage.completion_tokens > 6  # both choices' tokens
+    fill = httpx.post(
+        f"{tiny_server.url}/v1/completions",
+        json={"prompt": "def f(", "suffix": "return x", "n": 2},
+        timeout=30,
+    )
+    assert fill.status_code == 400 and fill.json()["error"]["param"] == "n"

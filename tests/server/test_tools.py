@@ -16,6 +16,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
+from edgeinf.engine.callstream import CallPiece, CallStream
 from edgeinf.engine.toolcalls import Held, Parsed, parse
 from edgeinf.types import Tool
 from tests.conftest import TARGET, TINY
@@ -99,7 +100,7 @@ def test_a_named_choice_calls_that_function_and_streams_the_call(tiny_server: Se
         parallel_tool_calls=False,
     )  # fmt: skip
     calls: dict[int, dict[str, str]] = {}
-    text, finish = "", None
+    text, finish, pieces = "", None, 0
     for chunk in chunks:
         delta = chunk.choices[0].delta
         text += delta.content or ""
@@ -108,10 +109,12 @@ def test_a_named_choice_calls_that_function_and_streams_the_call(tiny_server: Se
             assert tc.function is not None
             entry["name"] += tc.function.name or ""
             entry["arguments"] += tc.function.arguments or ""
+            pieces += bool(tc.function.arguments)
         finish = chunk.choices[0].finish_reason or finish
     assert finish == "tool_calls" and text == ""  # the tags never reach the client as text
     assert [c["name"] for c in calls.values()] == ["get_weather"]
     jsonschema.validate(json.loads(calls[0]["arguments"]), WEATHER)
+    assert pieces > 1  # the arguments streamed as they were written
 
 
 @pytest.mark.parametrize(
@@ -154,6 +157,70 @@ def test_streamed_text_holds_back_what_may_open_a_call() -> None:
     held = Held()
     assert held.feed('{"a": 1}') == ""  # maybe a bare call: kept until the end
     assert held.rest('{"a": 1}', False) == '{"a": 1}'
+
+
+def test_a_streamed_call_goes_out_as_its_name_then_its_arguments_in_pieces() -> None:
+    tools = (Tool("f", "", {"type": "object"}),)
+    answer = (
+        'Let me check.\n<tool_call>\n{"name": "f", "arguments": {"city": "Paris", "days": [1, 2]}}'
+        '\n</tool_call>\n<tool_call>{"name": "f", "arguments": {}}</tool_call>'
+    )
+    stream = CallStream(tools)
+    pieces = [p for i in range(0, len(answer), 5) for p in stream.feed(answer[i : i + 5])]
+    found = parse(answer, tools)
+    pieces += stream.end(found.text, found.calls)
+    assert "".join(p for p in pieces if isinstance(p, str)).strip() == "Let me check."
+    calls = [p for p in pieces if isinstance(p, CallPiece)]
+    assert [(p.index, p.name) for p in calls if p.id] == [(0, "f"), (1, "f")]
+    first = [p.arguments for p in calls if p.index == 0]
+    assert json.loads("".join(first)) == {"city": "Paris", "days": [1, 2]}
+    assert len([a for a in first if a]) > 3  # as the model wrote them, not at the end
+    bare = CallStream(tools)  # a call outside the tags arrives whole at the end
+    text = '{"name": "f", "arguments": {"x": 1}}'
+    assert bare.feed(text) == []
+    [whole] = bare.end("", parse(text, tools).calls)
+    assert isinstance(whole, CallPiece) and whole.id and json.loads(whole.arguments) == {"x": 1}
+
+
+def test_tools_go_to_the_remote_and_its_calls_come_back(
+    tiny_server: Server, tmp_path: Path
+) -> None:
+    """The remote is a second real server, asked for a named call, streamed and not."""
+    env = {"EDGEINF_REMOTE_URL": f"{tiny_server.url}/v1", "EDGEINF_REMOTE_MODEL": TINY}
+    front = start(tmp_path, "-m", TINY, "--ctx", "1024", env=env)
+    named: Any = {"type": "function", "function": {"name": "get_weather"}}
+    ask: dict[str, Any] = {
+        "model": TINY, "tools": TOOLS, "temperature": 0, "max_tokens": 120,
+        "parallel_tool_calls": False, "extra_body": {"route": "remote"},
+    }  # fmt: skip
+    try:
+        c = client(front)
+        r = c.chat.completions.create(messages=ASK, tool_choice=named, **ask)
+        assert (r.model_extra or {})["route"]["target"] == "remote" and r.model == TINY
+        assert r.choices[0].finish_reason == "tool_calls"
+        (call,) = r.choices[0].message.tool_calls or []
+        assert call.function.name == "get_weather"
+        jsonschema.validate(json.loads(call.function.arguments), WEATHER)
+        calls: dict[int, str] = {}
+        for chunk in c.chat.completions.create(messages=ASK, tool_choice=named, stream=True, **ask):
+            for tc in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
+                assert tc.function is not None
+                calls[tc.index] = calls.get(tc.index, "") + (tc.function.arguments or "")
+        assert list(calls) == [0]
+        jsonschema.validate(json.loads(calls[0]), WEATHER)
+        result: ChatCompletionMessageParam = {
+            "role": "tool", "tool_call_id": call.id, "content": '{"sky": "clear", "c": 21}'
+        }  # fmt: skip
+        message = cast(
+            ChatCompletionMessageParam, r.choices[0].message.model_dump(exclude_none=True)
+        )
+        follow = c.chat.completions.create(
+            messages=[*ASK, message, result], tool_choice="none", **{**ask, "max_tokens": 16}
+        )
+        assert (follow.model_extra or {})["route"]["target"] == "remote"
+        assert follow.choices[0].message.content and not follow.choices[0].message.tool_calls
+    finally:
+        front.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""Clients that leave while queued or while their prompt is prefilled: their work stops within
-about a second and the next request is served without waiting for it."""
+"""Clients that leave while queued or while their prompt is prefilled: their work stops at
+the next step of the batch, and the next request is served without waiting for it."""
 
 from __future__ import annotations
 
@@ -69,6 +69,12 @@ def test_a_client_that_leaves_during_prefill_stops_it(tmp_path: Path, draft_path
         r = httpx.post(url, json={"prompt": "Hello", "max_tokens": 2}, timeout=60)
         waited = time.monotonic() - left
         assert r.status_code == 200
-        assert waited < 3.0, f"the next request waited {waited:.1f} s for an abandoned prefill"
+        # Against the whole prefill of a text as long (not cached), in the same minute: the
+        # abandoned one stops at the next chunk of the batch, whatever the processor.
+        began = time.monotonic()
+        other = ESSAY.replace("committee", "board")
+        httpx.post(url, json={"prompt": other, "max_tokens": 1}, timeout=120).raise_for_status()
+        whole = time.monotonic() - began
+        assert waited < whole / 2, f"waited {waited:.1f} s for an abandoned {whole:.1f} s prefill"
     finally:
         server.stop()

@@ -60,7 +60,7 @@ def test_numbers_are_refused_or_safe_for_the_engine(
     params = sampling(req, 1024, {})  # raises if the wire took something the engine refuses
     for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
         assert math.isfinite(getattr(params, name))
-    assert 1 <= params.max_tokens <= 1 << 20 and req.n == 1
+    assert 1 <= params.max_tokens <= 1 << 20 and 1 <= req.n <= 8
 
 
 OLLAMA_NUMERIC = [

@@ -92,7 +92,7 @@ def test_health_ready_and_metrics(tiny_server: Server) -> None:
         ("temperature", -0.5),
         ("temperature", 99),
         ("top_p", 0),
-        ("n", 3),
+        ("n", 9),
         ("seed", -4),
         ("stop", ["a", "b", "c", "d", "e"]),
         ("messages", []),

@@ -135,6 +135,7 @@ class SamplingParams:
     # (from its first group on), or one of these tokens is written.
     grammar_triggers: tuple[str, ...] = ()
     grammar_trigger_tokens: tuple[int, ...] = ()
+    grammar_root: str = "root"  # the rule the grammar starts with
     insertion: Insertion | None = None  # a fill-in-the-middle answer's stopping rules
     # The samplers before the draw, in this order (llama.cpp's names; "infill" merges the
     # chances of tokens that start alike, for FIM); None: DEFAULT_CHAIN.
@@ -222,6 +223,13 @@ class Scored:
     that comes next."""
 
     tokens: tuple[TokenLogprob, ...]
+
+
+@dataclass(frozen=True)
+class Thought:
+    """A piece of a thinking model's reasoning (a plain `str` piece is its answer's text)."""
+
+    text: str
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from edgeinf.config import Settings, read_api_key
 from edgeinf.errors import EdgeinfError
 from edgeinf.service.local import conversation
 from edgeinf.sessions.ids import check_session_id, new_session_id
-from edgeinf.types import Message, SamplingParams
+from edgeinf.types import Message, SamplingParams, Thought
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -110,11 +110,12 @@ class Chat:
     def ask(self, text: str) -> None:
         from rich.live import Live
         from rich.markdown import Markdown
+        from rich.text import Text
 
         if self._pause is not None:
             self._pause.cancel()
         messages = conversation(text, self.system, self.history)
-        shown = ""
+        shown = thought = ""
         done = 0  # text before this index is printed for good
         try:
             with Live(
@@ -128,6 +129,13 @@ class Chat:
                 routing = Routing(self.route, self.private)
                 pieces = self.backend.stream(messages, self.session_id, self.params, routing)
                 for piece in pieces:
+                    if isinstance(piece, Thought):  # dimmed above the answer, not kept in it
+                        thought += strip_controls(piece.text)
+                        live.update(Text(thought, style="dim italic"))
+                        continue
+                    if thought:
+                        live.console.print(Text(thought, style="dim italic"))
+                        thought = ""
                     shown += strip_controls(piece)
                     cut = max(finished_blocks(shown), self._overflow_cut(shown, done))
                     if cut > done:

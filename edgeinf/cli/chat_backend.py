@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from edgeinf.config import Settings
 from edgeinf.errors import EdgeinfError
 from edgeinf.sessions.ids import LOCAL_OWNER
-from edgeinf.types import Message, SamplingParams
+from edgeinf.types import Message, SamplingParams, Thought
 
 if TYPE_CHECKING:
     from edgeinf.engine.jobs import Job
@@ -46,7 +46,7 @@ class Backend(Protocol):
         session_id: str,
         params: SamplingParams,
         routing: Routing,
-    ) -> Iterator[str]: ...
+    ) -> Iterator[str | Thought]: ...
     def warm(self, messages: tuple[Message, ...]) -> None: ...
     def last_stats(self) -> Stats: ...
     def history(self, session_id: str) -> tuple[Message, ...]: ...
@@ -76,7 +76,7 @@ class LocalBackend:
         session_id: str,
         params: SamplingParams,
         routing: Routing,
-    ) -> Iterator[str]:
+    ) -> Iterator[str | Thought]:
         from edgeinf.service.local_answer import ChatRequest
         from edgeinf.service.turn import TurnRequest
 
@@ -164,7 +164,7 @@ class ServerBackend:
         session_id: str,
         params: SamplingParams,
         routing: Routing,
-    ) -> Iterator[str]:
+    ) -> Iterator[str | Thought]:
         body = {
             "messages": [m.as_dict() for m in messages],
             "stream": True,
@@ -195,7 +195,10 @@ class ServerBackend:
                         usage.get("prompt_tokens_details", {}).get("cached_tokens", 0),
                     )
                 for choice in event.get("choices", []):
-                    if text := choice.get("delta", {}).get("content"):
+                    delta = choice.get("delta", {})
+                    if thought := delta.get("reasoning_content"):
+                        yield Thought(thought)
+                    if text := delta.get("content"):
                         yield text
 
     def warm(self, messages: tuple[Message, ...]) -> None:

@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--private", action="store_true", help="never send this conversation off the device"
     )
+    p.add_argument(
+        "--think",
+        action=argparse.BooleanOptionalAction,
+        help="reason first, or not (models that think; default: as the model's template "
+        "chooses); the reasoning goes to stderr",
+    )
 
     p = sub.add_parser("chat", help="talk to a model in the terminal")
     _model_flags(p)

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from edgeinf.cli.main import settings_from
 from edgeinf.cli.terminal import strip_controls
@@ -20,7 +20,7 @@ from edgeinf.service.local import ChatService, conversation
 from edgeinf.service.local_answer import ChatRequest
 from edgeinf.service.turn import Answer, TurnPipeline, TurnRequest
 from edgeinf.sessions.ids import check_session_id
-from edgeinf.types import SamplingParams
+from edgeinf.types import SamplingParams, Thought
 
 
 def grammar_from(args: argparse.Namespace) -> str | None:
@@ -72,8 +72,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         history = service.history(args.session) if args.session else ()
         chat = ChatRequest(
-            conversation(args.prompt, args.system, history), params, session_id=args.session
+            conversation(args.prompt, args.system, history),
+            params,
+            session_id=args.session,
+            thinking=args.think,
         )
+        service.check_thinking(args.think, "--think" if args.think else "--no-think")
         # The remote is not asked to keep to a grammar: those answers are local.
         route: Override | None = "local" if params.grammar is not None else None
         if args.suffix:
@@ -81,9 +85,12 @@ def run(args: argparse.Namespace) -> int:
         else:
             turn = TurnRequest(chat, route, private=args.private)
         handle = pipeline.answer(turn)
-        write = _writer(args.json)
+        write, think = _writer(args.json, sys.stdout), _writer(args.json, sys.stderr)
         for piece in handle:
-            write(piece)
+            if isinstance(piece, Thought):  # the reasoning goes beside the answer, not in it
+                think(piece.text)
+            else:
+                write(piece)
         write("\n")
         service.flush()  # the answer is out; keep the conversation before exiting
         assert handle.result is not None
@@ -95,15 +102,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _writer(quiet: bool) -> Callable[[str], None]:
-    """Stream text to stdout (nothing with --json); control sequences cleaned on a terminal."""
+def _writer(quiet: bool, out: TextIO) -> Callable[[str], None]:
+    """Stream text to `out` (nothing with --json); control sequences cleaned on a terminal."""
     if quiet:
         return lambda s: None
-    clean = strip_controls if sys.stdout.isatty() else (lambda s: s)
+    clean = strip_controls if out.isatty() else (lambda s: s)
 
     def write(text: str) -> None:
-        sys.stdout.write(clean(text))
-        sys.stdout.flush()
+        out.write(clean(text))
+        out.flush()
 
     return write
 
@@ -112,6 +119,7 @@ def report(service: ChatService, answer: Answer, chat: ChatRequest) -> dict[str,
     """The `--json` object; each feature adds its own key beside these."""
     out: dict[str, Any] = {
         "text": answer.text,
+        "reasoning": answer.reasoning or None,
         "model": answer.model,
         "finish_reason": answer.finish_reason,
         "tokens": {"prompt": answer.prompt_tokens, "completion": answer.completion_tokens},

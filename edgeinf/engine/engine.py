@@ -16,6 +16,7 @@ from edgeinf.engine import native
 from edgeinf.engine.batch import Batch
 from edgeinf.engine.chunks import MAX_RUNS, Parked, Piece, align, pieces
 from edgeinf.engine.options import EngineOptions
+from edgeinf.engine.reasoning import Start, start_of
 from edgeinf.engine.template import ChatTemplate
 from edgeinf.engine.toolcalls import described
 from edgeinf.engine.vocab import Vocab
@@ -51,6 +52,7 @@ class Prompt:
 
     tokens: list[int]
     ends: tuple[int, ...] = ()
+    start: Start = ""  # whether the answer starts by reasoning (engine.reasoning)
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -135,18 +137,24 @@ class Engine:
     def chat_tokens(self, messages: Sequence[Message]) -> list[int]:
         return self.chat_prompt(messages).tokens
 
-    def chat_prompt(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> Prompt:
+    def chat_prompt(
+        self, messages: Sequence[Message], tools: Sequence[Tool] = (), thinking: bool | None = None
+    ) -> Prompt:
+        """`thinking`: whether a template that can switch reasoning off keeps it (None: as the
+        template chooses)."""
         toolish = tools or any(m.tool_calls or m.role == "tool" for m in messages)
         if toolish and not self.template.knows_tools:
             messages, tools = described(messages, tools), ()
-        segments = self.template.render(messages, tools)
+        segments = self.template.render(messages, tools, thinking)
         tokens: list[int] = []
         ends: list[int] = []
         for segment, part in zip(segments, self.vocab.tokenize_segments(segments), strict=True):
             tokens += part
             if segment.message is not None:
                 ends.append(len(tokens))
-        return Prompt(tokens, tuple(ends))
+        # What follows the last message is the template's own (a user's "<think>" is not).
+        tail = segments[-1].text if segments and segments[-1].message is None else ""
+        return Prompt(tokens, tuple(ends), start_of(tail, self.template.thinks))
 
     def check_prompt(self, n_prompt: int, max_tokens: int = 0) -> None:
         """A prompt must leave room for at least one generated token."""

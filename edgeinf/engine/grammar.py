@@ -16,6 +16,7 @@ from llama_cpp.llama_grammar import JSON_GBNF
 from edgeinf.engine.schema import schema_to_gbnf
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import InvalidRequestError
+from edgeinf.types import SamplingParams
 
 MAX_SOURCE_BYTES = 256 << 10  # a schema's JSON, or a grammar's text
 MAX_GRAMMAR_BYTES = 1 << 20  # what a schema may expand to
@@ -148,10 +149,11 @@ class Grammar:
         triggers: Sequence[str] = (),
         trigger_tokens: Sequence[int] = (),
         param: str = "grammar",
+        root: str = "root",
     ) -> None:
         """With `triggers` (regular expressions over all the text written so far) or
         `trigger_tokens`, the grammar waits until one matches (from its first group on) or
-        is written."""
+        is written. `root` names the rule the text starts with."""
         check_source(text, param, MAX_GRAMMAR_BYTES)
         if triggers or trigger_tokens:
             patterns = (ctypes.c_char_p * max(1, len(triggers)))(*(t.encode() for t in triggers))
@@ -159,17 +161,17 @@ class Grammar:
             self._sampler = ll.llama_sampler_init_grammar_lazy_patterns(
                 vocab.raw,
                 text.encode(),
-                b"root",
+                root.encode(),
                 patterns,
                 len(triggers),
                 tokens,
                 len(trigger_tokens),
             )
         else:
-            self._sampler = ll.llama_sampler_init_grammar(vocab.raw, text.encode(), b"root")
+            self._sampler = ll.llama_sampler_init_grammar(vocab.raw, text.encode(), root.encode())
         if not self._sampler:
             raise InvalidRequestError(
-                f"{param}: the grammar does not parse or has no 'root' rule; fix it "
+                f"{param}: the grammar does not parse or has no '{root}' rule; fix it "
                 "(GBNF, as llama.cpp reads it)",
                 param=param,
             )
@@ -208,13 +210,22 @@ class Grammar:
             self._sampler = None
 
 
-def check_grammar(
-    vocab: Vocab, text: str, triggers: Sequence[str] = (), trigger_tokens: Sequence[int] = ()
-) -> None:
+def of_sampling(vocab: Vocab, params: SamplingParams) -> Grammar | None:
+    """The grammar an answer is sampled through, if it has one."""
+    if params.grammar is None:
+        return None
+    triggers, tokens = params.grammar_triggers, params.grammar_trigger_tokens
+    return Grammar(vocab, params.grammar, triggers, tokens, root=params.grammar_root)
+
+
+def check_grammar(vocab: Vocab, params: SamplingParams) -> None:
     """Refuse, before an answer starts, a grammar that does not compile or matches no text."""
-    grammar = Grammar(vocab, text, triggers, trigger_tokens)
+    grammar = of_sampling(vocab, params)
+    if grammar is None:
+        return
     try:
-        if not (triggers or trigger_tokens):  # a lazy grammar allows anything until it starts
+        if not (params.grammar_triggers or params.grammar_trigger_tokens):
+            # (a lazy grammar allows anything until it starts)
             grammar.check_start(vocab)
     finally:
         grammar.close()

@@ -9,7 +9,7 @@ from typing import Any
 import llama_cpp as ll
 import numpy as np
 
-from edgeinf.engine.grammar import Grammar, candidates
+from edgeinf.engine.grammar import Grammar, candidates, of_sampling
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import EngineError, InvalidRequestError
 from edgeinf.types import DEFAULT_CHAIN, SamplingParams
@@ -66,11 +66,7 @@ class Sampler:
         self._argmax = params.greedy and not params.penalized and not params.logit_bias
         self._penalized = params.penalized
         self.n_vocab = vocab.n_tokens
-        self._grammar = (
-            Grammar(vocab, params.grammar, params.grammar_triggers, params.grammar_trigger_tokens)
-            if params.grammar
-            else None
-        )
+        self._grammar = of_sampling(vocab, params)
         self._cells: tuple[np.ndarray, Any] | None = None  # for picks the grammar narrows
         self._chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
         add = ll.llama_sampler_chain_add

@@ -19,6 +19,7 @@ from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from edgeinf.engine.reasoning import OPEN_THINK
 from edgeinf.errors import ConfigError, TemplateError
 from edgeinf.types import Message, Tool, arguments_object
 
@@ -60,6 +61,10 @@ class ChatTemplate:
 
     def __init__(self, source: str | None, bos: str = "", eos: str = "") -> None:
         self.builtin = source is not None
+        # Whether the model reasons in a <think> block first, and the template can switch it
+        # off (`enable_thinking`, as Qwen3's does).
+        self.thinks = source is not None and OPEN_THINK in source
+        self.switchable = self.thinks and "enable_thinking" in (source or "")
         self.stops: tuple[str, ...] = () if source is not None else PLAIN_STOPS
         self.bos, self.eos = bos, eos
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
@@ -77,7 +82,13 @@ class ChatTemplate:
         except TemplateError:
             self.knows_tools = False
 
-    def _render(self, messages: Sequence[dict[str, Any]], tools: list[Any] | None = None) -> str:
+    def _render(
+        self,
+        messages: Sequence[dict[str, Any]],
+        tools: list[Any] | None = None,
+        thinking: bool | None = None,
+    ) -> str:
+        switch = {} if thinking is None else {"enable_thinking": thinking}
         try:
             return self._template.render(
                 messages=messages,
@@ -85,6 +96,7 @@ class ChatTemplate:
                 add_generation_prompt=True,
                 bos_token=self.bos,
                 eos_token=self.eos,
+                **switch,
             )
         except SecurityError as exc:
             raise TemplateError(
@@ -99,7 +111,11 @@ class ChatTemplate:
                 "use another model file or a plain completion"
             ) from exc
 
-    def render(self, messages: Sequence[Message], tools: Sequence[Tool] = ()) -> list[Segment]:
+    def render(
+        self, messages: Sequence[Message], tools: Sequence[Tool] = (), thinking: bool | None = None
+    ) -> list[Segment]:
+        """`thinking`: whether a template that can switch its reasoning off keeps it (None:
+        the template's default)."""
         # Render with a random marker in place of each message's text, then put the text
         # back as plain segments: what a user typed can never become a control token.
         # (Tool calls' arguments reach templates as objects, which they write with tojson,
@@ -109,7 +125,7 @@ class ChatTemplate:
             "" if m.tool_calls and not m.content else f"\x00{secrets.token_hex(8)}\x00"
             for m in messages
         ]
-        rendered = self._render(_dicts(messages, marks), listed)
+        rendered = self._render(_dicts(messages, marks), listed, thinking)
         segments: list[Segment] = []
         rest = rendered
         for i, (message, mark) in enumerate(zip(messages, marks, strict=True)):
@@ -117,18 +133,18 @@ class ChatTemplate:
                 continue
             before, found, after = rest.partition(mark)
             if not found or mark in after:
-                return self._render_unmarked(messages, listed)
+                return self._render_unmarked(messages, listed, thinking)
             segments += [Segment(before, True), Segment(message.content, False, i)]
             rest = after
         segments.append(Segment(rest, True))
         return [s for s in segments if s.text]
 
     def _render_unmarked(
-        self, messages: Sequence[Message], tools: list[Any] | None
+        self, messages: Sequence[Message], tools: list[Any] | None, thinking: bool | None
     ) -> list[Segment]:
         # The template rewrote message text (trimmed, split, ...) so the markers did not
         # survive; control tokens are then parsed across the whole prompt, as peers do.
-        return [Segment(self._render(_dicts(messages), tools), True)]
+        return [Segment(self._render(_dicts(messages), tools, thinking), True)]
 
 
 def _dicts(messages: Sequence[Message], texts: Sequence[str] | None = None) -> list[dict[str, Any]]:

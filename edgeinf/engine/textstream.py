@@ -30,22 +30,23 @@ class TextStream:
             out, self._pending = self._pending[:cut], ""
             self.stopped = True
             return out
-        hold = self._held_suffix()
+        hold = unfinished(self._pending, self._stops)
         out = self._pending[: len(self._pending) - hold]
         self._pending = self._pending[len(out) :]
         return out
-
-    def _held_suffix(self) -> int:
-        """Length of the longest tail of the pending text that starts some stop string."""
-        text = self._pending
-        for n in range(min(len(text), max(len(s) for s in self._stops) - 1), 0, -1):
-            tail = text[-n:]
-            if any(s.startswith(tail) for s in self._stops):
-                return n
-        return 0
 
     def flush(self) -> str:
         """The rest of the text once generation ended without a stop string."""
         out = self._pending + self._decoder.decode(b"", final=True)
         self._pending = ""
         return out
+
+
+def unfinished(text: str, marks: Sequence[str]) -> int:
+    """How many characters at the end of `text` may be the start of one of `marks` (text to
+    hold back until the next piece tells)."""
+    for n in range(min(len(text), max(map(len, marks), default=1) - 1), 0, -1):
+        tail = text[-n:]
+        if any(m.startswith(tail) for m in marks):
+            return n
+    return 0

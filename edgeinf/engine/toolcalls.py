@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeinf.engine.grammar import from_schema
+from edgeinf.engine.textstream import unfinished
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import InvalidRequestError
 from edgeinf.types import Choice, Message, Tool, ToolCall, arguments_object
@@ -213,12 +214,7 @@ class Held:
         if start >= 0:
             self.closed = True
             return self._upto(start)
-        keep = next(
-            (k for k in range(min(len(OPEN) - 1, len(self.text)), 0, -1)
-             if self.text.endswith(OPEN[:k])),
-            0,
-        )  # fmt: skip
-        return self._upto(len(self.text) - keep)
+        return self._upto(len(self.text) - unfinished(self.text, (OPEN,)))
 
     def _upto(self, end: int) -> str:
         out, self.sent = self.text[self.sent : end], max(self.sent, end)

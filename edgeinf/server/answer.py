@@ -20,7 +20,7 @@ from edgeinf.server.runtime import Runtime
 from edgeinf.server.shapes import extra, logprobs, new_id, sse_event, usage
 from edgeinf.server.wire import Sampling, now
 from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
-from edgeinf.types import Message, SamplingParams, Scored, TokenLogprob, Tool
+from edgeinf.types import Message, SamplingParams, Scored, Thought, TokenLogprob, Tool
 
 
 def runtime(request: Request) -> Runtime:
@@ -54,7 +54,7 @@ def choices(turn: TurnRequest, n: int) -> list[TurnRequest]:
 def sampling(req: Sampling, context: int, defaults: Mapping[str, float]) -> SamplingParams:
     """The engine's parameters for a request; max_tokens defaults to the context size, and
     what it does not set to the model's preset (`defaults`), else to the wire's defaults."""
-    if req.chat_template is not None or req.chat_template_kwargs is not None:
+    if req.chat_template is not None:
         raise ApiError(
             400,
             "requests may not supply a chat template; the model's own is used",
@@ -171,6 +171,8 @@ def _choice(index: int, answer: Answer, chat: bool, asked: bool) -> dict[str, An
     choice: dict[str, Any] = {"index": index, "finish_reason": answer.finish_reason}
     if chat:
         message: dict[str, Any] = {"role": "assistant", "content": answer.text}
+        if answer.reasoning:
+            message["reasoning_content"] = answer.reasoning
         if answer.tool_calls:
             message["content"] = answer.text or None
             message["tool_calls"] = [c.as_dict() for c in answer.tool_calls]
@@ -296,6 +298,8 @@ async def _choice_events(
     async for piece in handle.written(client_alive(request)):
         if isinstance(piece, Scored):
             scored.extend(piece.tokens)
+        elif isinstance(piece, Thought):
+            yield event({"delta": {"reasoning_content": piece.text}, "finish_reason": None})
         elif calls is None:
             yield text(piece)
         else:

@@ -43,7 +43,7 @@ from edgeinf.server.runtime import Runtime
 from edgeinf.service.fill import Fill
 from edgeinf.service.local_answer import ChatRequest
 from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
-from edgeinf.types import Choice, Message, SamplingParams, Tool
+from edgeinf.types import Choice, Message, SamplingParams, Scored, Thought, Tool
 
 router = APIRouter(responses=OLLAMA_ERRORS)
 # Ollama's own defaults (its docs' Modelfile parameters), for requests that set none.
@@ -97,15 +97,6 @@ def _grammar(fmt: Any) -> str | None:
     return from_schema(fmt, "format")
 
 
-def _no_thinking(req: Generating, name: str) -> None:
-    if req.think not in (None, False):
-        raise InvalidRequestError(
-            f"think: {name} does not think before it answers (its template has no "
-            "reasoning); leave think out or set it to false",
-            param="think",
-        )
-
-
 class _Turn:
     """One Ollama generation: started like an OpenAI one, rendered as NDJSON."""
 
@@ -119,8 +110,19 @@ class _Turn:
     async def pipeline(self) -> TurnPipeline:
         pipeline = await self.rt.serving(self.req.model, self.req.keep_alive)
         self.load_s = time.perf_counter() - self.started
-        _no_thinking(self.req, pipeline.service.model.name)
+        pipeline.service.check_thinking(self.thinking, "think")
         return pipeline
+
+    @property
+    def thinking(self) -> bool | None:
+        """`think` for the template: a level ("low", ...) switches reasoning on, as true."""
+        think = self.req.think
+        return None if think is None else think is not False
+
+    def shown(self, reasoning: str) -> dict[str, Any]:
+        """The reasoning of an answer, unless the request asked for none (`think: false` to
+        a model that cannot help it: what it wrote is not shown)."""
+        return {"thinking": reasoning} if reasoning and self.req.think is not False else {}
 
     def route(self, pipeline: TurnPipeline, local: bool) -> Literal["local"] | None:
         """Structured output is answered locally, as are models the router was
@@ -145,11 +147,12 @@ class _Turn:
         self,
         handle: TurnHandle,
         piece: Callable[[str], dict[str, Any]],
+        thought: Callable[[str], dict[str, Any]],
         last: Callable[[Answer], dict[str, Any]],
         tools: bool,
     ) -> Response:
         """The answer as one object, or as NDJSON lines: `piece` shapes a text delta,
-        `last` the final object (before its statistics)."""
+        `thought` one of the reasoning, `last` the final object (before its statistics)."""
         await handle.open()
         head = {"model": handle.model}
 
@@ -169,12 +172,16 @@ class _Turn:
         async def lines() -> AsyncIterator[bytes]:
             held = Held() if tools else None
             try:
-                async for text in handle.pieces(alive):
-                    if held is not None and not (text := held.feed(text)):
+                async for text in handle.written(alive):
+                    if isinstance(text, Thought):
+                        if not (shape := self.shown(text.text)):
+                            continue
+                        delta = thought(shape["thinking"])
+                    elif isinstance(text, Scored) or (held and not (text := held.feed(text))):
                         continue
-                    yield ndjson(
-                        {**head, "created_at": iso(time.time()), **piece(text), "done": False}
-                    )
+                    else:
+                        delta = piece(text)
+                    yield ndjson({**head, "created_at": iso(time.time()), **delta, "done": False})
             except Exception as exc:  # the status line is sent: the error goes in the stream
                 yield ndjson({"error": error_response(exc)[1]["error"]["message"]})
                 return
@@ -233,6 +240,7 @@ async def chat(req: OllamaChat, request: Request) -> Response:
         request.state.principal,
         tools,
         Choice("auto"),
+        thinking=turn.thinking,
     )
     local = chat.sampling.grammar is not None
     handle = pipeline.answer(
@@ -242,15 +250,18 @@ async def chat(req: OllamaChat, request: Request) -> Response:
     def piece(text: str) -> dict[str, Any]:
         return {"message": {"role": "assistant", "content": text}}
 
+    def thought(text: str) -> dict[str, Any]:
+        return {"message": {"role": "assistant", "content": "", "thinking": text}}
+
     def last(answer: Answer) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": ""}
         if not req.stream:
-            message["content"] = answer.text
+            message.update(content=answer.text, **turn.shown(answer.reasoning))
         if answer.tool_calls:
             message["tool_calls"] = _calls(answer)
         return {"message": message}
 
-    return await turn.respond(handle, piece, last, bool(tools))
+    return await turn.respond(handle, piece, thought, last, bool(tools))
 
 
 @router.post("/api/generate", responses=streamed(Generated))
@@ -278,16 +289,25 @@ async def generate(req: OllamaGenerate, request: Request) -> Response:
         system = (Message("system", req.system),) if req.system else ()
         messages = (*system, Message("user", req.prompt))
         chat = ChatRequest(
-            with_system(messages, preset.system), params, None, request.state.principal
+            with_system(messages, preset.system),
+            params,
+            None,
+            request.state.principal,
+            thinking=turn.thinking,
         )
         local = params.grammar is not None
         turn_request = TurnRequest(chat, turn.route(pipeline, local), deadline=turn.rt.deadline())
     handle = begin(request, pipeline, turn_request)
 
     def last(answer: Answer) -> dict[str, Any]:
-        return {"response": "" if req.stream else answer.text}
+        if req.stream:
+            return {"response": ""}
+        return {"response": answer.text, **turn.shown(answer.reasoning)}
 
-    return await turn.respond(handle, lambda text: {"response": text}, last, tools=False)
+    def thought(text: str) -> dict[str, Any]:
+        return {"response": "", "thinking": text}
+
+    return await turn.respond(handle, lambda text: {"response": text}, thought, last, tools=False)
 
 
 @router.post("/api/embed", response_model=Embedded)

@@ -104,6 +104,7 @@ class Called(BaseModel):
 class SaidMessage(BaseModel):
     role: Literal["assistant"]
     content: str
+    thinking: str | None = None  # a thinking model's reasoning
     tool_calls: list[Called] | None = None
 
 
@@ -113,6 +114,7 @@ class Chatted(Stats):
 
 class Generated(Stats):
     response: str
+    thinking: str | None = None
 
 
 class Embedded(BaseModel):

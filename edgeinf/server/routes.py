@@ -68,15 +68,25 @@ async def chat_completions(
         tools,
         tool_choice,
         req.context_policy,
+        thinking=req.thinking(),
     )
+    switched = "reasoning_effort" if req.reasoning_effort else "chat_template_kwargs"
+    service.check_thinking(chat.thinking, switched)
     private = req.private or (x_edgeinf_private or "").lower() in ("1", "true", "yes")
     route = req.route
-    local_only = chat.sampling.grammar is not None or chat.sampling.logprobs is not None
-    if local_only or req.n > 1:  # what the remote is not sent
+    # What the remote is not sent: a grammar, log-probabilities, a reasoning switch, n > 1.
+    local_only = (
+        chat.sampling.grammar is not None
+        or chat.sampling.logprobs is not None
+        or chat.thinking is not None
+        or req.n > 1
+    )
+    if local_only:
         if route == "remote":
             raise InvalidRequestError(
-                "route: structured output (response_format, grammar), logprobs and n > 1 "
-                "are answered by the local model; leave route out or set it to local",
+                "route: structured output (response_format, grammar), logprobs, reasoning "
+                "switches and n > 1 are answered by the local model; leave route out or set "
+                "it to local",
                 param="route",
             )
         route = "local"

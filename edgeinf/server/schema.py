@@ -75,6 +75,7 @@ class ToolCallOut(BaseModel):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"]
     content: str | None  # None when the answer is only tool calls
+    reasoning_content: str | None = None  # a thinking model's reasoning, when it wrote some
     tool_calls: list[ToolCallOut] | None = None
 
 

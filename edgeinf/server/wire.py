@@ -159,6 +159,8 @@ class WireMessage(BaseModel):
     name: Text | None = Field(None, max_length=256)
     refusal: Text | None = None
     annotations: list[Any] | None = None
+    # An earlier answer's reasoning: not shown again, as thinking models' templates drop it.
+    reasoning_content: Text | None = None
     audio: Annotated[Any, not_yet("audio")] = None
     function_call: Annotated[Any, not_yet("function_call (use tool_calls)")] = None
 
@@ -196,6 +198,14 @@ class WireTool(BaseModel):
 
     type: Literal["function"]
     function: FunctionDef
+
+
+class TemplateSwitches(BaseModel):
+    """The chat template's variables a request may set (it may not bring a template)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enable_thinking: bool | None = None
 
 
 class NamedFunction(BaseModel):
@@ -258,7 +268,6 @@ class Sampling(BaseModel):
     keep_alive: KeepAlive | None = None
     # Accepted only to be refused with a clear error (a request may not supply templates).
     chat_template: Any = None
-    chat_template_kwargs: Any = None
 
     @field_validator("stop")
     @classmethod
@@ -278,7 +287,10 @@ class ChatCompletionRequest(Sampling):
     parallel_tool_calls: bool = True
     functions: Annotated[Any, not_yet("functions (use tools)")] = None
     function_call: Annotated[Any, not_yet("function_call (use tool_choice)")] = None
-    reasoning_effort: Annotated[Any, not_yet("reasoning_effort")] = None
+    # For a model that reasons first: "none" and "minimal" switch reasoning off where its
+    # template can, any other level on (templates know no levels between).
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    chat_template_kwargs: TemplateSwitches | None = None
     modalities: Annotated[Any, not_yet("modalities")] = None
     audio: Annotated[Any, not_yet("audio")] = None
     prediction: Annotated[Any, not_yet("prediction")] = None
@@ -289,6 +301,22 @@ class ChatCompletionRequest(Sampling):
     private: bool = False
     # edgeinf: a conversation longer than the context (default: the server's setting)
     context_policy: ContextPolicy | None = None
+
+    def thinking(self) -> bool | None:
+        """Whether the model should reason first (None: as its template chooses)."""
+        by_effort = (
+            None
+            if self.reasoning_effort is None
+            else (self.reasoning_effort not in ("none", "minimal"))
+        )
+        switch = self.chat_template_kwargs.enable_thinking if self.chat_template_kwargs else None
+        if None not in (by_effort, switch) and by_effort != switch:
+            raise InvalidRequestError(
+                "reasoning_effort: it and chat_template_kwargs.enable_thinking disagree; send "
+                "one of them",
+                param="reasoning_effort",
+            )
+        return switch if switch is not None else by_effort
 
     def rivals(self) -> int | None:
         if self.top_logprobs is not None and not self.logprobs:

@@ -41,10 +41,15 @@ def room(seq_ctx: int, max_tokens: int) -> int:
 
 
 def fit(
-    engine: Engine, messages: Sequence[Message], tools: Sequence[Tool], max_tokens: int
+    engine: Engine,
+    messages: Sequence[Message],
+    tools: Sequence[Tool],
+    max_tokens: int,
+    thinking: bool | None = None,
 ) -> tuple[Prompt, Trimmed]:
-    """The prompt of `messages` with as few of its oldest turns dropped as make it fit."""
-    prompt = engine.chat_prompt(messages, tools)
+    """The prompt of `messages` with as few of its oldest turns dropped as make it fit
+    (`thinking` as Engine.chat_prompt takes it)."""
+    prompt = engine.chat_prompt(messages, tools, thinking)
     full, keep = len(prompt.tokens), room(engine.seq_ctx, max_tokens)
     head = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
     rest, dropped = list(messages[head:]), 0
@@ -53,7 +58,7 @@ def fit(
         if cut is None:  # the latest turn alone: too long to answer, as the error says
             break
         rest, dropped = rest[cut:], dropped + cut
-        prompt = engine.chat_prompt((*messages[:head], *rest), tools)
+        prompt = engine.chat_prompt((*messages[:head], *rest), tools, thinking)
     policy: ContextPolicy | None = "truncate" if dropped else None
     return prompt, Trimmed(dropped, full - len(prompt.tokens), policy=policy)
 
@@ -66,11 +71,15 @@ def kept_start(engine: Engine, messages: Sequence[Message], prompt: Prompt) -> i
 
 
 def shifted(
-    engine: Engine, messages: Sequence[Message], tools: Sequence[Tool], max_tokens: int
+    engine: Engine,
+    messages: Sequence[Message],
+    tools: Sequence[Tool],
+    max_tokens: int,
+    thinking: bool | None = None,
 ) -> tuple[Prompt, Trimmed, int]:
     """The prompt of `messages` as llama.cpp's context shift cuts it, and the tokens a shift
     keeps (the system prompt's)."""
-    prompt = engine.chat_prompt(messages, tools)
+    prompt = engine.chat_prompt(messages, tools, thinking)
     keep, ctx = kept_start(engine, messages, prompt), engine.seq_ctx
     over = len(prompt.tokens) + room(ctx, max_tokens) - ctx
     block = max(1, (ctx - keep) // 2)
@@ -81,4 +90,4 @@ def shifted(
     ends = tuple(
         e if e <= keep else e - erased for e in prompt.ends if not keep < e <= keep + erased
     )
-    return Prompt(tokens, ends), Trimmed(0, erased, policy="shift"), keep
+    return Prompt(tokens, ends, prompt.start), Trimmed(0, erased, policy="shift"), keep

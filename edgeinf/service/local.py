@@ -15,6 +15,7 @@ from edgeinf.engine.grammar import check_grammar
 from edgeinf.engine.jobs import Job, QueueFullError
 from edgeinf.engine.native import library_version
 from edgeinf.engine.options import EngineOptions, default_gpu_layers
+from edgeinf.engine.reasoning import after_reasoning
 from edgeinf.engine.sampling import check_bias
 from edgeinf.engine.template import read_template
 from edgeinf.engine.toolcalls import shape, triggers
@@ -142,6 +143,24 @@ class ChatService:
             "context_length": self.engine.seq_ctx,
         }
 
+    def check_thinking(self, thinking: bool | None, param: str) -> None:
+        """Refuse, naming the request's `param`, reasoning switched on for a model that does
+        not reason, or off for one whose template cannot switch it off."""
+        template = self.engine.template
+        if thinking and not template.thinks:
+            raise InvalidRequestError(
+                f"{param}: {self.model.name} does not reason before it answers (its chat "
+                "template has no <think> block); leave it out",
+                param=param,
+            )
+        if thinking is False and template.thinks and not template.switchable:
+            raise InvalidRequestError(
+                f"{param}: {self.model.name} always reasons before it answers (its chat "
+                "template cannot switch it off); leave it out, the reasoning comes apart "
+                "from the answer",
+                param=param,
+            )
+
     def close(self) -> None:
         self.batcher.stop(drain_s=0)
         if "keeper" in self.__dict__:
@@ -186,7 +205,7 @@ class ChatService:
         template's rendering of the messages, `fill` text to fill in (the model's FIM
         prompt; its slot is all its cache, kept runs of it may move: see Fill)."""
         trimmed, n_keep = Trimmed(), None
-        sampling = request.sampling
+        sampling, thinking = request.sampling, request.thinking
         if fill is not None:
             tokens, cut = fill_prompt(self.engine, self.model.name, fill, sampling.max_tokens)
             prompt, trimmed = Prompt(tokens), Trimmed(0, cut)
@@ -195,10 +214,12 @@ class ChatService:
             vocab = self.engine.vocab
             prompt = Prompt(vocab.tokenize(raw_prompt, add_bos=vocab.add_bos))
         elif (policy := request.context_policy or self.settings.context_policy) == "truncate":
-            prompt, trimmed = fit(self.engine, request.messages, request.tools, sampling.max_tokens)
+            prompt, trimmed = fit(
+                self.engine, request.messages, request.tools, sampling.max_tokens, thinking
+            )
         elif policy == "summarize":
             prompt, trimmed = self.compactor.fit(
-                request.owner, request.messages, request.tools, sampling.max_tokens
+                request.owner, request.messages, request.tools, sampling.max_tokens, thinking
             )
         elif policy == "shift":
             if not self.engine.can_shift:
@@ -207,17 +228,15 @@ class ChatService:
                     param="context_policy",
                 )
             prompt, trimmed, n_keep = shifted(
-                self.engine, request.messages, request.tools, sampling.max_tokens
+                self.engine, request.messages, request.tools, sampling.max_tokens, thinking
             )
         else:
-            prompt = self.engine.chat_prompt(request.messages, request.tools)
+            prompt = self.engine.chat_prompt(request.messages, request.tools, thinking)
         self.engine.check_prompt(len(prompt.tokens), sampling.max_tokens)
         sampling = with_tools(replace(request, sampling=sampling), self.engine.vocab)
+        sampling = after_reasoning(sampling, prompt.start)
         check_bias(sampling, self.engine.vocab.n_tokens)  # refused here, not on the decode loop
-        if (s := sampling).grammar is not None:
-            check_grammar(
-                self.engine.vocab, s.grammar, s.grammar_triggers, s.grammar_trigger_tokens
-            )
+        check_grammar(self.engine.vocab, sampling)
         if raw_prompt is None and fill is None and self.engine.template.stops:
             # A base model's transcript must end with its turn.
             sampling = replace(sampling, stop=(*sampling.stop, *self.engine.template.stops))
@@ -228,7 +247,7 @@ class ChatService:
         (which the answer evaluates for its logits), so that sending it costs one token;
         if more is typed, only what changed is prefilled again. Cancel the job when the
         text changes. None when there is nothing to do or no room for it now."""
-        prompt = self.engine.chat_prompt(request.messages, request.tools)
+        prompt = self.engine.chat_prompt(request.messages, request.tools, request.thinking)
         tokens = prompt.tokens[:-1]
         if len(tokens) < 2 or len(tokens) + 1 > self.engine.seq_ctx:
             return None
@@ -270,7 +289,7 @@ class ChatService:
     ) -> None:
         """After a local answer: keep its KV state in the prefix cache, and a named session's
         messages (in the background)."""
-        named = self._named(request, result.completion.text)
+        named = self._named(request, result.said.answer)
         if request.kept and (named is not None or self.settings.prefix_cache):
             self.keeper.save(seq, request.owner, prompt.ends, named, result.saved)
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from edgeinf.engine.engine import Prompt, SeqState
 from edgeinf.engine.jobs import Job
+from edgeinf.engine.reasoning import Split, Start, Thinking, split
 from edgeinf.service.channel import Channel
 from edgeinf.service.context import ContextPolicy, Trimmed
 from edgeinf.service.fill import Fill
@@ -21,6 +22,7 @@ from edgeinf.types import (
     Message,
     SamplingParams,
     Scored,
+    Thought,
     Timings,
     Tool,
     Usage,
@@ -39,6 +41,7 @@ class ChatRequest:
     tools: tuple[Tool, ...] = ()  # functions the model may call
     tool_choice: Choice = field(default_factory=Choice)
     context_policy: ContextPolicy | None = None  # None: the settings' context_policy
+    thinking: bool | None = None  # reasoning on or off, for a template that can switch it
     kept: bool = True  # False: the answer's state is not kept (the service's own asks)
 
     def __post_init__(self) -> None:
@@ -60,6 +63,13 @@ class LocalResult:
     saved: dict[str, float] = field(default_factory=dict)  # the keeper's figures, later
     trimmed: Trimmed = field(default_factory=Trimmed)  # what the context policy dropped
     shifted: int = 0  # tokens a context shift dropped while answering
+    start: Start = ""  # whether the answer began by reasoning
+
+    @property
+    def said(self) -> Split:
+        """The answer's reasoning, if its template thinks, and the rest of its text."""
+        text = self.completion.text
+        return split(text, self.start) if self.start else Split("", text)
 
     @property
     def restored_tokens(self) -> int:
@@ -105,6 +115,7 @@ class LocalAnswer:
         keeping that many tokens of the prompt (Job.n_keep)."""
         self.result: LocalResult | None = None
         self.channel = Channel()
+        self.start = prompt.start
         restore = Restore("none", 0)
         lanes = service.speculation.lanes(sampling, request.owner)
 
@@ -127,6 +138,7 @@ class LocalAnswer:
                 job.accepted,
                 trimmed=trimmed,
                 shifted=job.shifted,
+                start=prompt.start,
             )
             if fill is None and not job.shifted:  # shifted cells are not a prefill's
                 service.keep(seq, request, prompt, self.result)
@@ -168,12 +180,19 @@ class LocalAnswer:
             if isinstance(piece, str):
                 yield piece
 
-    def pieces(self) -> Iterator[str | Scored]:
-        """The text, and before each piece the log-probabilities of its tokens when the
-        request asked for them."""
+    def pieces(self) -> Iterator[str | Scored | Thought]:
+        """The text (its reasoning apart, when the template thinks), and before each piece
+        the log-probabilities of its tokens when the request asked for them."""
         ended = False
+        thinking = Thinking(self.start) if self.start else None
         try:
-            yield from self.channel.read()
+            for piece in self.channel.read():
+                if thinking is None or isinstance(piece, Scored):
+                    yield piece
+                else:
+                    yield from thinking.feed(piece)
+            if thinking is not None:
+                yield from thinking.end()
             ended = True
         finally:
             if not ended:  # the reader left early (Ctrl+C, a client gone): stop within a step

@@ -86,6 +86,7 @@ class _Conversation:
     head: tuple[Message, ...]  # the system prompt, if any
     rest: tuple[Message, ...]
     tools: tuple[Tool, ...]
+    thinking: bool | None  # as Engine.chat_prompt takes it
     keep: int  # tokens kept for the answer
 
 
@@ -100,7 +101,12 @@ class Compactor:
         self.written = {"background": 0, "waited": 0}  # summaries, by whether a request waited
 
     def fit(
-        self, owner: str, messages: Sequence[Message], tools: Sequence[Tool], max_tokens: int
+        self,
+        owner: str,
+        messages: Sequence[Message],
+        tools: Sequence[Tool],
+        max_tokens: int,
+        thinking: bool | None = None,
     ) -> tuple[Prompt, Trimmed]:
         """The prompt of `messages`, its oldest turns replaced by their summary if it must."""
         n = next((i for i, m in enumerate(messages) if m.role != "system"), len(messages))
@@ -109,9 +115,10 @@ class Compactor:
             tuple(messages[:n]),
             tuple(messages[n:]),
             tuple(tools),
+            thinking,
             room(self.engine.seq_ctx, max_tokens),
         )
-        full = self.engine.chat_prompt(messages, tools)
+        full = self.engine.chat_prompt(messages, tools, thinking)
         prompt, trimmed = full, Trimmed()
         if not self._fits(full, c):
             found = self._latest(c)
@@ -119,7 +126,7 @@ class Compactor:
                 # No summary yet, or it covers too few turns now: one is written at once.
                 found = self._write(c, self._target(c, found[0] if found else 0), found)
                 if found is None:  # the model could not summarize: let the oldest turns go
-                    return fit(self.engine, messages, tools, max_tokens)
+                    return fit(self.engine, messages, tools, max_tokens, thinking)
                 prompt = self._with(found, c)
             trimmed = Trimmed(0, len(full.tokens) - len(prompt.tokens), found[0], "summarize")
         if len(prompt.tokens) + c.keep > self.engine.seq_ctx * 3 // 4:
@@ -128,7 +135,8 @@ class Compactor:
 
     def _with(self, summary: tuple[int, str], c: _Conversation) -> Prompt:
         cut, text = summary
-        return self.engine.chat_prompt(summarized(c.head, text, c.rest[cut:]), c.tools)
+        rest = summarized(c.head, text, c.rest[cut:])
+        return self.engine.chat_prompt(rest, c.tools, c.thinking)
 
     def _fits(self, prompt: Prompt, c: _Conversation) -> bool:
         return len(prompt.tokens) + c.keep <= self.engine.seq_ctx

@@ -25,7 +25,7 @@ from edgeinf.service.channel import Channel
 from edgeinf.service.fill import Fill
 from edgeinf.service.local import ChatService
 from edgeinf.service.local_answer import ChatRequest, LocalAnswer, LocalResult
-from edgeinf.types import Choice, Scored, ToolCall
+from edgeinf.types import Choice, Scored, Thought, ToolCall
 
 CASCADE_NOTICE = "\n\n[the local model was unsure (two samples disagreed); the remote answers]\n\n"
 POLL_S = 0.25  # how often a waiting reader checks that the turn is still wanted
@@ -54,6 +54,7 @@ class Answer:
     route: Decision | None  # None for raw prompts and fills, which are never routed
     local: LocalResult | None = None  # set when the local model gave this answer
     tool_calls: tuple[ToolCall, ...] = ()  # what the answer calls (`text` is the rest)
+    reasoning: str = ""  # what a thinking model wrote before its answer
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class _Opened:
     model: str  # the model that starts answering
 
 
-Step = str | Scored | _Opened
+Step = str | Scored | Thought | _Opened
 
 
 class _Cancelled(Exception):
@@ -110,11 +111,12 @@ class TurnHandle:
 
     # -- on the caller's thread --
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str | Thought]:
+        """The answer's text, and a thinking model's reasoning before it."""
         ended = False
         try:
             for step in self._iterate_all():
-                if isinstance(step, str):
+                if isinstance(step, str | Thought):
                     yield step
             ended = True
         finally:
@@ -175,9 +177,9 @@ class TurnHandle:
 
     async def written(
         self, alive: Callable[[], Awaitable[bool]]
-    ) -> AsyncGenerator[str | Scored, None]:
-        """As `pieces`, with the log-probabilities of each piece's tokens before it when the
-        request asked for them."""
+    ) -> AsyncGenerator[str | Scored | Thought, None]:
+        """As `pieces`, with the reasoning of a thinking model, and the log-probabilities of
+        each piece's tokens before it when the request asked for them."""
         assert self._events is not None, "call open() first"
         checked = time.monotonic()
         try:
@@ -193,7 +195,7 @@ class TurnHandle:
                 if not kind:
                     continue
                 if kind == "step":
-                    if isinstance(value, str | Scored):
+                    if isinstance(value, str | Scored | Thought):
                         yield value
                     continue
                 self._ended = True
@@ -247,7 +249,7 @@ class TurnPipeline:
         result = yield from self._local(req, stop, opened)
         if result is None:
             return None
-        found = parse(result.completion.text, chat.tools) if chat.tools else None
+        found = parse(result.said.answer, chat.tools) if chat.tools else None
         if found and not found.text and repeats(found.calls, chat.messages):
             # Only calls made and answered already (nothing of it was shown: a reader holds
             # calls back): the model is asked again without the tools, to answer from their
@@ -256,9 +258,9 @@ class TurnPipeline:
             result = yield from self._local(replace(req, chat=again), stop, opened=True)
             if result is None:
                 return None
-            found = parse(result.completion.text, chat.tools)
+            found = parse(result.said.answer, chat.tools)
         escalate = self.dispatcher.escalation(decision, chat.messages, chat.sampling)
-        if escalate and not self._agrees(chat, result.completion.text, stop):
+        if escalate and not self._agrees(chat, result.said.answer, stop):
             yield CASCADE_NOTICE
             try:
                 return (yield from self._remote(chat, escalate, stop))
@@ -279,7 +281,8 @@ class TurnPipeline:
     def _agrees(self, chat: ChatRequest, first: str, stop: _Stop) -> bool:
         """The cascade's signal: a second, sampled local answer agrees with the first."""
         sampling = replace(chat.sampling, temperature=SECOND_SAMPLE_TEMPERATURE, seed=1)
-        second = self.service.local(ChatRequest(chat.messages, sampling, owner=chat.owner))
+        again = ChatRequest(chat.messages, sampling, owner=chat.owner, thinking=chat.thinking)
+        second = self.service.local(again)
         stop.watch(second)
         text = "".join(second)
         if second.result is None:
@@ -335,8 +338,8 @@ def _local_answer(
     service: ChatService, result: LocalResult, route: Decision | None, found: Parsed | None
 ) -> Answer:
     """`found`: the answer's calls and the rest of its text, when the request had tools."""
-    c = result.completion
-    text, calls = (found.text, found.calls) if found else (c.text, ())
+    c, said = result.completion, result.said
+    text, calls = (found.text, found.calls) if found else (said.answer, ())
     finish = "tool_calls" if calls and not (found and found.cut) else c.finish_reason
     return Answer(
         text,
@@ -348,4 +351,5 @@ def _local_answer(
         route,
         result,
         calls,
+        said.reasoning,
     )

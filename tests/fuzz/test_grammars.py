@@ -19,9 +19,11 @@ from edgeinf.engine.callstream import CallPiece, CallStream
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.grammar import Grammar, check_source, from_schema
 from edgeinf.engine.options import EngineOptions
+from edgeinf.engine.reasoning import CLOSE_THINK, Start, Thinking, after_reasoning, split
 from edgeinf.engine.toolcalls import Held, parse
+from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import InvalidRequestError
-from edgeinf.types import Tool
+from edgeinf.types import SamplingParams, Thought, Tool
 from tests.fuzz.conftest import Cases
 
 NAMES = st.text(st.characters(codec="utf-8"), max_size=8)
@@ -139,3 +141,74 @@ def test_any_answer_parses_into_text_and_calls_of_known_tools(
         if index < len(found.calls):  # a call the answer holds: its arguments, whole
             assert isinstance(json.loads("".join(p.arguments for p in pieces)), dict)
     assert len(calls) >= len(found.calls)
+
+
+THOUGHT_PIECES = st.sampled_from(
+    ["<think>", "</think>", "<thi", "nk>", "</", "think>", "<", ">", "\n", " ", "so", "{}",
+     "<b>", "Paris."]
+)  # fmt: skip
+
+
+@given(
+    text=st.lists(THOUGHT_PIECES, max_size=16).map("".join),
+    cuts=st.lists(st.integers(0, 120), max_size=6),
+    start=st.sampled_from(["open", "may"]),
+)
+def test_reasoning_splits_alike_streamed_in_any_pieces_or_whole(
+    text: str, cuts: list[int], start: Start, cases: Cases
+) -> None:
+    cases()
+    whole = split(text, start)
+    assert CLOSE_THINK not in whole.reasoning
+    assert whole.reasoning.strip() == whole.reasoning and not whole.answer[:1].isspace()
+    if start == "open" or text.lstrip().startswith("<think>"):  # the answer follows the close
+        close = text.find(CLOSE_THINK)
+        assert whole.answer == ("" if close < 0 else text[close + len(CLOSE_THINK) :].lstrip())
+    else:
+        assert whole.answer == text.lstrip()
+    thinking = Thinking(start)
+    points = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
+    pieces = [p for a, b in itertools.pairwise(points) for p in thinking.feed(text[a:b])]
+    pieces += thinking.end()
+    assert "".join(p.text for p in pieces if isinstance(p, Thought)) == whole.reasoning
+    assert "".join(p for p in pieces if isinstance(p, str)) == whole.answer
+
+
+def _writes(grammar: Grammar, vocab: Vocab, text: str) -> str:
+    """How much of `text` the grammar lets through, token by token (the tiny model's)."""
+    written = ""
+    for token in vocab.tokenize(text):
+        if not grammar.allows(token):
+            return written
+        grammar.accept(token)
+        written += vocab.piece(token).decode(errors="replace")
+    return written
+
+
+@pytest.mark.parametrize("start", ["open", "may"])
+def test_a_grammar_for_a_thinking_model_starts_where_the_reasoning_ends(
+    vocab_engine: Engine, start: Start
+) -> None:
+    vocab = vocab_engine.vocab
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    params = after_reasoning(SamplingParams(grammar=from_schema(schema, "s")), start)
+    opened = "" if start == "open" else "<think>"
+    thought = 'It is </thinking> of <b>Paris</b> {"city": 1}.'
+    good = f'{opened}{thought}\n</think>\n{{"city": "Paris"}}'
+    bad = f"{opened}It is Paris.</think>\nParis"
+    for text, allowed in ((good, good), (bad, bad[: bad.index("</think>") + 9])):
+        grammar = Grammar(vocab, params.grammar or "", root=params.grammar_root)
+        try:
+            assert _writes(grammar, vocab, text) == allowed
+        finally:
+            grammar.close()
+    # Without a reasoning block a model that may open one answers at once, held to the schema.
+    if start == "may":
+        grammar = Grammar(vocab, params.grammar or "", root=params.grammar_root)
+        try:
+            assert _writes(grammar, vocab, 'Sure {"city": "Paris"}') == ""
+            grammar.close()
+            grammar = Grammar(vocab, params.grammar or "", root=params.grammar_root)
+            assert _writes(grammar, vocab, '{"city": "Paris"}') == '{"city": "Paris"}'
+        finally:
+            grammar.close()

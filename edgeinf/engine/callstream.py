@@ -1,6 +1,7 @@
 """Tool calls streamed while they are written: text is let out where no call can be starting
-(toolcalls.Held), and a call in the tags is sent as its name once known, then its arguments
-in pieces as the model writes them, as OpenAI's `delta.tool_calls` are.
+(toolcalls.Held), and a call in Hermes' tags is sent as its name once known, then its
+arguments in pieces as the model writes them, as OpenAI's `delta.tool_calls` are. Calls in
+other syntaxes end the answer, and are sent whole when it ends.
 
 Inside the tags the grammar holds the call to `{"name": ..., "arguments": {...}}` in that
 order, so the arguments can be sent as written: the pieces join to the JSON object the
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from edgeinf.engine.callsyntax import HERMES, Syntax
 from edgeinf.engine.toolcalls import CLOSE, OPEN, Held
 from edgeinf.types import Tool, ToolCall
 
@@ -41,12 +43,14 @@ Streamed = str | CallPiece  # text let out, or a piece of a call
 class CallStream:
     """One streamed answer with tools: feed it the text, send what it returns."""
 
-    def __init__(self, tools: Sequence[Tool]) -> None:
-        self.held = Held()
+    def __init__(self, tools: Sequence[Tool], syntax: Syntax = HERMES) -> None:
+        self.held = Held(syntax)
         self._names = {t.name for t in tools}
         self._sent = 0  # calls begun in the stream
         self._at = 0  # where in the text the parse of calls stands
-        self._state: Literal["tag", "arguments", "tail", "whole"] = "tag"
+        self._state: Literal["tag", "arguments", "tail", "whole"] = (
+            "tag" if syntax == HERMES else "whole"
+        )
         self._depth = 0  # of the arguments' brackets
         self._quoted = self._escaped = False
 

@@ -98,6 +98,7 @@ class Engine:
             self.template = ChatTemplate(
                 template_src, bos=self.vocab.bos_text, eos=self.vocab.eos_text
             )
+            self.vocab.show(self.template.syntax.opener)
             self.n_ctx = int(ll.llama_n_ctx(self._native.ctx))
             # Sequences share the cells; each may use an equal part of them.
             self.seq_ctx = self.n_ctx // max(opts.n_seq_max, 1)

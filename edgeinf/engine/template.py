@@ -19,6 +19,7 @@ from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from edgeinf.engine.callsyntax import HERMES, Syntax, syntax_of
 from edgeinf.engine.reasoning import OPEN_THINK
 from edgeinf.errors import ConfigError, TemplateError
 from edgeinf.types import Message, Tool, arguments_object
@@ -75,12 +76,18 @@ class ChatTemplate:
             raise TemplateError(
                 f"the model's chat template does not compile ({exc}); use another model file"
             ) from exc
+        # How the model writes calls: the markup it is told of, or its own when the
+        # template lays out tools (else they are described to it in a system message).
+        self.syntax = HERMES
         self.render(_PROBE)  # a template that cannot render a plain chat fails at load
         probe = Tool("probe_" + secrets.token_hex(4))
-        try:  # whether it lays out tools itself (else they are described in a system message)
-            self.knows_tools = probe.name in self._render(_dicts(_PROBE), [probe.as_dict()])
+        try:
+            listed = [probe.as_dict()]
+            self.knows_tools = probe.name in self._render(_dicts(_PROBE, HERMES), listed)
         except TemplateError:
             self.knows_tools = False
+        if self.knows_tools and source is not None:
+            self.syntax = syntax_of(source)
 
     def _render(
         self,
@@ -125,7 +132,7 @@ class ChatTemplate:
             "" if m.tool_calls and not m.content else f"\x00{secrets.token_hex(8)}\x00"
             for m in messages
         ]
-        rendered = self._render(_dicts(messages, marks), listed, thinking)
+        rendered = self._render(_dicts(messages, self.syntax, marks), listed, thinking)
         segments: list[Segment] = []
         rest = rendered
         for i, (message, mark) in enumerate(zip(messages, marks, strict=True)):
@@ -144,25 +151,29 @@ class ChatTemplate:
     ) -> list[Segment]:
         # The template rewrote message text (trimmed, split, ...) so the markers did not
         # survive; control tokens are then parsed across the whole prompt, as peers do.
-        return [Segment(self._render(_dicts(messages), tools, thinking), True)]
+        rendered = self._render(_dicts(messages, self.syntax), tools, thinking)
+        return [Segment(rendered, True)]
 
 
-def _dicts(messages: Sequence[Message], texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Messages as templates read them: tool calls with their arguments as objects."""
+def _dicts(
+    messages: Sequence[Message], syntax: Syntax, texts: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Messages as templates read them: tool calls with their arguments as objects, and
+    with ids the template accepts."""
     out = []
     for i, m in enumerate(messages):
         d: dict[str, Any] = {"role": m.role, "content": m.content if texts is None else texts[i]}
         if m.tool_calls:
             d["tool_calls"] = [
                 {
-                    "id": c.id,
+                    "id": syntax.call_id(c.id),
                     "type": "function",
                     "function": {"name": c.name, "arguments": arguments_object(c.arguments)},
                 }
                 for c in m.tool_calls
             ]
         if m.tool_call_id is not None:
-            d["tool_call_id"] = m.tool_call_id
+            d["tool_call_id"] = syntax.call_id(m.tool_call_id)
         out.append(d)
     return out
 

@@ -1,12 +1,12 @@
-"""Tool calls as models write them: the markup (Hermes-style `<tool_call>` tags, which the
-Qwen2.5 family's templates ask for and any other model is told to use), the grammar that keeps
-a call valid for its tool's schema, and the parse of a finished answer into text and calls.
+"""Tool calls as models write them, in their family's syntax (engine.callsyntax): the grammar
+that keeps a call valid for its tool's schema, and the parse of a finished answer into text
+and calls.
 
 The grammar starts at the first token when a call is required (`tool_choice: "required"` or
 a named function) and only once the model opens a call otherwise: a lazy grammar, triggered
-by the `<tool_call>` token where the vocabulary has one (anywhere in the answer), else by the
-tag at the start of the answer, or by a JSON object with a "name" that starts the answer
-(small models often write the call bare or in a Markdown fence instead of in the tags).
+by the syntax's opener where the vocabulary has it as one token (anywhere in the answer),
+else by the opener at the start of the answer, or by a JSON object with a "name" that starts
+the answer (small models often write the call bare or in a Markdown fence instead).
 
 llama.cpp feeds a triggered grammar the text from the trigger on and aborts the process if
 the grammar refuses it, so each trigger pattern matches only text that ends where the
@@ -22,18 +22,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgeinf.engine.callsyntax import HERMES, Syntax
 from edgeinf.engine.grammar import from_schema
 from edgeinf.engine.textstream import unfinished
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import InvalidRequestError
 from edgeinf.types import Choice, Message, Tool, ToolCall, arguments_object
 
-OPEN, CLOSE = "<tool_call>", "</tool_call>"
+OPEN, CLOSE = HERMES.opener, HERMES.closer
 _WS = r"[ \t\n]{0,20}"  # as the grammar's `space`
 # Matched against everything written so far; the grammar takes over from the first group.
-OPENING_PATTERN = rf"\s*(<tool_call>{_WS}(?:\{{{_WS}\"?)?)"
 BARE_PATTERN = rf"\s*(?:```(?:json)?\s*)?(\{{{_WS}\"name\"{_WS}:{_WS}\"?)"
 _BARE = re.compile(r"^\s*(?:```(?:json)?)?\s*(\{.*\})\s*(?:```)?\s*$", re.DOTALL)
+_FENCE = re.compile(r"\s*(?:```(?:json)?)?\s*")
 
 
 @dataclass(frozen=True)
@@ -44,16 +45,19 @@ class Shape:
     lazy: bool
 
 
-def triggers(vocab: Vocab) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def triggers(vocab: Vocab, syntax: Syntax = HERMES) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """What starts a lazy grammar of calls in this vocabulary: patterns, and tokens."""
-    opener = vocab.tokenize(OPEN, special=True)
-    if len(opener) == 1:  # the tag is one token: it may open a call anywhere
+    opener = vocab.tokenize(syntax.opener, special=True)
+    if len(opener) == 1:  # the opener is one token: it may open a call anywhere
         return (BARE_PATTERN,), (opener[0],)
-    return (OPENING_PATTERN, BARE_PATTERN), ()
+    then = rf"\[{_WS}(?:\{{{_WS}\"?)?" if syntax.listed else rf"\{{{_WS}\"?"
+    opening = rf"\s*({re.escape(syntax.opener)}{_WS}(?:{then})?)"
+    return (opening, BARE_PATTERN), ()
 
 
-def shape(tools: Sequence[Tool], choice: Choice) -> Shape | None:
-    """The grammar of the calls `choice` allows (None when no call may be made)."""
+def shape(tools: Sequence[Tool], choice: Choice, syntax: Syntax = HERMES) -> Shape | None:
+    """The grammar of the calls `choice` allows, written in `syntax` (None when no call may
+    be made)."""
     if choice.mode == "none" or not tools:
         return None
     chosen = [t for t in tools if choice.name in (None, t.name)]
@@ -69,9 +73,9 @@ def shape(tools: Sequence[Tool], choice: Choice) -> Shape | None:
                 "type": "object",
                 "properties": {
                     "name": {"const": t.name},
-                    "arguments": t.parameters or {"type": "object"},
+                    syntax.key: t.parameters or {"type": "object"},
                 },
-                "required": ["name", "arguments"],
+                "required": ["name", syntax.key],
             }
             for t in chosen
         ]
@@ -81,11 +85,19 @@ def shape(tools: Sequence[Tool], choice: Choice) -> Shape | None:
     # Between JSON tokens, the whitespace models write (and the trigger patterns let in).
     rules = re.sub(r"^root ::=", "call ::=", rules, count=1, flags=re.MULTILINE)
     rules = re.sub(r"^space ::= .*$", r"space ::= [ \\t\\n]{0,20}", rules, flags=re.MULTILINE)
-    tagged = f'"{OPEN}" space call space "{CLOSE}"'
+    bare = 'call space "```"? space'  # from BARE_PATTERN's group: the object on
+    lazy = choice.mode != "required"
+    opener = f'("{syntax.opener}" space)?'  # (a bare call starts from BARE_PATTERN's group)
+    if syntax.listed:  # the opener, then an array of calls
+        more = ' (space "," space call)*' if choice.parallel else ""
+        listed = f'{opener} "[" space call{more} space "]" space'
+        return Shape(f"root ::= {listed} | {bare}\n{rules}", lazy)
+    if not syntax.closer:  # one call, the whole answer
+        return Shape(f"root ::= {opener} {bare}\n{rules}", lazy)
+    tagged = f'"{syntax.opener}" space call space "{syntax.closer}"'
     more = f" (space {tagged})*" if choice.parallel else ""
     if choice.mode == "required":
         return Shape(f"root ::= {tagged}{more}\n{rules}", lazy=False)
-    bare = 'call space "```"? space'  # from BARE_PATTERN's group: the object on
     return Shape(f"root ::= {tagged}{more} space | {bare}\n{rules}", lazy=True)
 
 
@@ -133,11 +145,13 @@ class Parsed:
     cut: bool  # a call was still being written when the answer ended (dropped from `text`)
 
 
-def parse(text: str, tools: Sequence[Tool]) -> Parsed:
+def parse(text: str, tools: Sequence[Tool], syntax: Syntax = HERMES) -> Parsed:
     """The calls of known tools in an answer, and the rest of its text. A call that is not
     JSON, or names no tool of the request, stays in the text, unless it is the unfinished
     last one after calls that were made."""
     names = {t.name for t in tools}
+    if not syntax.closer:
+        return _parse_after(text, names, syntax)
     calls: list[ToolCall] = []
     rest: list[str] = []
     pos, cut = 0, False
@@ -157,6 +171,22 @@ def parse(text: str, tools: Sequence[Tool]) -> Parsed:
     bare = _BARE.match(text)  # the whole answer one call, bare or in a fence
     call = _call(bare.group(1), names) if bare else None
     return Parsed("", (call,), False) if call else Parsed(text, (), False)
+
+
+def _parse_after(text: str, names: set[str], syntax: Syntax) -> Parsed:
+    """Calls that end the answer: after the opener (the text before it is the answer's), or
+    the whole answer, one object or (a listed syntax) an array of them."""
+    start = text.find(syntax.opener)
+    before, body = (text[:start], text[start + len(syntax.opener) :]) if start >= 0 else ("", text)
+    body = _FENCE.sub("", body, count=1)
+    try:
+        value, end = json.JSONDecoder().raw_decode(body)
+    except json.JSONDecodeError:
+        return Parsed(text, (), False)
+    found = [_call(json.dumps(v), names) for v in (value if isinstance(value, list) else [value])]
+    if not found or None in found or _FENCE.fullmatch(body[end:]) is None:
+        return Parsed(text, (), False)
+    return Parsed(before.strip(), tuple(c for c in found if c is not None), False)
 
 
 def repeats(calls: Sequence[ToolCall], messages: Sequence[Message]) -> bool:
@@ -199,7 +229,9 @@ class Held:
     """A streamed answer that may hold calls: its text is let out only where no call can be
     starting, as stop strings are held back (the calls themselves come after the text)."""
 
-    def __init__(self) -> None:
+    def __init__(self, syntax: Syntax = HERMES) -> None:
+        self.opener = syntax.opener
+        self.bare = ("{", "`", "[") if syntax.listed else ("{", "`")
         self.text = ""
         self.sent = 0  # characters of `text` let out
         self.closed = False  # a call began: nothing more is let out while it streams
@@ -208,13 +240,13 @@ class Held:
         self.text += piece
         if self.closed:
             return ""
-        if self.sent == 0 and self.text.lstrip()[:1] in ("{", "`"):
+        if self.sent == 0 and self.text.lstrip()[:1] in self.bare:
             return ""  # the whole answer may be one bare or fenced call
-        start = self.text.find(OPEN, self.sent)
+        start = self.text.find(self.opener, self.sent)
         if start >= 0:
             self.closed = True
             return self._upto(start)
-        return self._upto(len(self.text) - unfinished(self.text, (OPEN,)))
+        return self._upto(len(self.text) - unfinished(self.text, (self.opener,)))
 
     def _upto(self, end: int) -> str:
         out, self.sent = self.text[self.sent : end], max(self.sent, end)

@@ -18,6 +18,14 @@ class Vocab:
         self.n_tokens = int(ll.llama_vocab_n_tokens(vocab))
         self.add_bos = bool(ll.llama_vocab_get_add_bos(vocab))
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._shown: frozenset[int] = frozenset()  # control tokens written out as text
+
+    def show(self, text: str) -> None:
+        """Write out as text the control token that `text` is, if it is one (a call syntax's
+        opener, which answers would otherwise lose)."""
+        tokens = self.tokenize(text, special=True)
+        if len(tokens) == 1:
+            self._shown |= {tokens[0]}
 
     def text_of(self, token: int) -> str:
         """A token's text as stored in the vocabulary (for control tokens: their marker)."""
@@ -59,6 +67,7 @@ class Vocab:
         """The bytes a generated token stands for; control tokens render as nothing, or as
         their text with `special`."""
         buf = self._piece_buf
+        special = special or token in self._shown
         n = ll.llama_token_to_piece(self.raw, token, buf, len(buf), 0, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)

@@ -262,7 +262,7 @@ async def _choice_events(
     that may be a call is held back until it is known, and calls go out as they are written
     (engine.callstream)."""
     model, asked = handle.model, req.rivals() is not None
-    calls = CallStream(tools) if tools else None
+    calls = CallStream(tools, handle.syntax) if tools else None
 
     def event(choice: dict[str, Any], **extra: Any) -> _Chunk:
         return "chunk", sse_event(rid, model, chat, {"index": index, **choice}, **extra)

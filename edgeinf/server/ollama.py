@@ -170,7 +170,7 @@ class _Turn:
             return JSONResponse(body)
 
         async def lines() -> AsyncIterator[bytes]:
-            held = Held() if tools else None
+            held = Held(handle.syntax) if tools else None
             try:
                 async for text in handle.written(alive):
                     if isinstance(text, Thought):

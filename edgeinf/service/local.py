@@ -9,6 +9,7 @@ from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.catalog.store import LocalModel
 from edgeinf.config import Settings
 from edgeinf.engine.batcher import Batcher
+from edgeinf.engine.callsyntax import Syntax
 from edgeinf.engine.decoder import DecodeThread
 from edgeinf.engine.engine import Engine, Prompt, SeqState, footprint
 from edgeinf.engine.grammar import check_grammar
@@ -143,6 +144,11 @@ class ChatService:
             "context_length": self.engine.seq_ctx,
         }
 
+    @property
+    def syntax(self) -> Syntax:
+        """How the model writes tool calls (engine.callsyntax)."""
+        return self.engine.template.syntax
+
     def check_thinking(self, thinking: bool | None, param: str) -> None:
         """Refuse, naming the request's `param`, reasoning switched on for a model that does
         not reason, or off for one whose template cannot switch it off."""
@@ -233,7 +239,7 @@ class ChatService:
         else:
             prompt = self.engine.chat_prompt(request.messages, request.tools, thinking)
         self.engine.check_prompt(len(prompt.tokens), sampling.max_tokens)
-        sampling = with_tools(replace(request, sampling=sampling), self.engine.vocab)
+        sampling = with_tools(replace(request, sampling=sampling), self.engine.vocab, self.syntax)
         sampling = after_reasoning(sampling, prompt.start)
         check_bias(sampling, self.engine.vocab.n_tokens)  # refused here, not on the decode loop
         check_grammar(self.engine.vocab, sampling)
@@ -324,11 +330,11 @@ class ChatService:
             self.keeper.saver.flush()
 
 
-def with_tools(request: ChatRequest, vocab: Vocab) -> SamplingParams:
+def with_tools(request: ChatRequest, vocab: Vocab, syntax: Syntax) -> SamplingParams:
     """The sampling of an answer that may call the request's tools: through the grammar of
     their calls, from the first token or once the model opens a call."""
     sampling = request.sampling
-    calls = shape(request.tools, request.tool_choice)
+    calls = shape(request.tools, request.tool_choice, syntax)
     if calls is None:
         return sampling
     if sampling.grammar is not None:
@@ -337,7 +343,7 @@ def with_tools(request: ChatRequest, vocab: Vocab) -> SamplingParams:
             "send one or the other",
             param="tools",
         )
-    patterns, tokens = triggers(vocab) if calls.lazy else ((), ())
+    patterns, tokens = triggers(vocab, syntax) if calls.lazy else ((), ())
     return replace(
         sampling, grammar=calls.grammar, grammar_triggers=patterns, grammar_trigger_tokens=tokens
     )

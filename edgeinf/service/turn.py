@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 
+from edgeinf.engine.callsyntax import Syntax
 from edgeinf.engine.toolcalls import Parsed, parse, repeats
 from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE, agree
 from edgeinf.route.dispatch import CUT_NOTICE, Dispatcher, Notify, fell_back
@@ -97,8 +98,11 @@ class TurnHandle:
     """A turn in progress: iterate it (blocking) or read it from asyncio; `result` is the
     answer once the text ended, None when the turn was cancelled."""
 
-    def __init__(self, steps: Generator[Step, None, Answer | None], stop: _Stop) -> None:
-        self._steps, self._stop = steps, stop
+    def __init__(
+        self, steps: Generator[Step, None, Answer | None], stop: _Stop, syntax: Syntax
+    ) -> None:
+        """`syntax`: how the local model writes tool calls, which a stream holds back."""
+        self._steps, self._stop, self.syntax = steps, stop, syntax
         self.result: Answer | None = None
         self.model = ""  # the model that starts answering, once the turn opened
         self._events: asyncio.Queue[tuple[str, object]] | None = None
@@ -220,7 +224,7 @@ class TurnPipeline:
 
     def answer(self, request: TurnRequest) -> TurnHandle:
         stop = _Stop()
-        return TurnHandle(self._steps(request, stop), stop)
+        return TurnHandle(self._steps(request, stop), stop, self.service.syntax)
 
     def _steps(self, req: TurnRequest, stop: _Stop) -> Generator[Step, None, Answer | None]:
         try:
@@ -249,7 +253,7 @@ class TurnPipeline:
         result = yield from self._local(req, stop, opened)
         if result is None:
             return None
-        found = parse(result.said.answer, chat.tools) if chat.tools else None
+        found = parse(result.said.answer, chat.tools, self.service.syntax) if chat.tools else None
         if found and not found.text and repeats(found.calls, chat.messages):
             # Only calls made and answered already (nothing of it was shown: a reader holds
             # calls back): the model is asked again without the tools, to answer from their
@@ -258,7 +262,7 @@ class TurnPipeline:
             result = yield from self._local(replace(req, chat=again), stop, opened=True)
             if result is None:
                 return None
-            found = parse(result.said.answer, chat.tools)
+            found = parse(result.said.answer, chat.tools, self.service.syntax)
         escalate = self.dispatcher.escalation(decision, chat.messages, chat.sampling)
         if escalate and not self._agrees(chat, result.said.answer, stop):
             yield CASCADE_NOTICE

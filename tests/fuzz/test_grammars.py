@@ -16,14 +16,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgeinf.engine.callstream import CallPiece, CallStream
+from edgeinf.engine.callsyntax import HERMES, LLAMA3, MISTRAL, SYNTAXES, Syntax
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.grammar import Grammar, check_source, from_schema
 from edgeinf.engine.options import EngineOptions
 from edgeinf.engine.reasoning import CLOSE_THINK, Start, Thinking, after_reasoning, split
-from edgeinf.engine.toolcalls import Held, parse
+from edgeinf.engine.toolcalls import Held, parse, shape
 from edgeinf.engine.vocab import Vocab
 from edgeinf.errors import InvalidRequestError
-from edgeinf.types import SamplingParams, Thought, Tool
+from edgeinf.types import Choice, SamplingParams, Thought, Tool
 from tests.fuzz.conftest import Cases
 
 NAMES = st.text(st.characters(codec="utf-8"), max_size=8)
@@ -102,7 +103,8 @@ def test_any_grammar_text_compiles_or_is_refused(
 CALL_PIECES = st.sampled_from(
     ["<tool_call>", "</tool_call>", "<tool_", "call>", "\n", " ", '{"name": "f"', '"name"', ":",
      '"f"', '"g"', ', "arguments": ', '{"x": 1}', '"{\\"x\\": 2}"', "}", "{", "```json", "```",
-     "text", "[1, 2]", "null", '"'],
+     "text", "[1, 2]", "null", '"', "[TOOL_CALLS]", "[", "]", ", ", "<|python_tag|>",
+     ', "parameters": '],
 )  # fmt: skip
 ANSWERS = st.one_of(
     st.lists(CALL_PIECES, max_size=20).map("".join), st.text(st.characters(codec="utf-8"))
@@ -110,25 +112,27 @@ ANSWERS = st.one_of(
 
 
 @pytest.mark.reliability(37)
-@given(text=ANSWERS, cuts=st.lists(st.integers(0, 200), max_size=6))
+@given(
+    text=ANSWERS, cuts=st.lists(st.integers(0, 200), max_size=6), syntax=st.sampled_from(SYNTAXES)
+)
 def test_any_answer_parses_into_text_and_calls_of_known_tools(
-    text: str, cuts: list[int], cases: Cases
+    text: str, cuts: list[int], syntax: Syntax, cases: Cases
 ) -> None:
     cases()
-    found = parse(text, (Tool("f"),))
+    found = parse(text, (Tool("f"),), syntax)
     for call in found.calls:
         assert call.name == "f" and isinstance(json.loads(call.arguments), dict)
     if not found.calls:
         assert found.text == text and not found.cut
-    held = Held()  # streamed in arbitrary pieces: what is let out is the answer's beginning
+    held = Held(syntax)  # streamed in any pieces: what is let out is the answer's beginning
     points = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
     out = "".join(held.feed(text[a:b]) for a, b in itertools.pairwise(points))
     assert text.startswith(out)
     if found.calls:
-        assert "<tool_call>" not in out  # calls never reach a client as text
+        assert syntax.opener not in out  # calls never reach a client as text
     else:
         assert out + held.rest(found.text, False) == text  # all of a plain answer arrives
-    stream = CallStream((Tool("f"),))  # calls sent as they are written: what joins is valid
+    stream = CallStream((Tool("f"),), syntax)  # calls sent as they are written: they join
     sent = [p for a, b in itertools.pairwise(points) for p in stream.feed(text[a:b])]
     sent += stream.end(found.text, found.calls)
     calls: dict[int, list[CallPiece]] = {}
@@ -143,6 +147,7 @@ def test_any_answer_parses_into_text_and_calls_of_known_tools(
     assert len(calls) >= len(found.calls)
 
 
+BARE = '{"name": "f", "arguments": {"x": 1}}'  # a call without its family's opener
 THOUGHT_PIECES = st.sampled_from(
     ["<think>", "</think>", "<thi", "nk>", "</", "think>", "<", ">", "\n", " ", "so", "{}",
      "<b>", "Paris."]
@@ -212,3 +217,28 @@ def test_a_grammar_for_a_thinking_model_starts_where_the_reasoning_ends(
             assert _writes(grammar, vocab, '{"city": "Paris"}') == '{"city": "Paris"}'
         finally:
             grammar.close()
+
+
+@pytest.mark.parametrize(
+    ("syntax", "written", "refused"),
+    [
+        (HERMES, '<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>', BARE),
+        (LLAMA3, '<|python_tag|>{"name": "f", "parameters": {"x": 1}}', BARE),
+        (LLAMA3, '{"name": "f", "parameters": {"x": 1}}', "<tool_call>"),
+        (MISTRAL, '[TOOL_CALLS] [{"name": "f", "arguments": {"x": 1}}]', "<tool_call>"),
+    ],
+)
+def test_a_required_call_is_held_to_its_family_s_syntax(
+    vocab_engine: Engine, syntax: Syntax, written: str, refused: str
+) -> None:
+    vocab = vocab_engine.vocab
+    tool = Tool("f", "", {"type": "object", "properties": {"x": {"type": "integer"}}})
+    calls = shape((tool,), Choice("required"), syntax)
+    assert calls is not None and not calls.lazy
+    for text, allowed in ((written, True), (refused, False), ("Sure", False)):
+        grammar = Grammar(vocab, calls.grammar)
+        try:
+            assert (_writes(grammar, vocab, text) == text) is allowed, text
+        finally:
+            grammar.close()
+    assert [c.name for c in parse(written, (tool,), syntax).calls] == ["f"]

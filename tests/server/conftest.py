@@ -59,6 +59,17 @@ def start(
     raise AssertionError(f"server did not become ready: {log.read_text()[-2000:]}")
 
 
+def templated(model: Path, template: str, out: Path) -> Path:
+    """A copy of a model file with another chat template (gguf's own metadata tool)."""
+    subprocess.run(
+        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(model), str(out),
+         "--chat-template", template, "--force"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return out
+
+
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[Server]:
     server = start(tmp_path_factory.mktemp("tiny"), "-m", TINY, "--ctx", "1024", "--parallel", "2")

@@ -10,8 +10,6 @@ or closes an empty one when `enable_thinking` is false, and the 0.5B continues i
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.server.conftest import Server, start
+from tests.server.conftest import Server, start, templated
 from tests.server.test_tools import TOOLS, WEATHER
 
 TEMPLATE = """\
@@ -63,13 +61,7 @@ ASK: list[ChatCompletionMessageParam] = [
 @pytest.fixture(scope="module")
 def thinker(tmp_path_factory: pytest.TempPathFactory, draft_path: Path) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("thinking")
-    model = tmp / "thinker.gguf"
-    subprocess.run(
-        [sys.executable, "-m", "gguf.scripts.gguf_new_metadata", str(draft_path), str(model),
-         "--chat-template", TEMPLATE, "--force"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    model = templated(draft_path, TEMPLATE, tmp / "thinker.gguf")
     # Exact mode: a second request decodes as the first did, whatever its batch shape.
     env = {"EDGEINF_SPECULATIVE_EXACT": "true"}
     server = start(tmp, "-m", str(model), "--ctx", "2048", "--parallel", "2", env=env)

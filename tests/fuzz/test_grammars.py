@@ -154,6 +154,7 @@ THOUGHT_PIECES = st.sampled_from(
 )  # fmt: skip
 
 
+@pytest.mark.reliability(33)
 @given(
     text=st.lists(THOUGHT_PIECES, max_size=16).map("".join),
     cuts=st.lists(st.integers(0, 120), max_size=6),

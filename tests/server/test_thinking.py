@@ -21,6 +21,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from tests.cli.test_cli import edgeinf
 from tests.server.conftest import Server, start, templated
 from tests.server.test_tools import TOOLS, WEATHER
 
@@ -59,9 +60,13 @@ ASK: list[ChatCompletionMessageParam] = [
 
 
 @pytest.fixture(scope="module")
-def thinker(tmp_path_factory: pytest.TempPathFactory, draft_path: Path) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("thinking")
-    model = templated(draft_path, TEMPLATE, tmp / "thinker.gguf")
+def thinker_model(tmp_path_factory: pytest.TempPathFactory, draft_path: Path) -> Path:
+    return templated(draft_path, TEMPLATE, tmp_path_factory.mktemp("model") / "thinker.gguf")
+
+
+@pytest.fixture(scope="module")
+def thinker(tmp_path_factory: pytest.TempPathFactory, thinker_model: Path) -> Iterator[Server]:
+    tmp, model = tmp_path_factory.mktemp("thinking"), thinker_model
     # Exact mode: a second request decodes as the first did, whatever its batch shape.
     env = {"EDGEINF_SPECULATIVE_EXACT": "true"}
     server = start(tmp, "-m", str(model), "--ctx", "2048", "--parallel", "2", env=env)
@@ -192,3 +197,16 @@ def test_a_model_that_does_not_reason_refuses_to_be_asked_to(tiny_server: Server
         f"{tiny_server.url}/v1/chat/completions", json={**body, "reasoning_effort": "none"}
     )
     assert r.status_code == 200 and "reasoning_content" not in r.json()["choices"][0]["message"]
+
+
+def test_run_prints_the_answer_and_the_reasoning_apart(thinker_model: Path, tmp_path: Path) -> None:
+    asked = ("run", "-m", str(thinker_model), "--system", SYSTEM, "-t", "0", "--max-tokens",
+             "96", "Name the capital of France.")  # fmt: skip
+    env = {"EDGEINF_STATE_DIR": str(tmp_path)}
+    shown = edgeinf(*asked, env=env)
+    report = json.loads(edgeinf(*asked, "--json", env=env).stdout.splitlines()[-1])
+    assert shown.returncode == 0 and report["reasoning"]
+    assert report["reasoning"] in shown.stderr and report["reasoning"] not in shown.stdout
+    assert shown.stdout.strip() == report["text"].strip()
+    off = json.loads(edgeinf(*asked, "--no-think", "--json", env=env).stdout.splitlines()[-1])
+    assert off["reasoning"] is None and off["text"]

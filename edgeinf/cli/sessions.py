@@ -11,7 +11,7 @@ from typing import Any
 from edgeinf.config import load_settings
 from edgeinf.errors import InvalidRequestError
 from edgeinf.sessions.ids import LOCAL_OWNER
-from edgeinf.sessions.index import SessionRow
+from edgeinf.sessions.row import SessionRow
 from edgeinf.sessions.store import SessionStore
 
 

@@ -28,9 +28,9 @@ from edgeinf.service.fill import Fill, fill_prompt, insertion
 from edgeinf.service.local_answer import ChatRequest, LocalAnswer, LocalResult
 from edgeinf.service.summary import SUMMARY_TOKENS, Compactor
 from edgeinf.sessions.ids import LOCAL_OWNER
-from edgeinf.sessions.index import SessionRow
 from edgeinf.sessions.keeper import Named, SessionKeeper
 from edgeinf.sessions.kvfile import Identity
+from edgeinf.sessions.row import SessionRow
 from edgeinf.sessions.store import SessionStore
 from edgeinf.speculate import Speculation
 from edgeinf.types import Message, SamplingParams, ToolCall

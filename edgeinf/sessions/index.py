@@ -18,14 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
+from edgeinf.sessions.row import SessionRow, from_sqlite
 from edgeinf.types import Message
 
 log = logging.getLogger("edgeinf.sessions")
-LABEL_CHARS = 60  # an untitled session is listed by this much of its first question
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -73,45 +72,6 @@ ALTER TABLE sessions ADD COLUMN kv_key TEXT NOT NULL DEFAULT '';
 UPDATE sessions SET kv_tokens = 0, kv_bytes = 0;
 """
 _TITLED = "ALTER TABLE sessions ADD COLUMN title TEXT NOT NULL DEFAULT ''"
-
-
-@dataclass(frozen=True)
-class SessionRow:
-    id: str
-    owner: str
-    model: str
-    messages: tuple[Message, ...]
-    kv_tokens: int
-    kv_bytes: int
-    created: float
-    last_used: float
-    kv_key: str = ""  # the saved sequence its last turn left, '' if none
-    title: str = ""  # the name its owner gave it, '' if none
-
-    @property
-    def label(self) -> str:
-        """Its title, else the start of its first question."""
-        if self.title:
-            return self.title
-        first = next((m.content for m in self.messages if m.role == "user"), "")
-        words = " ".join(first.split())
-        return words if len(words) <= LABEL_CHARS else words[: LABEL_CHARS - 1] + "…"
-
-
-def _row(r: sqlite3.Row) -> SessionRow:
-    messages = tuple(Message.from_dict(m) for m in json.loads(r["messages"]))
-    return SessionRow(
-        r["id"],
-        r["owner"],
-        r["model"],
-        messages,
-        r["kv_tokens"],
-        r["kv_bytes"],
-        r["created"],
-        r["last_used"],
-        r["kv_key"],
-        r["title"],
-    )
 
 
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
@@ -213,7 +173,7 @@ class SessionIndex:
             r = self._db.execute(
                 "SELECT * FROM sessions WHERE id = ? AND owner = ?", (session_id, owner)
             ).fetchone()
-        return _row(r) if r else None
+        return from_sqlite(r) if r else None
 
     @_recovering
     def owned_by(self, owner: str) -> list[SessionRow]:
@@ -221,7 +181,7 @@ class SessionIndex:
             rows = self._db.execute(
                 "SELECT * FROM sessions WHERE owner = ? ORDER BY last_used DESC", (owner,)
             ).fetchall()
-        return [_row(r) for r in rows]
+        return [from_sqlite(r) for r in rows]
 
     @_recovering
     def put_messages(

@@ -16,9 +16,10 @@ import psutil
 from edgeinf.errors import EdgeinfError
 from edgeinf.files import fsync_dir
 from edgeinf.sessions.ids import check_session_id
-from edgeinf.sessions.index import SessionIndex, SessionRow
+from edgeinf.sessions.index import SessionIndex
 from edgeinf.sessions.kvfile import Identity, KVFileError, KVState, decode, encode_parts
 from edgeinf.sessions.ramtier import Snapshot
+from edgeinf.sessions.row import SessionRow
 
 log = logging.getLogger("edgeinf.sessions")
 FREE_RESERVE = 512 << 20  # saved state never takes the disk's free space below this

@@ -102,7 +102,7 @@ class Person(BaseModel):
         (instructor.Mode.JSON_SCHEMA, "tiny_server", TINY),  # the schema as a grammar
         # Only the schema's text in a system message and any JSON object: the 270M model
         # falls into repeating the schema's enum, the 0.5B writes the object.
-        (instructor.Mode.JSON, "chat_server", DRAFT),
+        pytest.param(instructor.Mode.JSON, "chat_server", DRAFT, marks=pytest.mark.slow),
     ],
 )
 def test_instructor_extracts_a_typed_object(

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -23,7 +22,7 @@ from edgeinf.engine.callsyntax import HERMES, LLAMA3, MISTRAL, syntax_of
 from edgeinf.engine.toolcalls import parse
 from edgeinf.types import Tool
 from tests.server.conftest import Server, start, templated
-from tests.server.test_tools import TOOLS, WEATHER
+from tests.server.test_tools import TOOLS, WEATHER, client
 
 LLAMA3_TEMPLATE = """\
 {%- if messages[0].role == 'system' %}{% set system = messages[0].content %}\
@@ -141,15 +140,11 @@ def test_mistral_ids_are_nine_letters_or_digits_the_same_for_a_call_and_its_resu
     assert MISTRAL.call_id("abcDEF123") == "abcDEF123" and HERMES.call_id("x") == "x"
 
 
-def _client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
-
-
 def test_a_required_call_in_the_family_s_syntax_goes_out_and_its_result_back(
     family: Server,
 ) -> None:
-    client = _client(family)
-    first = client.chat.completions.create(
+    api = client(family)
+    first = api.chat.completions.create(
         model="", messages=ASK, tools=TOOLS, tool_choice="required", temperature=0,
         max_tokens=96,
     ).choices[0]  # fmt: skip
@@ -164,7 +159,7 @@ def test_a_required_call_in_the_family_s_syntax_goes_out_and_its_result_back(
         first.message.model_dump(exclude_none=True),  # type: ignore[list-item]
         {"role": "tool", "tool_call_id": calls[0].id, "content": '{"celsius": 7}'},
     ]
-    second = client.chat.completions.create(
+    second = api.chat.completions.create(
         model="", messages=result, tools=TOOLS, tool_choice="none", temperature=0, max_tokens=24
     ).choices[0]
     # (Refused with a 400 had the template seen an id it does not accept.)
@@ -173,7 +168,7 @@ def test_a_required_call_in_the_family_s_syntax_goes_out_and_its_result_back(
 
 def test_a_streamed_call_arrives_whole_with_nothing_of_it_as_text(family: Server) -> None:
     text, pieces = "", []
-    for chunk in _client(family).chat.completions.create(
+    for chunk in client(family).chat.completions.create(
         model="", messages=ASK, tools=TOOLS, tool_choice="required", temperature=0,
         max_tokens=96, stream=True,
     ):  # fmt: skip

@@ -17,13 +17,12 @@ from typing import Any
 import httpx
 import jsonschema
 import ollama
-import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from tests.cli.test_cli import edgeinf
 from tests.server.conftest import Server, start, templated
-from tests.server.test_tools import TOOLS, WEATHER
+from tests.server.test_tools import TOOLS, WEATHER, client
 
 TEMPLATE = """\
 {%- if messages[0].role == 'system' %}<|im_start|>system
@@ -74,25 +73,21 @@ def thinker(tmp_path_factory: pytest.TempPathFactory, thinker_model: Path) -> It
     server.stop()
 
 
-def _client(server: Server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
-
-
 def _reasoning(message: Any) -> str:
     extra = message.model_extra or {}
     return str(extra.get("reasoning_content") or "")
 
 
 def test_the_reasoning_comes_apart_from_the_answer_whole_and_streamed(thinker: Server) -> None:
-    client = _client(thinker)
-    whole = client.chat.completions.create(
+    api = client(thinker)
+    whole = api.chat.completions.create(
         model="", messages=ASK, temperature=0, max_tokens=96
     ).choices[0]
     reasoning, answer = _reasoning(whole.message), whole.message.content or ""
     assert "Paris" in reasoning + answer
     assert reasoning and "<think>" not in reasoning + answer and "</think>" not in answer
     thought, said = "", ""
-    for chunk in client.chat.completions.create(
+    for chunk in api.chat.completions.create(
         model="", messages=ASK, temperature=0, max_tokens=96, stream=True
     ):
         for choice in chunk.choices:
@@ -102,12 +97,12 @@ def test_the_reasoning_comes_apart_from_the_answer_whole_and_streamed(thinker: S
 
 
 def test_reasoning_switched_off_leaves_only_the_answer(thinker: Server) -> None:
-    client = _client(thinker)
-    on = client.chat.completions.create(model="", messages=ASK, temperature=0, max_tokens=64)
-    off = client.chat.completions.create(
+    api = client(thinker)
+    on = api.chat.completions.create(model="", messages=ASK, temperature=0, max_tokens=64)
+    off = api.chat.completions.create(
         model="", messages=ASK, temperature=0, max_tokens=64, reasoning_effort="none"
     )
-    switched = client.chat.completions.create(
+    switched = api.chat.completions.create(
         model="", messages=ASK, temperature=0, max_tokens=64,
         extra_body={"chat_template_kwargs": {"enable_thinking": False}},
     )  # fmt: skip
@@ -128,7 +123,7 @@ def test_a_schema_holds_the_answer_after_the_reasoning(thinker: Server) -> None:
         "additionalProperties": False,
     }
     answer = (
-        _client(thinker)
+        client(thinker)
         .chat.completions.create(
             model="", messages=ASK, temperature=0, max_tokens=128,
             response_format={"type": "json_schema",
@@ -143,7 +138,7 @@ def test_a_schema_holds_the_answer_after_the_reasoning(thinker: Server) -> None:
 
 def test_a_required_call_comes_after_the_reasoning(thinker: Server) -> None:
     answer = (
-        _client(thinker)
+        client(thinker)
         .chat.completions.create(
             model="",
             messages=[

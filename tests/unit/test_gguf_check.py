@@ -45,6 +45,32 @@ def test_valid_file_reports_its_metadata(small_gguf: Path) -> None:
     assert info.chat_template and info.vocab_size == 3
 
 
+def _with_tokens(path: Path, tokens: list[str]) -> Path:
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_token_list(tokens)
+    writer.add_tensor("blk.0.w", np.ones((4, 32), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.mark.reliability(3)
+@pytest.mark.parametrize("broken", ["ü", "é" * 99 + "ñ"])
+def test_a_vocabulary_token_that_is_not_utf8_is_refused(tmp_path: Path, broken: str) -> None:
+    """Short tokens are checked a run at a time, long ones (128 bytes and more) alone: a bad
+    byte in either kind is found, and good tokens of both kinds pass."""
+    tokens = ["<s>", "a", "é" * 99 + "ñ", "ü", "z"]
+    good = _with_tokens(tmp_path / "good.gguf", tokens)
+    assert read_gguf(good).metadata["tokenizer.ggml.tokens"].length == len(tokens)
+    raw = good.read_bytes()
+    at = raw.index(broken.encode()) + len(broken.encode()) - 1  # a continuation byte
+    bad = _patched(good, tmp_path / "bad.gguf", at, b"(")
+    with pytest.raises(ModelFileError, match="not UTF-8"):
+        read_gguf(bad)
+
+
 @pytest.mark.reliability(3)
 def test_wrong_magic(small_gguf: Path, tmp_path: Path) -> None:
     bad = _patched(small_gguf, tmp_path / "bad.gguf", 0, b"GGML")

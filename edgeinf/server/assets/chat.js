@@ -403,15 +403,18 @@ async function regenerate() {
 // -- conversations and models --
 
 async function listSessions() {
-  if ($("sessions").querySelector(".rename-input")) return; // not under the user's typing
+  const renaming = () => $("sessions").querySelector(".rename-input");
+  if (renaming()) return; // not under the user's typing
   let data;
   try {
     data = (await (await api("/v1/sessions")).json()).data;
   } catch (err) {
-    $("sessions").replaceChildren(node("li", "notice", err.message));
+    if (!renaming()) $("sessions").replaceChildren(node("li", "notice", err.message));
     return;
   }
   state.sessions = data;
+  // A rename may have begun while the list was asked for; finishing it lists again.
+  if (renaming()) return;
   const list = $("sessions");
   list.replaceChildren();
   for (const s of data) {

@@ -246,7 +246,7 @@ def test_show_rm_and_ps(tiny_path: Path, tmp_path: Path) -> None:
     assert facts["architecture"] == "gemma3" and facts["quantization"] == "Q4_K_M"
     assert facts["capabilities"] == ["completion"] and facts["template"] is None
     assert "capabilities     completion" in edgeinf("show", "my-tiny", env=env).stdout
-    server = start(tmp_path, "-m", "my-tiny", "--ctx", "512", env=env)
+    server = start(tmp_path, model="my-tiny", ctx=512, env=env)
     try:
         ps = edgeinf("ps", "--url", server.url, "--json")
         assert ps.returncode == 0, ps.stderr

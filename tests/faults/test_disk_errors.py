@@ -11,7 +11,7 @@ import pytest
 from edgeinf.route.ledger import Ledger
 from edgeinf.sessions.kvfile import Identity, KVState
 from edgeinf.sessions.store import SaveError, SessionStore
-from tests.conftest import TINY, FailingDisk
+from tests.conftest import FailingDisk
 from tests.server.conftest import start
 
 IDENTITY = Identity("ab" * 32, "test", 4096, "f16")
@@ -38,7 +38,7 @@ def test_a_server_whose_disk_fails_keeps_answering(
     tmp_path: Path, failing_disk: FailingDisk, tiny_path: Path
 ) -> None:
     state = failing_disk.mount / "state"
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024", env={"EDGEINF_STATE_DIR": str(state)})
+    server = start(tmp_path, env={"EDGEINF_STATE_DIR": str(state)})
     url = f"{server.url}/v1/chat/completions"
     try:
         first = httpx.post(url, json=CHAT, headers={"X-Session-Id": "kept"}, timeout=60)

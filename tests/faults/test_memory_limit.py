@@ -56,7 +56,7 @@ def test_a_server_that_cannot_fit_its_model_says_so_and_stays_alive(
     tmp_path: Path, limited: Path, target_path: Path
 ) -> None:
     join = MemoryCgroup(limited).join
-    server = start(tmp_path, "-m", TARGET, "--ctx", "512", wait_ready=False, preexec=join)
+    server = start(tmp_path, model=TARGET, ctx=512, wait_ready=False, preexec=join)
     try:
         for _ in range(300):
             r = httpx.get(f"{server.url}/ready")

@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import TINY
 from tests.server.conftest import Server, start
 
 ASK = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 8}
@@ -34,7 +33,7 @@ def test_a_damaged_index_costs_the_sessions_not_the_answers(
     tmp_path: Path, tiny_path: Path
 ) -> None:
     state = tmp_path / "state"
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024")
+    server = start(tmp_path)
     try:
         assert _ask(server, "s1").status_code == 200
         _damage(state)  # SQLite may or may not notice at once: the answers go on either way
@@ -44,7 +43,7 @@ def test_a_damaged_index_costs_the_sessions_not_the_answers(
     assert [r.status_code for r in during] == [200, 200]
 
     _damage(state)
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024")
+    server = start(tmp_path)
     try:
         ready = httpx.get(f"{server.url}/ready", timeout=10)
         after = _ask(server, "s1")

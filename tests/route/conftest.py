@@ -22,8 +22,6 @@ def encoder(settings: Settings) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def remote_15b(tmp_path_factory: pytest.TempPathFactory, target_path: Path) -> Iterator[Server]:
     """A real OpenAI-compatible server process on loopback serving the 1.5B model."""
-    server = start(
-        tmp_path_factory.mktemp("remote15b"), "-m", TARGET, "--ctx", "4096", "--parallel", "2"
-    )
+    server = start(tmp_path_factory.mktemp("remote15b"), model=TARGET, ctx=4096, parallel=2)
     yield server
     server.stop()

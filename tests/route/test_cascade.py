@@ -26,9 +26,14 @@ def test_the_server_escalates_when_two_local_samples_disagree(
     tmp_path: Path, fault_remote: FaultRemote, draft_path: Path, encoder: tuple[Path, Path]
 ) -> None:
     server = start(
-        tmp_path, "-m", DRAFT, "--ctx", "1024",
-        "--remote-url", fault_remote.url, "--remote-model", TARGET, env=CASCADE,
-    )  # fmt: skip
+        tmp_path,
+        "--remote-url",
+        fault_remote.url,
+        "--remote-model",
+        TARGET,
+        model=DRAFT,
+        env=CASCADE,
+    )
     try:
         body = {"messages": [{"role": "user", "content": UNSURE}], "max_tokens": 16}
         url = f"{server.url}/v1/chat/completions"

@@ -21,10 +21,15 @@ ASK = [{"role": "user", "content": QUESTION}]
 @pytest.fixture()
 def routed_server(tmp_path: Path, fault_remote: FaultRemote, draft_path: Path) -> Iterator[Server]:
     server = start(
-        tmp_path, "-m", DRAFT, "--ctx", "1024", "--parallel", "2",
-        "--remote-url", fault_remote.url, "--remote-model", "big",
+        tmp_path,
+        "--remote-url",
+        fault_remote.url,
+        "--remote-model",
+        "big",
+        model=DRAFT,
+        parallel=2,
         env={"EDGEINF_REMOTE_TIMEOUT_S": "3", "EDGEINF_REMOTE_READ_TIMEOUT_S": "1"},
-    )  # fmt: skip
+    )
     yield server
     server.stop()
 
@@ -127,10 +132,17 @@ def test_what_a_remote_says_cannot_forge_log_lines_or_leak_the_key(
 ) -> None:
     key = "sk-remote-secret-for-tests"
     server = start(
-        tmp_path, "-m", DRAFT, "--ctx", "1024", "--route", "remote",
-        "--remote-url", fault_remote.url, "--remote-model", "big",
-        env={"EDGEINF_REMOTE_API_KEY": key}, verbose=True,
-    )  # fmt: skip
+        tmp_path,
+        "--route",
+        "remote",
+        "--remote-url",
+        fault_remote.url,
+        "--remote-model",
+        "big",
+        model=DRAFT,
+        env={"EDGEINF_REMOTE_API_KEY": key},
+        verbose=True,
+    )
     try:
         fault_remote.script(default="400")
         text, route = stream(server)

@@ -98,7 +98,7 @@ def family(
     tmp = tmp_path_factory.mktemp(request.param)
     template = LLAMA3_TEMPLATE if request.param == "llama3" else MISTRAL_TEMPLATE
     model = templated(draft_path, template, tmp / f"{request.param}.gguf")
-    server = start(tmp, "-m", str(model), "--ctx", "2048", "--parallel", "1")
+    server = start(tmp, model=str(model), ctx=2048, parallel=1)
     yield server
     server.stop()
 

@@ -21,7 +21,7 @@ COUNT = [{"role": "user", "content": "Write the numbers 1 to 200."}]
 
 @pytest.mark.reliability(44)
 def test_an_answer_goes_on_past_the_context_when_it_shifts(tmp_path: Path, tiny_path: Path) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", str(CTX), "--parallel", "1")
+    server = start(tmp_path, ctx=CTX, parallel=1)
     client = OpenAI(base_url=f"{server.url}/v1", api_key="-", max_retries=0, timeout=300)
 
     def ask(policy: str, max_tokens: int = 600) -> Any:
@@ -56,7 +56,7 @@ def test_an_answer_goes_on_past_the_context_when_it_shifts(tmp_path: Path, tiny_
 def test_a_prompt_past_the_context_keeps_its_system_prompt_and_newest_tokens(
     tmp_path: Path, tiny_path: Path
 ) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", str(CTX), "--parallel", "1")
+    server = start(tmp_path, ctx=CTX, parallel=1)
     story = " ".join(f"Day {i}: the river rose and the town kept watch." for i in range(40))
     messages: Any = [
         {"role": "system", "content": "Answer in one word."},

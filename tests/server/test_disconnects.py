@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DRAFT, TINY
+from tests.conftest import DRAFT
 from tests.server.conftest import Server, start
 
 LONG = {"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0}
@@ -41,7 +41,7 @@ def settles(server: Server, name: str, value: float, within: float) -> bool:
 
 @pytest.mark.reliability(15)
 def test_a_client_that_leaves_the_queue_gives_up_its_place(tmp_path: Path, tiny_path: Path) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024", "--parallel", "1")
+    server = start(tmp_path, parallel=1)
     url = f"{server.url}/v1/completions"
     try:
         with httpx.stream("POST", url, json={**LONG, "stream": True}, timeout=60) as busy:
@@ -62,7 +62,7 @@ def test_a_client_that_leaves_the_queue_gives_up_its_place(tmp_path: Path, tiny_
 @pytest.mark.slow
 @pytest.mark.reliability(15)
 def test_a_client_that_leaves_during_prefill_stops_it(tmp_path: Path, draft_path: Path) -> None:
-    server = start(tmp_path, "-m", DRAFT, "--ctx", "4096", "--parallel", "1")
+    server = start(tmp_path, model=DRAFT, ctx=4096, parallel=1)
     url = f"{server.url}/v1/completions"
     try:
         with pytest.raises(httpx.ReadTimeout):

@@ -29,7 +29,7 @@ LONG = {"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0}
 def key_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("key")
     (tmp / "key").write_text(KEY + "\n")
-    server = start(tmp, "-m", TINY, "--ctx", "512", "--api-key-file", str(tmp / "key"))
+    server = start(tmp, "--api-key-file", str(tmp / "key"), ctx=512)
     yield server
     server.stop()
 
@@ -111,7 +111,7 @@ def test_client_disconnect_of_a_plain_request_frees_it(tiny_server: Server) -> N
 
 @pytest.mark.reliability(16)
 def test_deadline_cuts_a_long_answer(tmp_path: Path, tiny_path: Path) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", "2048", env={"EDGEINF_REQUEST_TIMEOUT_S": "1"})
+    server = start(tmp_path, ctx=2048, env={"EDGEINF_REQUEST_TIMEOUT_S": "1"})
     try:
         started = time.monotonic()
         r = httpx.post(
@@ -125,7 +125,7 @@ def test_deadline_cuts_a_long_answer(tmp_path: Path, tiny_path: Path) -> None:
 
 @pytest.mark.reliability(17)
 def test_sigterm_mid_stream_ends_it_cleanly_and_exits_0(tmp_path: Path, tiny_path: Path) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024")
+    server = start(tmp_path)
     with httpx.stream(
         "POST",
         f"{server.url}/v1/completions",
@@ -144,7 +144,7 @@ def test_sigterm_mid_stream_ends_it_cleanly_and_exits_0(tmp_path: Path, tiny_pat
 def test_not_ready_while_loading_and_after_a_failed_load(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + bytes(100))
-    server = start(tmp_path, "-m", str(bad), wait_ready=False)
+    server = start(tmp_path, model=str(bad), wait_ready=False)
     try:
         assert httpx.get(f"{server.url}/health").status_code == 200
         deadline = time.monotonic() + 30
@@ -165,7 +165,7 @@ def test_readiness_is_notified_to_systemd(tmp_path: Path, tiny_path: Path) -> No
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(str(path))
         sock.settimeout(60)
-        server = start(tmp_path, "-m", TINY, "--ctx", "512", env={"NOTIFY_SOCKET": str(path)})
+        server = start(tmp_path, ctx=512, env={"NOTIFY_SOCKET": str(path)})
         try:
             assert sock.recv(64) == b"READY=1"
         finally:
@@ -221,7 +221,7 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
     body = {"messages": messages, "max_tokens": 4, "temperature": 0}
     terms = 6
     for _ in range(terms):
-        server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
+        server = start(tmp_path, model=DRAFT, ctx=2048)
         try:
             r = turn(server, body)
             assert r.status_code == 200
@@ -235,7 +235,7 @@ def test_sigterm_mid_save_exits_0_and_leaves_whole_state(
         assert not list((tmp_path / "state").rglob("quarantine/*"))
         messages += [r.json()["choices"][0]["message"], {"role": "user", "content": "Go on."}]
     record_property("sigterms", terms)
-    server = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
+    server = start(tmp_path, model=DRAFT, ctx=2048)
     try:
         r = turn(server, body)
         assert r.json()["usage"]["restored_tokens"] > 300  # resumed from the last save

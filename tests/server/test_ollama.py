@@ -83,9 +83,8 @@ def served(
         hub.files["/org/tiny-GGUF/resolve/main/tiny.gguf"] = blob
         hub.publish(HUB_REPO, {"tiny-Q4_K_M.gguf": blob})
         server = start(
-            tmp, "-m", str(tiny_path), "--ctx", "512", "--parallel", "2",
-            env={**env, "EDGEINF_HUB_URL": url},
-        )  # fmt: skip
+            tmp, model=str(tiny_path), ctx=512, parallel=2, env={**env, "EDGEINF_HUB_URL": url}
+        )
         yield Ollama(server, ollama.Client(host=server.url, timeout=120), models, hub)
         assert server.stop() == 0
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY
 from tests.server.conftest import start
 from tests.server.test_disconnects import gauge, settles
 
@@ -27,10 +26,7 @@ SLACK = 2.0  # what a shared, noisy machine may add to the times at capacity
 def test_far_past_the_queue_admitted_answers_come_when_their_place_says(
     tmp_path: Path, tiny_path: Path, busy: int
 ) -> None:
-    server = start(
-        tmp_path, "-m", TINY, "--ctx", "1024", "--parallel", str(PARALLEL),
-        env={"EDGEINF_MAX_QUEUE": str(QUEUE)},
-    )  # fmt: skip
+    server = start(tmp_path, parallel=PARALLEL, env={"EDGEINF_MAX_QUEUE": str(QUEUE)})
     try:
         run = subprocess.run(
             [

@@ -146,8 +146,7 @@ def test_the_page_and_its_files_come_with_headers_that_keep_it_to_itself(
 def test_a_conversation_streams_stops_and_resumes_its_state_after_a_restart(
     browser: Any, tmp_path: Path, tiny_path: Path
 ) -> None:
-    args = ("-m", TINY, "--ctx", "2048", "--parallel", "1")
-    server = start(tmp_path, *args)
+    server = start(tmp_path, ctx=2048, parallel=1)
     try:
         tab = open_tab(browser, server)
         page = tab.page
@@ -198,7 +197,7 @@ def test_a_conversation_streams_stops_and_resumes_its_state_after_a_restart(
 
     # After a restart the page lists the conversation; opening it and asking again restores
     # its KV state from disk instead of prefilling it.
-    server = start(tmp_path, *args)
+    server = start(tmp_path, ctx=2048, parallel=1)
     try:
         tab = open_tab(browser, server)
         page = tab.page
@@ -262,7 +261,7 @@ def test_with_an_api_key_the_page_asks_for_it_once_and_keeps_it_out_of_urls(
     browser: Any, tmp_path: Path, tiny_path: Path
 ) -> None:
     key = "page-test-key-0123456789"
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024", env={"EDGEINF_API_KEY": key})
+    server = start(tmp_path, env={"EDGEINF_API_KEY": key})
     try:
         assert httpx.get(server.url + "/v1/models", timeout=30).status_code == 401
         context = browser.new_context()
@@ -356,7 +355,7 @@ def test_what_a_model_writes_is_rendered_inert_and_tool_calls_readably(
 def test_the_model_picker_lists_every_local_model_and_switches_between_them(
     browser: Any, tmp_path: Path, tiny_path: Path, draft_path: Path
 ) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024", "--parallel", "1")
+    server = start(tmp_path, parallel=1)
     try:
         tab = open_tab(browser, server)
         page = tab.page
@@ -386,7 +385,7 @@ def test_each_answer_says_its_route_and_a_private_conversation_stays_local(
     }
     for remote, expected in remotes.items():
         env = {"EDGEINF_REMOTE_URL": remote, "EDGEINF_REMOTE_MODEL": TINY}
-        server = start(tmp_path, "-m", TINY, "--ctx", "1024", env=env)
+        server = start(tmp_path, env=env)
         try:
             tab = open_tab(browser, server)
             tab.setting("max-tokens", "12")
@@ -409,7 +408,7 @@ def test_each_answer_says_its_route_and_a_private_conversation_stays_local(
 def test_a_conversation_past_the_context_goes_on_with_its_older_turns_summarized(
     browser: Any, tmp_path: Path, tiny_path: Path
 ) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", "512", "--parallel", "1")
+    server = start(tmp_path, ctx=512, parallel=1)
     try:
         tab = open_tab(browser, server)
         tab.setting("max-tokens", "8")

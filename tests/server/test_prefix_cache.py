@@ -41,7 +41,7 @@ def test_a_conversation_resent_whole_resumes_from_disk_after_a_restart(
     tmp_path: Path, draft_path: Path
 ) -> None:
     messages = code_review(2400)
-    first = start(tmp_path, "-m", DRAFT, "--ctx", "2048")
+    first = start(tmp_path, model=DRAFT, ctx=2048)
     try:
         one = client(first).chat.completions.create(
             model=DRAFT, messages=messages, max_tokens=8, temperature=0
@@ -54,7 +54,7 @@ def test_a_conversation_resent_whole_resumes_from_disk_after_a_restart(
         {"role": "assistant", "content": one.choices[0].message.content or ""},
         {"role": "user", "content": "And the shortest?"},
     ]
-    second = start(tmp_path, "-m", DRAFT, "--ctx", "2048")  # nothing in its slots or RAM
+    second = start(tmp_path, model=DRAFT, ctx=2048)  # nothing in its slots or RAM
     try:
         two = client(second).chat.completions.create(
             model=DRAFT, messages=follow, max_tokens=8, temperature=0

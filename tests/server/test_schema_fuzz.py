@@ -25,9 +25,12 @@ def fuzzed_server(tmp_path_factory: pytest.TempPathFactory, tiny_path: Path) -> 
     # Answers are cut at 5 s, well inside the client's 10 s wait for a response (a prompt with
     # no max_tokens may write the whole context, longer than that on a slow core).
     server = start(
-        tmp, "-m", str(tiny_path), "--ctx", "256", "--parallel", "2",
+        tmp,
+        model=str(tiny_path),
+        ctx=256,
+        parallel=2,
         env={"EDGEINF_REQUEST_TIMEOUT_S": "5", "EDGEINF_MODELS_DIR": str(tmp / "models")},
-    )  # fmt: skip
+    )
     yield server
     assert server.stop() == 0
 

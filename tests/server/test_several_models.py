@@ -47,7 +47,7 @@ def loaded(server: Server) -> list[str]:
 def test_two_models_and_the_encoder_answer_in_turn_within_admitted_memory(
     tmp_path: Path, tiny_path: Path, draft_path: Path
 ) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024", "--parallel", "1", env=EXACT)
+    server = start(tmp_path, parallel=1, env=EXACT)
     try:
         alone = {m: answer(server, m) for m in MODELS}
         vectors = embed(server, ["rivers run to the sea"])
@@ -74,10 +74,7 @@ def test_with_room_for_one_model_concurrent_clients_alternate_through_eviction(
 ) -> None:
     # One sequence per model: a greedy answer then is the same whatever else runs, so each
     # can be held against the model's answer alone.
-    server = start(
-        tmp_path, "-m", TINY, "--ctx", "1024", "--parallel", "1",
-        env={"EDGEINF_MAX_LOADED": "1", **EXACT},
-    )  # fmt: skip
+    server = start(tmp_path, parallel=1, env={"EDGEINF_MAX_LOADED": "1", **EXACT})
     try:
         alone = {m: answer(server, m) for m in MODELS}
         seen: set[int] = set()
@@ -103,7 +100,7 @@ def test_with_room_for_one_model_concurrent_clients_alternate_through_eviction(
 def test_a_model_too_large_for_the_budget_is_refused_with_the_numbers(
     tmp_path: Path, tiny_path: Path, draft_path: Path
 ) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024", env={"EDGEINF_MODELS_MEMORY_MB": "400"})
+    server = start(tmp_path, env={"EDGEINF_MODELS_MEMORY_MB": "400"})
     try:
         r = httpx.post(
             f"{server.url}/v1/chat/completions",
@@ -124,7 +121,7 @@ def test_a_preset_sets_context_system_prompt_and_sampling_per_model(
     config = tmp_path / "config.toml"
     system = "You are a poet of the sea. Every answer mentions a lighthouse."
     config.write_text(f'[models."{DRAFT}"]\nn_ctx = 768\ntemperature = 0.0\nsystem = "{system}"\n')
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024", env={"EDGEINF_CONFIG": str(config)})
+    server = start(tmp_path, env={"EDGEINF_CONFIG": str(config)})
     try:
         c = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
 
@@ -151,7 +148,7 @@ def test_a_preset_template_replaces_the_files_own(tmp_path: Path, tiny_path: Pat
     )
     config = tmp_path / "config.toml"
     config.write_text(f'[models."{TINY}"]\nchat_template_file = "{template}"\n')
-    server = start(tmp_path, "-m", TINY, "--ctx", "512", env={"EDGEINF_CONFIG": str(config)})
+    server = start(tmp_path, ctx=512, env={"EDGEINF_CONFIG": str(config)})
     try:
         shown = httpx.post(f"{server.url}/api/show", json={"model": TINY}).json()
         assert shown["template"] == template.read_text()
@@ -165,7 +162,7 @@ def test_a_preset_template_replaces_the_files_own(tmp_path: Path, tiny_path: Pat
         assert abs(chat["usage"]["prompt_tokens"] - plain["usage"]["prompt_tokens"]) <= 1
     finally:
         assert server.stop() == 0
-    own = start(tmp_path, "-m", TINY, "--ctx", "512")  # the file's own: a plain transcript
+    own = start(tmp_path, ctx=512)  # the file's own: a plain transcript
     try:
         again = httpx.post(f"{own.url}/v1/chat/completions", json=body, timeout=60).json()
         assert again["usage"]["prompt_tokens"] != chat["usage"]["prompt_tokens"]

@@ -24,12 +24,8 @@ def test_greedy_answers_drafted_in_a_batch_equal_plain_decoding(
 ) -> None:
     server = start(
         tmp_path,
-        "-m",
-        TINY,
-        "--ctx",
-        "2048",
-        "--parallel",
-        "2",
+        ctx=2048,
+        parallel=2,
         env={"EDGEINF_SPECULATIVE": "ngram", "EDGEINF_SPECULATIVE_EXACT": "true"},
     )
     try:
@@ -86,9 +82,14 @@ def test_the_server_drafts_with_a_draft_model_when_the_mode_says_so(
 ) -> None:
     # The model as its own draft: same tokenizer, and cheap enough to run here.
     server = start(
-        tmp_path, "-m", TINY, "--ctx", "2048", "--speculative", "draft", "--draft", TINY,
+        tmp_path,
+        "--speculative",
+        "draft",
+        "--draft",
+        TINY,
+        ctx=2048,
         env={"EDGEINF_SPECULATIVE_EXACT": "true"},
-    )  # fmt: skip
+    )
     try:
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="-", max_retries=0)
         reply = client.chat.completions.create(
@@ -112,9 +113,10 @@ def test_an_answer_given_before_is_drafted_from_the_principals_history(
     """The same question again (a client retrying, an agent loop): the prompt does not hold
     the answer, the principal's history of answers does."""
     server = start(
-        tmp_path, "-m", TINY, "--ctx", "2048",
+        tmp_path,
+        ctx=2048,
         env={"EDGEINF_SPECULATIVE": "ngram", "EDGEINF_SPECULATIVE_EXACT": "true"},
-    )  # fmt: skip
+    )
     try:
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="-", max_retries=0)
         accepted = []

@@ -63,7 +63,7 @@ def ask(
 def test_older_turns_give_way_to_a_summary_written_before_it_is_needed(
     tmp_path: Path, tiny_path: Path
 ) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", str(CTX), "--parallel", "1")
+    server = start(tmp_path, ctx=CTX, parallel=1)
     system = {"role": "system", "content": "You are a careful code reviewer."}
     intro = [
         {"role": "user", "content": "I am Ada; my project is called Pixelwrap."},
@@ -115,7 +115,7 @@ def test_older_turns_give_way_to_a_summary_written_before_it_is_needed(
         server.stop()
 
     # After a restart the summary is still there: the same prompt, restored from disk.
-    server = start(tmp_path, "-m", TINY, "--ctx", str(CTX), "--parallel", "1")
+    server = start(tmp_path, ctx=CTX, parallel=1)
     try:
         _, usage_after, context_after = ask(server, then)
         assert context_after == newer

@@ -68,7 +68,7 @@ def thinker(tmp_path_factory: pytest.TempPathFactory, thinker_model: Path) -> It
     tmp, model = tmp_path_factory.mktemp("thinking"), thinker_model
     # Exact mode: a second request decodes as the first did, whatever its batch shape.
     env = {"EDGEINF_SPECULATIVE_EXACT": "true"}
-    server = start(tmp, "-m", str(model), "--ctx", "2048", "--parallel", "2", env=env)
+    server = start(tmp, model=str(model), ctx=2048, parallel=2, env=env)
     yield server
     server.stop()
 

@@ -187,7 +187,7 @@ def test_tools_go_to_the_remote_and_its_calls_come_back(
 ) -> None:
     """The remote is a second real server, asked for a named call, streamed and not."""
     env = {"EDGEINF_REMOTE_URL": f"{tiny_server.url}/v1", "EDGEINF_REMOTE_MODEL": TINY}
-    front = start(tmp_path, "-m", TINY, "--ctx", "1024", env=env)
+    front = start(tmp_path, env=env)
     named: Any = {"type": "function", "function": {"name": "get_weather"}}
     ask: dict[str, Any] = {
         "model": TINY, "tools": TOOLS, "temperature": 0, "max_tokens": 120,
@@ -225,7 +225,7 @@ def test_tools_go_to_the_remote_and_its_calls_come_back(
 
 @pytest.fixture(scope="module")
 def target_server(tmp_path_factory: pytest.TempPathFactory, target_path: Path) -> Iterator[Server]:
-    server = start(tmp_path_factory.mktemp("target"), "-m", TARGET, "--ctx", "4096")
+    server = start(tmp_path_factory.mktemp("target"), model=TARGET, ctx=4096)
     yield server
     server.stop()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from edgeinf.guard import strain
-from tests.conftest import TINY, MemoryCgroup
+from tests.conftest import MemoryCgroup
 from tests.server.conftest import start
 from tests.server.test_disconnects import gauge, settles
 
@@ -19,7 +19,7 @@ ASK = {"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0}
 def test_an_idle_model_is_unloaded_and_comes_back_on_demand(
     tmp_path: Path, tiny_path: Path
 ) -> None:
-    server = start(tmp_path, "-m", TINY, "--ctx", "1024", env={"EDGEINF_KEEP_ALIVE_S": "2"})
+    server = start(tmp_path, env={"EDGEINF_KEEP_ALIVE_S": "2"})
     try:
         url = f"{server.url}/v1/completions"
         first = httpx.post(url, json=ASK, timeout=60)
@@ -42,10 +42,11 @@ def test_memory_pressure_lowers_parallelism_then_sheds_then_recovers(
     tmp_path: Path, tiny_path: Path, memory_cgroup: MemoryCgroup
 ) -> None:
     server = start(
-        tmp_path, "-m", TINY, "--ctx", "1024", "--parallel", "2",
+        tmp_path,
+        parallel=2,
         env={"EDGEINF_MEMORY_LOW_MB": "600", "EDGEINF_MEMORY_CRITICAL_MB": "300"},
         preexec=memory_cgroup.join,
-    )  # fmt: skip
+    )
     url = f"{server.url}/v1/completions"
     try:
         assert settles(server, "edgeinf_parallel_limit", 2, within=10)

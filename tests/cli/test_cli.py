@@ -96,6 +96,7 @@ def test_truncated_gguf_is_refused(tiny_path: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.reliability(1)
+@pytest.mark.slow
 def test_gguf_with_a_jinja_payload_is_refused_without_side_effect(
     tiny_path: Path, tmp_path: Path
 ) -> None:

@@ -61,6 +61,7 @@ def pull(repo: Repo, store: ModelStore, name: str, token: str | None = None) -> 
 
 
 @pytest.mark.reliability(4, 41)
+@pytest.mark.slow
 def test_a_split_model_is_pulled_by_name_pinned_verified_and_loads(
     repo: Repo, tmp_path: Path
 ) -> None:

@@ -49,6 +49,7 @@ def test_the_distribution_is_the_chains_own(tiny_engine: Engine, params: Samplin
 
 
 @pytest.mark.parametrize("params", PARAMS)
+@pytest.mark.slow
 def test_accepting_a_draft_or_resampling_gives_the_chains_distribution(
     tiny_engine: Engine, params: SamplingParams
 ) -> None:

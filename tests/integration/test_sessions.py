@@ -64,6 +64,7 @@ def test_resumed_turn_is_token_for_token_the_uninterrupted_one(
     assert t.restored_tokens > 50 and t.prefilled_tokens < 40
 
 
+@pytest.mark.slow
 def test_a_sliding_window_model_resumes_past_its_window(tmp_path: Path, tiny_path: Path) -> None:
     """Gemma 3 attends over a 512-token window in most layers; a conversation longer than
     that resumes from its saved state exactly as if the process had never stopped."""
@@ -129,6 +130,7 @@ def test_damaged_state_is_quarantined_and_the_answer_is_still_right(
 
 
 @pytest.mark.reliability(22, 43)
+@pytest.mark.slow
 def test_state_from_another_kv_type_is_not_restored(tmp_path: Path) -> None:
     first = ChatService(cfg(tmp_path))
     turn(first, "m", Q1)
@@ -139,6 +141,7 @@ def test_state_from_another_kv_type_is_not_restored(tmp_path: Path) -> None:
     assert t.restore.source == "none"
 
 
+@pytest.mark.slow
 def test_a_shared_system_prompt_is_prefilled_once(tmp_path: Path) -> None:
     system = "You are a terse assistant for Python questions. " * 4
     service = ChatService(cfg(tmp_path))
@@ -191,6 +194,7 @@ def test_a_conversation_that_lost_its_slot_comes_back_from_ram(
 
 
 @pytest.mark.reliability(42)
+@pytest.mark.slow
 def test_another_principal_with_the_same_prompt_restores_nothing(tmp_path: Path) -> None:
     messages = (Message("system", "You review Python code. " * 8), Message("user", Q1))
     first = ChatService(cfg(tmp_path))

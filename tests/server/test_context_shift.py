@@ -20,6 +20,7 @@ COUNT = [{"role": "user", "content": "Write the numbers 1 to 200."}]
 
 
 @pytest.mark.reliability(44)
+@pytest.mark.slow
 def test_an_answer_goes_on_past_the_context_when_it_shifts(tmp_path: Path, tiny_path: Path) -> None:
     server = start(tmp_path, ctx=CTX, parallel=1)
     client = OpenAI(base_url=f"{server.url}/v1", api_key="-", max_retries=0, timeout=300)

@@ -20,9 +20,8 @@ SLACK = 2.0  # what a shared, noisy machine may add to the times at capacity
 
 
 @pytest.mark.reliability(14)
-@pytest.mark.parametrize(
-    "busy", [pytest.param(0, marks=pytest.mark.slow, id="idle"), pytest.param(2, id="busy")]
-)
+@pytest.mark.parametrize("busy", [pytest.param(0, id="idle"), pytest.param(2, id="busy")])
+@pytest.mark.slow
 def test_far_past_the_queue_admitted_answers_come_when_their_place_says(
     tmp_path: Path, tiny_path: Path, busy: int
 ) -> None:

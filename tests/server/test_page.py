@@ -143,6 +143,7 @@ def test_the_page_and_its_files_come_with_headers_that_keep_it_to_itself(
     assert "/" not in spec["paths"] and "/v1/sessions/{session_id}" in spec["paths"]
 
 
+@pytest.mark.slow
 def test_a_conversation_streams_stops_and_resumes_its_state_after_a_restart(
     browser: Any, tmp_path: Path, tiny_path: Path
 ) -> None:
@@ -375,6 +376,7 @@ def test_the_model_picker_lists_every_local_model_and_switches_between_them(
         server.stop()
 
 
+@pytest.mark.slow
 def test_each_answer_says_its_route_and_a_private_conversation_stays_local(
     browser: Any, tmp_path: Path, tiny_server: Server
 ) -> None:
@@ -405,6 +407,7 @@ def test_each_answer_says_its_route_and_a_private_conversation_stays_local(
             server.stop()
 
 
+@pytest.mark.slow
 def test_a_conversation_past_the_context_goes_on_with_its_older_turns_summarized(
     browser: Any, tmp_path: Path, tiny_path: Path
 ) -> None:

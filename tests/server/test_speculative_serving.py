@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openai
+import pytest
 
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.once import answer_once
@@ -19,6 +20,7 @@ from tests.server.test_disconnects import gauge
 COPYING = PROMPTS[:2]  # edits that return their input: n-gram drafts get accepted
 
 
+@pytest.mark.slow
 def test_greedy_answers_drafted_in_a_batch_equal_plain_decoding(
     tmp_path: Path, tiny_path: Path
 ) -> None:
@@ -77,6 +79,7 @@ def plain_answers(path: Path, prompts: list[str], max_tokens: int) -> list[list[
         return out
 
 
+@pytest.mark.slow
 def test_the_server_drafts_with_a_draft_model_when_the_mode_says_so(
     tmp_path: Path, tiny_path: Path
 ) -> None:

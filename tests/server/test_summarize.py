@@ -60,6 +60,7 @@ def ask(
 
 
 @pytest.mark.reliability(44)
+@pytest.mark.slow
 def test_older_turns_give_way_to_a_summary_written_before_it_is_needed(
     tmp_path: Path, tiny_path: Path
 ) -> None:

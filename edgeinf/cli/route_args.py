@@ -6,6 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+TASKS_HELP = (
+    "comma-separated: gsm8k, humaneval, mix (the training part of the mixed set of 14 tasks), "
+    "mix-held-out (its held-out fifth)"
+)
+
 
 def add_route_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -17,7 +22,7 @@ def add_route_parser(sub: Any) -> None:
     t.add_argument("--model", "-m", help="the local model (default: the configured one)")
     t.add_argument("--remote-url", help="OpenAI-compatible endpoint of the remote model")
     t.add_argument("--remote-model", help="model name at the remote endpoint")
-    t.add_argument("--tasks", default="gsm8k,humaneval", help="comma-separated: gsm8k,humaneval")
+    t.add_argument("--tasks", default="gsm8k,humaneval", help=TASKS_HELP)
     t.add_argument("--limit", type=int, help="use only the first N tasks (mixed kinds)")
     t.add_argument("--concurrency", type=int, default=4, help="answers in flight per model")
     t.add_argument(
@@ -46,7 +51,7 @@ def add_route_parser(sub: Any) -> None:
     e = rsub.add_parser("eval", help="quality vs escalation rate from cached graded answers")
     e.add_argument("--model", "-m", help="the local model (default: the configured one)")
     e.add_argument("--remote-model", help="model name at the remote endpoint")
-    e.add_argument("--tasks", default="gsm8k,humaneval")
+    e.add_argument("--tasks", default="gsm8k,humaneval", help=TASKS_HELP)
     e.add_argument("--limit", type=int)
     e.add_argument("--folds", type=int, default=5)
     e.add_argument("--max-tokens", type=int, help="read the answers trained with this cap")

@@ -43,6 +43,38 @@ def curve(scores: Floats, local_ok: Bools, remote_ok: Bools, seed: int = 0) -> C
     return Curve(np.linspace(0, 1, n + 1), quality, pgr)
 
 
+def share_for(c: Curve, fraction: float) -> float:
+    """The least share escalated at which quality reaches `fraction` of always-remote
+    quality (1.0 when it never does before all are escalated)."""
+    goal = fraction * c.quality[-1]
+    reached = np.flatnonzero(c.quality >= goal - 1e-12)
+    return float(c.rates[reached[0]]) if len(reached) else 1.0
+
+
+def random_share_for(local_ok: Bools, remote_ok: Bools, fraction: float) -> float:
+    """The same for random escalation, whose quality rises linearly from local to remote."""
+    local, remote = float(local_ok.mean()), float(remote_ok.mean())
+    if local >= fraction * remote:
+        return 0.0
+    return float(min(1.0, (fraction * remote - local) / (remote - local)))
+
+
+def auroc(scores: Floats, positive: Bools) -> float:
+    """The chance that a positive (a local failure) scores above a negative, ties counting
+    half (Mann-Whitney); 0.5 when either class is empty."""
+    pos, neg = int(positive.sum()), int((~positive).sum())
+    if not pos or not neg:
+        return 0.5
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    for start, n in zip(first, counts, strict=True):
+        ranks[order[start : start + n]] = start + (n + 1) / 2
+    return float((ranks[positive].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
 def random_apgr(local_ok: Bools, remote_ok: Bools, draws: int = 200) -> float:
     rng = np.random.default_rng(1)
     return float(

@@ -135,6 +135,14 @@ def metrics(data: Graded, oof: npt.NDArray[np.float64]) -> dict[str, Any]:
             "pgr_at_50": round(c.pgr_at(0.5), 4),
             "random_apgr": round(evaluate.random_apgr(lo, ro), 4),
             "local_failure_oracle_apgr": round(oracle.apgr, 4),
+            "local_failure_auroc": round(evaluate.auroc(s, ~lo), 4),
+            **{
+                f"remote_share_for_{round(f * 100)}": {
+                    "router": round(evaluate.share_for(c, f), 4),
+                    "random": round(evaluate.random_share_for(lo, ro, f), 4),
+                }
+                for f in (0.9, 0.95)
+            },
         }
 
     out = {"all": block(np.arange(len(data.tasks)))}

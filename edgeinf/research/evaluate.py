@@ -65,13 +65,9 @@ def auroc(scores: Floats, positive: Bools) -> float:
     pos, neg = int(positive.sum()), int((~positive).sum())
     if not pos or not neg:
         return 0.5
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    for start, n in zip(first, counts, strict=True):
-        ranks[order[start : start + n]] = start + (n + 1) / 2
+    _, where, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    ranks = ((ends - counts + 1 + ends) / 2)[where]  # tied scores share their mean rank
     return float((ranks[positive].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 

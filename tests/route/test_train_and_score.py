@@ -60,6 +60,18 @@ def test_train_answers_with_both_models_and_writes_a_router(
     assert report["n"] == 4 and report["pair_router"]["all"]["n"] == 4
     assert [row["share"] for row in report["learning_curve"]] == [0.25, 0.5, 0.75, 1.0]
     assert report["curve"][0]["rate"] == 0.0 and report["curve"][-1]["rate"] == 1.0
+    # against the oracle remote: the local model's failure, signal by signal, with the
+    # log-probabilities the local answers were collected with
+    oracle = edgeinf(
+        "route", "eval", "-m", DRAFT, "--oracle", "--limit", "4", "--max-tokens", "48",
+        "--folds", "2", "--json", env=env,
+    )  # fmt: skip
+    assert oracle.returncode == 0, oracle.stderr
+    against = json.loads(oracle.stdout)
+    assert against["remote"].startswith("oracle") and against["n"] == 4
+    assert {"pre_generation_router", "mean_doubt", "execution_check"} <= set(against["signals"])
+    assert 0 <= against["signals"]["mean_doubt"]["auroc"] <= 1
+    assert against["seconds_per_query"]["local_answer"]["mean"] > 0
     # and the router is used by `route score`
     scored = edgeinf(
         "route", "score", "-m", DRAFT, "--json", "What is 2 + 2?",

@@ -96,8 +96,9 @@ def out_of_fold(
     k: int = 5,
 ) -> Floats:
     """Scores for every row from a model that never saw it."""
-    scores = np.zeros(len(y))
+    scores = np.full(len(y), 0.5)  # a fold with nothing to learn from scores nothing
     for held in folds(groups, k):
         train = np.setdiff1d(np.arange(len(y)), held)
-        scores[held] = fit_predict(train, held)
+        if len(held) and len(train):
+            scores[held] = fit_predict(train, held)
     return scores

@@ -61,7 +61,7 @@ def start(
     env = {**os.environ, "EDGEINF_STATE_DIR": str(tmp / "state"), **(env or {})}
     profile = Path(env["EDGEINF_STATE_DIR"]) / "profile.json"
     if DEVICE_PROFILE.exists() and not profile.exists():
-        profile.parent.mkdir(parents=True, exist_ok=True)
+        profile.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # as the server makes it
         shutil.copyfile(DEVICE_PROFILE, profile)
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeinf", *(["-v"] if verbose else []), "serve", *args],

@@ -122,7 +122,10 @@ class _Cursor:
         """Step over n strings (a vocabulary: 150-260k of them), checked as `string` checks
         them, in one loop: a call per string cost a second per load of such a file."""
         buf, pos, end = self.buf, self.pos, len(self.buf)
-        first, long = pos, []
+        # A length under 128 is eight ASCII bytes, which neither end nor continue a UTF-8
+        # sequence: a run of such strings is all UTF-8 exactly when the run decodes. Longer
+        # strings are decoded alone. Only a failure is looked at string by string.
+        first, start, runs = pos, pos, []
         for _ in range(n):
             self.pos = pos
             if pos + 8 > end:
@@ -131,16 +134,9 @@ class _Cursor:
             if length > MAX_STRING or pos + 8 + length > end:
                 raise self.fail(f"string of {length} bytes cannot fit in what is left")
             if length >= 0x80:
-                long.append(pos)
+                runs += [(start, pos), (pos + 8, pos + 8 + length)]
+                start = pos + 8 + length
             pos += 8 + length
-        # A length under 128 is eight ASCII bytes, which neither end nor continue a UTF-8
-        # sequence: a run of such strings is all UTF-8 exactly when the run decodes. Longer
-        # strings are decoded alone. Only a failure is looked at string by string.
-        runs, start = [], first
-        for at in long:
-            after = at + 8 + _U64.unpack_from(buf, at)[0]
-            runs += [(start, at), (at + 8, after)]
-            start = after
         runs.append((start, pos))
         self.pos = first
         if not all(_utf8(buf[a:b]) for a, b in runs):

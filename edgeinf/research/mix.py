@@ -214,15 +214,12 @@ def _boxed(text: str) -> str | None:
     return None
 
 
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
 def _final(text: str) -> str:
     """A worked answer's final answer: the last box, else the last number, else the text."""
     boxed = _boxed(text)
     if boxed is not None:
         return boxed
-    numbers = _NUMBER.findall(text)
+    numbers = gsm8k.NUMBER.findall(text)
     return numbers[-1] if numbers else text.strip()
 
 

@@ -10,7 +10,7 @@ from edgeinf.tasks import Task
 from edgeinf.types import Message
 
 INSTRUCTION = "Solve the problem step by step. End with a last line of the form '#### <number>'."
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")  # a written number, commas allowed
 
 
 def tasks() -> list[Task]:
@@ -35,7 +35,7 @@ def tasks() -> list[Task]:
 def final_number(answer: str) -> float | None:
     """The number after the last '####', else the last number in the text."""
     tail = answer.rsplit("####", 1)[1] if "####" in answer else answer
-    found = _NUMBER.findall(tail) or _NUMBER.findall(answer)
+    found = NUMBER.findall(tail) or NUMBER.findall(answer)
     if not found:
         return None
     try:

@@ -17,19 +17,25 @@ from edgeinf.gguf.check import read_gguf
 from edgeinf.gguf.info import describe
 
 
-@pytest.fixture
-def small_gguf(tmp_path: Path) -> Path:
-    path = tmp_path / "small.gguf"
+def _written(path: Path, tokens: list[str], context: int = 0, template: str = "") -> Path:
+    """A small llama-architecture GGUF file with these tokens and one tensor."""
     writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_context_length(256)
-    writer.add_chat_template("{{ messages }}")
-    writer.add_token_list(["<s>", "a", "b"])
+    if context:
+        writer.add_context_length(context)
+    if template:
+        writer.add_chat_template(template)
+    writer.add_token_list(tokens)
     writer.add_tensor("blk.0.w", np.ones((4, 32), dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+@pytest.fixture
+def small_gguf(tmp_path: Path) -> Path:
+    return _written(tmp_path / "small.gguf", ["<s>", "a", "b"], 256, "{{ messages }}")
 
 
 def _patched(src: Path, dst: Path, offset: int, data: bytes) -> Path:
@@ -45,24 +51,13 @@ def test_valid_file_reports_its_metadata(small_gguf: Path) -> None:
     assert info.chat_template and info.vocab_size == 3
 
 
-def _with_tokens(path: Path, tokens: list[str]) -> Path:
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_token_list(tokens)
-    writer.add_tensor("blk.0.w", np.ones((4, 32), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
 @pytest.mark.reliability(3)
 @pytest.mark.parametrize("broken", ["ü", "é" * 99 + "ñ"])
 def test_a_vocabulary_token_that_is_not_utf8_is_refused(tmp_path: Path, broken: str) -> None:
     """Short tokens are checked a run at a time, long ones (128 bytes and more) alone: a bad
     byte in either kind is found, and good tokens of both kinds pass."""
     tokens = ["<s>", "a", "é" * 99 + "ñ", "ü", "z"]
-    good = _with_tokens(tmp_path / "good.gguf", tokens)
+    good = _written(tmp_path / "good.gguf", tokens)
     assert read_gguf(good).metadata["tokenizer.ggml.tokens"].length == len(tokens)
     raw = good.read_bytes()
     at = raw.index(broken.encode()) + len(broken.encode()) - 1  # a continuation byte

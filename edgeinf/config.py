@@ -251,6 +251,19 @@ class Settings(BaseSettings):
         description="After a local answer, sample a second one; if they disagree, ask the "
         "remote (costs a second local answer every time).",
     )
+    route_deferral: bool = Field(
+        True,
+        description="While and after the local model answers, hand the question to the remote "
+        "when the router's deferral rule judges the answer likely wrong (needs a router "
+        "trained with one; reads each token's log-probability, under 1 ms a token).",
+    )
+    route_deferral_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Chance of a wrong local answer at which the remote answers instead; "
+        "unset: the rule's own (0.5).",
+    )
     route_requests_per_day: int = Field(
         500, ge=0, description="Remote requests allowed per day (UTC); then answers stay local."
     )

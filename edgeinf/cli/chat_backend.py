@@ -15,7 +15,7 @@ from edgeinf.types import Message, SamplingParams, Thought
 if TYPE_CHECKING:
     from edgeinf.engine.jobs import Job
     from edgeinf.route.policy import Override
-    from edgeinf.service.turn import Answer
+    from edgeinf.service.handle import Answer
 
 
 @dataclass

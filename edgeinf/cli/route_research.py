@@ -20,6 +20,7 @@ from edgeinf.research.collect import (
     load_cached,
     second_sample_path,
 )
+from edgeinf.research.deferral import trained
 from edgeinf.research.report import pair_report
 from edgeinf.research.signals import signal_report
 from edgeinf.research.tasks import load
@@ -92,7 +93,8 @@ def train(args: argparse.Namespace) -> int:
     x = features(encoder, tasks)
     candidates = targets(args.kind, data)
     fitted = fit_router(x, candidates, data)
-    figures = metrics(data, nested_oof(x, candidates, data))
+    pre = nested_oof(x, candidates, data)
+    figures = metrics(data, pre)
     remote_tokens = sum(a.prompt_tokens + a.completion_tokens for a in (remote or {}).values())
     card = {
         "kind": args.kind,
@@ -110,7 +112,19 @@ def train(args: argparse.Namespace) -> int:
     suffix = settings.remote_model if args.kind == "pair" else "local-failure"
     out = args.out or settings.state_dir / "routers" / f"{name}__{suffix}"
     write_router(out, fitted, card, args.escalation_rate, model_card(card, args))
-    print(json.dumps({"router": str(out), "metrics": figures, "remote_tokens": remote_tokens}))
+    deferral = trained(data, local, pre)
+    if deferral is not None:
+        deferral.write(out)
+    print(
+        json.dumps(
+            {
+                "router": str(out),
+                "metrics": figures,
+                "deferral": None if deferral is None else deferral.metrics,
+                "remote_tokens": remote_tokens,
+            }
+        )
+    )
     return 0
 
 

@@ -16,9 +16,10 @@ from edgeinf.errors import InvalidRequestError
 from edgeinf.route.dispatch import Dispatcher
 from edgeinf.route.policy import Override
 from edgeinf.service.fill import Fill
+from edgeinf.service.handle import Answer
 from edgeinf.service.local import ChatService, conversation
 from edgeinf.service.local_answer import ChatRequest
-from edgeinf.service.turn import Answer, TurnPipeline, TurnRequest
+from edgeinf.service.turn import TurnPipeline, TurnRequest
 from edgeinf.sessions.ids import check_session_id
 from edgeinf.types import SamplingParams, Thought
 

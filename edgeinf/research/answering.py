@@ -12,6 +12,7 @@ from edgeinf.errors import InvalidRequestError
 from edgeinf.research.collect import Answer, Answered, answer_all, load_cached, timed
 from edgeinf.route.dispatch import remote_config
 from edgeinf.route.remote import RemoteClient
+from edgeinf.route.signals import margin
 from edgeinf.service.local import ChatService
 from edgeinf.service.local_answer import ChatRequest
 from edgeinf.tasks import Task
@@ -59,7 +60,7 @@ def local_answers(
             usage.prompt_tokens,
             usage.completion_tokens,
             tuple(round(t.logprob, 4) for t in scored),
-            tuple(round(t.top[0][2] - t.top[1][2], 4) if len(t.top) > 1 else 0.0 for t in scored),
+            tuple(round(margin(t), 4) for t in scored),
         )
 
     try:

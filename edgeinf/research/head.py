@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-Array = npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class Logistic:
-    mean: Array
-    scale: Array
-    weights: Array
-    bias: float
-
-    def predict(self, x: npt.NDArray[np.floating]) -> Array:
-        z = ((x - self.mean) / self.scale) @ self.weights + self.bias
-        return np.asarray(1.0 / (1.0 + np.exp(-z)), dtype=np.float64)
+from edgeinf.route.logistic import Logistic
 
 
 def fit(x: npt.NDArray[np.floating], y: npt.NDArray[np.floating], l2: float) -> Logistic:

@@ -3,7 +3,6 @@ bootstrap intervals against the pre-generation router, and what each costs per q
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -11,10 +10,15 @@ import numpy.typing as npt
 
 from edgeinf.research import evaluate
 from edgeinf.research.collect import Answer
-from edgeinf.research.head import fit
+from edgeinf.research.deferral import (
+    THRESHOLD,
+    midway_mark,
+    midway_report,
+    out_of_fold,
+    rows,
+)
 from edgeinf.research.train import Graded
-from edgeinf.route.checks import check
-from edgeinf.route.signals import SIGNALS, doubts
+from edgeinf.route.deferral import FEATURES
 
 Floats = npt.NDArray[np.float64]
 DRAWS = 1000
@@ -59,58 +63,43 @@ def _seconds(values: list[float]) -> dict[str, float]:
 def signal_report(
     data: Graded, local: dict[str, Answer], pre: Floats, folds: int
 ) -> dict[str, Any]:
-    """Each signal's AUROC of local failure; the execution check on the code tasks (and on all,
-    undecided elsewhere); a logistic deferral rule over all of them, out of fold."""
+    """Each of the deferral rule's features alone as a predictor of local failure (the
+    execution check also where it decides); the rule over all of them, out of fold; what
+    handing answers over midway saves."""
     failed = ~data.local_ok
     answers = [local[t.id] for t in data.tasks]
-    columns: dict[str, Floats] = {"pre_generation_router": pre}
-    if any(a.logprobs for a in answers):
-        rows = [doubts(a.logprobs, a.margins) for a in answers]
-        columns |= {name: np.asarray([r[name] for r in rows]) for name in SIGNALS}
-    columns["answer_length"] = np.asarray(
-        [
-            a.completion_tokens / max(1, t.max_tokens)
-            for a, t in zip(answers, data.tasks, strict=True)
-        ]
-    )
-    verdicts, check_seconds = [], []
-    for t, a in zip(data.tasks, answers, strict=True):
-        started = time.monotonic()
-        verdicts.append(check(t.messages[-1].content, a.text))
-        check_seconds.append(time.monotonic() - started)
-    columns["execution_check"] = np.asarray(
-        [{False: 1.0, None: 0.5, True: 0.0}[v] for v in verdicts]
-    )
-    x = np.stack(list(columns.values()), axis=1)
-
-    def fit_predict(train: npt.NDArray[np.intp], held: npt.NDArray[np.intp]) -> Floats:
-        return fit(x[train], failed[train].astype(float), 10.0).predict(x[held])
-
-    combined = evaluate.out_of_fold(failed.astype(float), data.kinds, fit_predict, folds)
+    r = rows(data, local, pre)
+    combined = out_of_fold(data, r, folds)
     report: dict[str, Any] = {
         "n": len(answers),
         "local_failure_rate": round(float(failed.mean()), 4),
-        "signals": {name: compared(s, pre, failed) for name, s in columns.items()},
+        "signals": {name: compared(r.x[:, i], pre, failed) for i, name in enumerate(FEATURES)},
         "deferral_rule": compared(combined, pre, failed),
-        "deferral_rule_curve": {
-            f"remote_share_for_{round(f * 100)}": {
-                "rule": round(
-                    evaluate.share_for(evaluate.curve(combined, data.local_ok, data.remote_ok), f),
-                    4,
-                ),
-                "random": round(evaluate.random_share_for(data.local_ok, data.remote_ok, f), 4),
-            }
-            for f in (0.9, 0.95)
-        },
+        "deferral_rule_curve": _curve(data, combined),
+        "midway": midway_report(data, local, combined, THRESHOLD, midway_mark(answers, failed)),
         "seconds_per_query": {
             "local_answer": _seconds([a.seconds for a in answers]),
-            "execution_check": _seconds(check_seconds),
+            "execution_check": _seconds(r.check_seconds),
         },
     }
-    code = np.asarray([v is not None for v in verdicts])
+    code = np.asarray([v is not None for v in r.verdicts])
     if code.any():
+        column = r.x[:, FEATURES.index("execution_check")]
         report["execution_check_where_it_decides"] = {
             "n": int(code.sum()),
-            **compared(columns["execution_check"][code], pre[code], failed[code]),
+            **compared(column[code], pre[code], failed[code]),
         }
     return report
+
+
+def _curve(data: Graded, score: Floats) -> dict[str, dict[str, float]]:
+    """The remote share `score` and random routing need for 90% and 95% of always-remote
+    quality."""
+    c = evaluate.curve(score, data.local_ok, data.remote_ok)
+    return {
+        f"remote_share_for_{round(f * 100)}": {
+            "rule": round(evaluate.share_for(c, f), 4),
+            "random": round(evaluate.random_share_for(data.local_ok, data.remote_ok, f), 4),
+        }
+        for f in (0.9, 0.95)
+    }

@@ -14,10 +14,11 @@ import numpy.typing as npt
 
 from edgeinf.research import evaluate
 from edgeinf.research.collect import Answer
-from edgeinf.research.head import Logistic, fit, to_onnx
+from edgeinf.research.head import fit, to_onnx
 from edgeinf.research.tasks import grade
 from edgeinf.route.encoder import SentenceEncoder
 from edgeinf.route.features import SHAPE_FEATURES, featurize, query_text
+from edgeinf.route.logistic import Logistic
 from edgeinf.route.router import CARD, FORMAT, HEAD, Kind
 from edgeinf.tasks import Task
 

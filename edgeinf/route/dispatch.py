@@ -14,6 +14,7 @@ from edgeinf.catalog import open_store
 from edgeinf.catalog.pull import pull
 from edgeinf.config import Settings, read_remote_key
 from edgeinf.errors import ConfigError
+from edgeinf.route.deferral import Deferral, Watch
 from edgeinf.route.encoder import ENCODER_MODEL, ENCODER_TOKENIZER, SentenceEncoder
 from edgeinf.route.ledger import Ledger
 from edgeinf.route.policy import Decision, Facts, Override, decide
@@ -139,14 +140,36 @@ class Dispatcher:
             self.ledger.remember(owner, session_id, decision.target, private)
         return decision
 
+    @cached_property
+    def deferral(self) -> Deferral | None:
+        """The router's deferral rule, when it was trained with one and it is enabled."""
+        router = self.router
+        if router is None or not self.settings.route_deferral:
+            return None
+        return Deferral.read(router.directory)
+
+    def watch(self, decision: Decision) -> Watch | None:
+        """A watch on the local answer the router chose: the deferral rule may hand it over."""
+        deferral = self.deferral if decision.reason == "router" else None
+        if deferral is None or decision.score is None:
+            return None
+        threshold = self.settings.route_deferral_threshold
+        return Watch(
+            deferral, decision.score, deferral.threshold if threshold is None else threshold
+        )
+
     def escalation(
-        self, decision: Decision, messages: tuple[Message, ...], sampling: SamplingParams
+        self,
+        decision: Decision,
+        messages: tuple[Message, ...],
+        sampling: SamplingParams,
+        reason: str = "cascade",
     ) -> Decision | None:
-        """After a local answer the cascade judged unsure: may the remote answer instead?"""
-        if not (self.settings.route_cascade and decision.reason in ("router", "no_router")):
+        """During or after a local answer judged unsure: may the remote answer instead?"""
+        if decision.reason not in ("router", "no_router"):
             return None
         again = decide(self._facts("remote", messages, sampling))
-        return replace(again, reason="cascade") if again.target == "remote" else None
+        return replace(again, reason=reason) if again.target == "remote" else None
 
     def _facts(
         self, override: Override, messages: tuple[Message, ...], sampling: SamplingParams

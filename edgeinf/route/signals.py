@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgeinf.types import TokenLogprob
+
 UNSURE = math.log(0.5)  # a token written with less than even odds
 CLOSE = 1.0  # nats between the two likeliest tokens: a near tie
 WINDOW = 16  # tokens of the least sure stretch
@@ -42,3 +44,10 @@ def doubts(logprobs: Sequence[float], margins: Sequence[float]) -> dict[str, flo
         "close_share": float((m < CLOSE).mean()),
         "worst_window": float(stretch.max()),
     }
+
+
+def margin(token: TokenLogprob) -> float:
+    """How far the likeliest other token stood below the likeliest one (0 where the model
+    hesitated between two; 0 when no rival was reported)."""
+    top = token.top
+    return top[0][2] - top[1][2] if len(top) > 1 else 0.0

@@ -19,7 +19,8 @@ from edgeinf.server.errors import ApiError, error_response
 from edgeinf.server.runtime import Runtime
 from edgeinf.server.shapes import extra, logprobs, new_id, sse_event, usage
 from edgeinf.server.wire import Sampling, now
-from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
+from edgeinf.service.handle import Answer, TurnHandle
+from edgeinf.service.turn import TurnPipeline, TurnRequest
 from edgeinf.types import Message, SamplingParams, Scored, Thought, TokenLogprob, Tool
 
 

@@ -20,8 +20,9 @@ from edgeinf.server.schema import ERRORS, Infilled
 from edgeinf.server.schema import answer as documented
 from edgeinf.server.wire import Sampling, Text, not_yet
 from edgeinf.service.fill import Fill
+from edgeinf.service.handle import Answer, TurnHandle
 from edgeinf.service.local_answer import ChatRequest
-from edgeinf.service.turn import Answer, TurnHandle, TurnRequest
+from edgeinf.service.turn import TurnRequest
 from edgeinf.types import SHAPERS, Shaper
 
 router = APIRouter(responses=ERRORS)

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgeinf.route.policy import Decision
-from edgeinf.service.turn import Answer
+from edgeinf.service.handle import Answer
 from edgeinf.sessions.keeper import TIERS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -41,8 +41,9 @@ from edgeinf.server.ollama_wire import (
 )
 from edgeinf.server.runtime import Runtime
 from edgeinf.service.fill import Fill
+from edgeinf.service.handle import Answer, TurnHandle
 from edgeinf.service.local_answer import ChatRequest
-from edgeinf.service.turn import Answer, TurnHandle, TurnPipeline, TurnRequest
+from edgeinf.service.turn import TurnPipeline, TurnRequest
 from edgeinf.types import Choice, Message, SamplingParams, Scored, Thought, Tool
 
 router = APIRouter(responses=OLLAMA_ERRORS)

@@ -10,7 +10,7 @@ from typing import Any
 
 from edgeinf.server.schema import CompletionTokensDetails, PromptTokensDetails, Usage
 from edgeinf.server.wire import now
-from edgeinf.service.turn import Answer
+from edgeinf.service.handle import Answer
 from edgeinf.types import TokenLogprob
 
 

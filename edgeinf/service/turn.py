@@ -9,27 +9,29 @@ whose event loop reads it through `TurnHandle.open` and `TurnHandle.pieces`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import threading
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 
-from edgeinf.engine.callsyntax import Syntax
 from edgeinf.engine.toolcalls import Parsed, parse, repeats
 from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE, agree
+from edgeinf.route.deferral import Watch
 from edgeinf.route.dispatch import CUT_NOTICE, Dispatcher, Notify, fell_back
+from edgeinf.route.features import query_text
 from edgeinf.route.policy import Decision, Override
 from edgeinf.route.remote import RemoteAnswer, RemoteError
 from edgeinf.service.channel import Channel
 from edgeinf.service.fill import Fill
+from edgeinf.service.handle import POLL_S, Answer, Cancelled, Opened, Step, Stop, TurnHandle
 from edgeinf.service.local import ChatService
-from edgeinf.service.local_answer import ChatRequest, LocalAnswer, LocalResult
-from edgeinf.types import Choice, Scored, Thought, ToolCall
+from edgeinf.service.local_answer import ChatRequest, LocalResult
+from edgeinf.types import Choice, Scored
 
 CASCADE_NOTICE = "\n\n[the local model was unsure (two samples disagreed); the remote answers]\n\n"
-POLL_S = 0.25  # how often a waiting reader checks that the turn is still wanted
+DEFERRAL_NOTICE = "\n\n[the local answer looks likely wrong; the remote answers]\n\n"
+MIDWAY_NOTICE = "\n\n[the local model grew unsure while answering; the remote answers]\n\n"
+LOCAL_AGAIN_NOTICE = "\n\n[the remote did not answer; the local model answers again]\n\n"
+RIVALS = 2  # the likeliest tokens read at each place: the margin between the first two
 
 
 @dataclass(frozen=True)
@@ -42,177 +44,6 @@ class TurnRequest:
     deadline: float | None = None  # time.monotonic() after which a local answer is cut
 
 
-@dataclass(frozen=True)
-class Answer:
-    """The answer that counts (after a cascade, the remote's) and the facts of its turn."""
-
-    text: str
-    model: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    seconds: float
-    route: Decision | None  # None for raw prompts and fills, which are never routed
-    local: LocalResult | None = None  # set when the local model gave this answer
-    tool_calls: tuple[ToolCall, ...] = ()  # what the answer calls (`text` is the rest)
-    reasoning: str = ""  # what a thinking model wrote before its answer
-
-
-@dataclass(frozen=True)
-class _Opened:
-    """Yielded once the turn was admitted: what fails before it is the request's error."""
-
-    model: str  # the model that starts answering
-
-
-Step = str | Scored | Thought | _Opened
-
-
-class _Cancelled(Exception):
-    """The reader left; the turn ends without an answer."""
-
-
-class _Stop:
-    """The turn's cancellation: an event plus what to stop when it is set (any thread)."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self._lock = threading.Lock()
-        self._local: LocalAnswer | None = None
-
-    def watch(self, local: LocalAnswer) -> None:
-        with self._lock:
-            self._local = local
-        if self.event.is_set():
-            local.cancel()
-
-    def set(self) -> None:
-        self.event.set()
-        with self._lock:
-            local = self._local
-        if local is not None:
-            local.cancel()
-
-
-class TurnHandle:
-    """A turn in progress: iterate it (blocking) or read it from asyncio; `result` is the
-    answer once the text ended, None when the turn was cancelled."""
-
-    def __init__(
-        self, steps: Generator[Step, None, Answer | None], stop: _Stop, syntax: Syntax
-    ) -> None:
-        """`syntax`: how the local model writes tool calls, which a stream holds back."""
-        self._steps, self._stop, self.syntax = steps, stop, syntax
-        self.result: Answer | None = None
-        self.model = ""  # the model that starts answering, once the turn opened
-        self._events: asyncio.Queue[tuple[str, object]] | None = None
-        self._ended = False
-        self.why = ""  # why it was cancelled, when another than its reader leaving
-
-    def cancel(self, why: str = "") -> None:
-        self.why = why
-        self._stop.set()
-
-    # -- on the caller's thread --
-
-    def __iter__(self) -> Iterator[str | Thought]:
-        """The answer's text, and a thinking model's reasoning before it."""
-        ended = False
-        try:
-            for step in self._iterate_all():
-                if isinstance(step, str | Thought):
-                    yield step
-            ended = True
-        finally:
-            if not ended:  # the reader stopped early (Ctrl+C, a closed pipe)
-                self._stop.set()
-                self._steps.close()
-
-    def _iterate_all(self) -> Iterator[Step]:
-        try:
-            while True:
-                step = next(self._steps)
-                if isinstance(step, _Opened):
-                    self.model = step.model
-                yield step
-        except StopIteration as end:
-            self.result = end.value
-
-    # -- from an event loop: the steps run on a thread of their own --
-
-    async def open(self) -> None:
-        """Start the turn; raises what failed before it was admitted (a full queue, a prompt
-        too long for the context), which the caller reports as the request's error."""
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-        self._events = events
-
-        def put(kind: str, value: object) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nobody reads
-                loop.call_soon_threadsafe(events.put_nowait, (kind, value))
-
-        def work() -> None:
-            try:
-                for step in self._iterate_all():
-                    put("step", step)
-                put("done", self.result)
-            except BaseException as exc:  # delivered to the reader, who maps it
-                put("error", exc)
-
-        threading.Thread(target=work, name="edgeinf-turn", daemon=True).start()
-        kind, value = await events.get()
-        if kind == "error":
-            self._ended = True
-            assert isinstance(value, BaseException)
-            raise value
-        if kind == "done":
-            await events.put((kind, value))
-
-    async def pieces(self, alive: Callable[[], Awaitable[bool]]) -> AsyncIterator[str]:
-        """The text after `open`; `alive` is asked every POLL_S, and when it says no the turn
-        is cancelled. Raises what failed during the turn."""
-        written = self.written(alive)
-        try:
-            async for piece in written:
-                if isinstance(piece, str):
-                    yield piece
-        finally:
-            await written.aclose()  # the reader left: the turn stops now, not when collected
-
-    async def written(
-        self, alive: Callable[[], Awaitable[bool]]
-    ) -> AsyncGenerator[str | Scored | Thought, None]:
-        """As `pieces`, with the reasoning of a thinking model, and the log-probabilities of
-        each piece's tokens before it when the request asked for them."""
-        assert self._events is not None, "call open() first"
-        checked = time.monotonic()
-        try:
-            while not self._ended:
-                try:
-                    kind, value = await asyncio.wait_for(self._events.get(), POLL_S)
-                except asyncio.TimeoutError:
-                    kind, value = "", None
-                if time.monotonic() - checked >= POLL_S:  # also while text keeps coming
-                    checked = time.monotonic()
-                    if not await alive():
-                        return
-                if not kind:
-                    continue
-                if kind == "step":
-                    if isinstance(value, str | Scored | Thought):
-                        yield value
-                    continue
-                self._ended = True
-                if kind == "error":
-                    assert isinstance(value, BaseException)
-                    raise value
-                assert value is None or isinstance(value, Answer)
-                self.result = value
-        finally:
-            if not self._ended:  # the reader left: stop decoding within one step
-                self._stop.set()
-
-
 class TurnPipeline:
     """Answers turns for one loaded model: the dispatcher decides, the service answers."""
 
@@ -223,26 +54,28 @@ class TurnPipeline:
         self.notify = notify or dispatcher.notify
 
     def answer(self, request: TurnRequest) -> TurnHandle:
-        stop = _Stop()
+        stop = Stop()
         return TurnHandle(self._steps(request, stop), stop, self.service.syntax)
 
-    def _steps(self, req: TurnRequest, stop: _Stop) -> Generator[Step, None, Answer | None]:
+    def _steps(self, req: TurnRequest, stop: Stop) -> Generator[Step, None, Answer | None]:
         try:
             return (yield from self._turn(req, stop))
-        except _Cancelled:
+        except Cancelled:
             return None
 
-    def _turn(self, req: TurnRequest, stop: _Stop) -> Generator[Step, None, Answer | None]:
+    def _turn(self, req: TurnRequest, stop: Stop) -> Generator[Step, None, Answer | None]:
         chat = req.chat
         if req.raw_prompt is not None or req.fill is not None:
             result = yield from self._local(req, stop)
-            return None if result is None else _local_answer(self.service, result, None, None)
+            if not isinstance(result, LocalResult):
+                return None
+            return _local_answer(self.service, result, None, None)
         decision = self.dispatcher.decide(
             chat.messages, chat.sampling, req.route, req.private, chat.owner, chat.session_id
         )
         opened = decision.target == "remote"
         if opened:
-            yield _Opened(self.dispatcher.settings.remote_model or "remote")
+            yield Opened(self.dispatcher.settings.remote_model or "remote")
             try:
                 return (yield from self._remote(chat, decision, stop))
             except RemoteError as exc:
@@ -250,8 +83,18 @@ class TurnPipeline:
                 if exc.partial:
                     yield CUT_NOTICE
                 decision = fell_back(decision, exc)
-        result = yield from self._local(req, stop, opened)
-        if result is None:
+        watch = self.dispatcher.watch(decision) if not chat.tools else None
+        result = yield from self._local(req, stop, opened, watch, decision)
+        if isinstance(result, Decision):  # handed over while it was written
+            yield MIDWAY_NOTICE
+            try:
+                return (yield from self._remote(chat, result, stop))
+            except RemoteError as exc:
+                self.notify(f"{exc}; answering locally")
+                yield LOCAL_AGAIN_NOTICE
+                decision, watch = fell_back(result, exc), None
+                result = yield from self._local(req, stop, opened=True)
+        if not isinstance(result, LocalResult):
             return None
         found = parse(result.said.answer, chat.tools, self.service.syntax) if chat.tools else None
         if found and not found.text and repeats(found.calls, chat.messages):
@@ -260,12 +103,12 @@ class TurnPipeline:
             # results, which small models then do.
             again = replace(chat, tools=(), tool_choice=Choice("none"))
             result = yield from self._local(replace(req, chat=again), stop, opened=True)
-            if result is None:
+            if not isinstance(result, LocalResult):
                 return None
             found = parse(result.said.answer, chat.tools, self.service.syntax)
-        escalate = self.dispatcher.escalation(decision, chat.messages, chat.sampling)
-        if escalate and not self._agrees(chat, result.said.answer, stop):
-            yield CASCADE_NOTICE
+        escalate = self._after(chat, decision, result, watch, stop)
+        if escalate is not None:
+            yield DEFERRAL_NOTICE if escalate.reason == "deferral" else CASCADE_NOTICE
             try:
                 return (yield from self._remote(chat, escalate, stop))
             except RemoteError as exc:
@@ -273,16 +116,60 @@ class TurnPipeline:
         return _local_answer(self.service, result, decision, found)
 
     def _local(
-        self, req: TurnRequest, stop: _Stop, opened: bool = False
-    ) -> Generator[Step, None, LocalResult | None]:
-        local = self.service.local(req.chat, req.raw_prompt, req.deadline, req.fill)  # admission
+        self,
+        req: TurnRequest,
+        stop: Stop,
+        opened: bool = False,
+        watch: Watch | None = None,
+        decision: Decision | None = None,
+    ) -> Generator[Step, None, LocalResult | Decision | None]:
+        """The local answer; with a `watch` (the router's `decision` chose this model), the
+        remote's decision instead when the answer was handed over while it was written."""
+        chat = req.chat
+        if watch is not None:  # the watch reads each token's log-probability; nobody else
+            chat = replace(chat, sampling=replace(chat.sampling, logprobs=RIVALS))
+        local = self.service.local(chat, req.raw_prompt, req.deadline, req.fill)  # admission
         stop.watch(local)
         if not opened:
-            yield _Opened(self.service.model.name)
-        yield from local.pieces()
+            yield Opened(self.service.model.name)
+        for piece in local.pieces():
+            if watch is None or not isinstance(piece, Scored):
+                yield piece
+            elif watch.saw(piece.tokens):
+                assert decision is not None
+                handed = self.dispatcher.escalation(
+                    decision, chat.messages, chat.sampling, "deferral_midway"
+                )
+                if handed is not None:
+                    local.cancel()
+                    return replace(handed, score=watch.worst, threshold=watch.deferral.midway)
+                watch = None  # the remote may not answer (budget, breaker): finish locally
         return local.result
 
-    def _agrees(self, chat: ChatRequest, first: str, stop: _Stop) -> bool:
+    def _after(
+        self,
+        chat: ChatRequest,
+        decision: Decision,
+        result: LocalResult,
+        watch: Watch | None,
+        stop: Stop,
+    ) -> Decision | None:
+        """After the local answer: the remote's decision when the deferral rule (or, where
+        configured, the second sample's disagreement) says the remote should answer."""
+        answer = result.said.answer
+        if watch is not None:
+            cut = result.completion.finish_reason == "length"
+            chance = watch.chance(query_text(chat.messages), answer, cut)
+            if chance < watch.threshold:
+                return None
+            handed = self.dispatcher.escalation(decision, chat.messages, chat.sampling, "deferral")
+            return handed and replace(handed, score=chance, threshold=watch.threshold)
+        if not self.dispatcher.settings.route_cascade:
+            return None
+        escalate = self.dispatcher.escalation(decision, chat.messages, chat.sampling)
+        return escalate if escalate and not self._agrees(chat, answer, stop) else None
+
+    def _agrees(self, chat: ChatRequest, first: str, stop: Stop) -> bool:
         """The cascade's signal: a second, sampled local answer agrees with the first."""
         sampling = replace(chat.sampling, temperature=SECOND_SAMPLE_TEMPERATURE, seed=1)
         again = ChatRequest(chat.messages, sampling, owner=chat.owner, thinking=chat.thinking)
@@ -290,11 +177,11 @@ class TurnPipeline:
         stop.watch(second)
         text = "".join(second)
         if second.result is None:
-            raise _Cancelled
+            raise Cancelled
         return agree(first, text)
 
     def _remote(
-        self, chat: ChatRequest, decision: Decision, stop: _Stop
+        self, chat: ChatRequest, decision: Decision, stop: Stop
     ) -> Generator[Step, None, Answer]:
         """The remote's answer streamed through, kept in the session; RemoteError when none
         came (the caller answers locally)."""
@@ -302,7 +189,7 @@ class TurnPipeline:
 
         def on_text(piece: str) -> None:
             if stop.event.is_set():
-                raise _Cancelled  # stops the remote's reading thread
+                raise Cancelled  # stops the remote's reading thread
             channel.text(piece)
 
         def call() -> None:
@@ -316,7 +203,7 @@ class TurnPipeline:
 
         def idle() -> None:
             if stop.event.is_set():
-                raise _Cancelled
+                raise Cancelled
 
         threading.Thread(target=call, name="edgeinf-remote", daemon=True).start()
         try:

@@ -37,8 +37,8 @@ def test_the_report_ranks_a_telling_signal_above_a_blind_one() -> None:
         for i in range(n)
     ]
     answers = {}
-    for i, t in enumerate(tasks):  # failures are written with less sure tokens, mostly
-        shaky = failed[i] != (rng.random() < 0.1)
+    for i, t in enumerate(tasks):  # most failures are written with less sure tokens
+        shaky = failed[i] and rng.random() < 0.85
         lp = [-0.05] * 20 + ([-1.5] * 8 if shaky else [-0.1] * 8)
         answers[t.id] = Answer(t.id, "x", 10, 28, 1.0, tuple(lp), tuple([3.0] * 28))
     data = Graded(tasks, ~failed, np.ones(n, dtype=bool))
@@ -47,12 +47,18 @@ def test_the_report_ranks_a_telling_signal_above_a_blind_one() -> None:
     signals = report["signals"]
     assert signals["mean_doubt"]["auroc"] > 0.8
     assert signals["mean_doubt"]["minus_pre_generation_interval"][0] > 0
-    assert abs(signals["pre_generation_router"]["auroc"] - 0.5) < 0.15
+    assert abs(signals["pre_generation"]["auroc"] - 0.5) < 0.15
     assert signals["execution_check"]["auroc"] == 0.5  # no code: undecided everywhere
     assert "execution_check_where_it_decides" not in report
     assert report["deferral_rule"]["auroc"] > 0.75
     share = report["deferral_rule_curve"]["remote_share_for_90"]
     assert share["rule"] < share["random"]
+    # the shaky stretch comes after 20 sure tokens: handed over there, at the same quality
+    midway = report["midway"]
+    assert midway["midway"]["mark"] == 1.5
+    assert midway["midway"]["quality"] >= midway["cascade"]["quality"]
+    assert midway["midway"]["local_tokens_per_handed_over"] == 21
+    assert midway["midway"]["full_answer_tokens_of_handed_over"] == 28
 
 
 def test_answers_cached_before_log_probabilities_were_kept_still_load(tmp_path: Path) -> None:

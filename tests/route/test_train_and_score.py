@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgeinf.route.deferral import Deferral
 from tests.cli.test_cli import assert_one_line_error, edgeinf
 from tests.conftest import DRAFT, TARGET
 from tests.server.conftest import Server
@@ -44,6 +45,10 @@ def test_train_answers_with_both_models_and_writes_a_router(
     assert (card["kind"], card["remote_model"], card["local_model"]) == ("pair", TARGET, DRAFT)
     assert (out / "head.onnx").stat().st_size > 1000
     assert "edgeinf route train" in (out / "CARD.md").read_text()
+    # the deferral rule, fitted on the same local answers' log-probabilities, beside it
+    deferral = Deferral.read(out)
+    assert deferral is not None and deferral.threshold == 0.5
+    assert result["deferral"]["n"] == 4 and "cascade" in result["deferral"]
     # a second run reads every answer back: the remote is not asked again
     before = chat_requests(remote_15b)
     assert before > 0  # the first run asked the remote, and the server counted it
@@ -69,7 +74,7 @@ def test_train_answers_with_both_models_and_writes_a_router(
     assert oracle.returncode == 0, oracle.stderr
     against = json.loads(oracle.stdout)
     assert against["remote"].startswith("oracle") and against["n"] == 4
-    assert {"pre_generation_router", "mean_doubt", "execution_check"} <= set(against["signals"])
+    assert {"pre_generation", "max_doubt", "execution_check"} <= set(against["signals"])
     assert 0 <= against["signals"]["mean_doubt"]["auroc"] <= 1
     assert against["seconds_per_query"]["local_answer"]["mean"] > 0
     # and the router is used by `route score`

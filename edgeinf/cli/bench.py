@@ -18,7 +18,14 @@ def run(args: argparse.Namespace) -> int:
     if args.bench_command == "route":
         from edgeinf.bench.route import bench_route
 
-        out = bench_route(settings, model.digest(), settings.remote_model, args.repeat)
+        out = bench_route(
+            settings,
+            model,
+            settings.remote_model,
+            args.repeat,
+            args.watch_rounds,
+            args.watch_tokens,
+        )
         print(json.dumps(out, indent=2 if not args.json else None))
         return 0
     if args.bench_command == "resume":

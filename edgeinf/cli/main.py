@@ -221,10 +221,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--context", default="512,2048,4096", help="conversation lengths in tokens")
     r.add_argument("--repeat", type=int, default=3, help="fresh-process runs of each")
     r.add_argument("--json", action="store_true", help="print the report as JSON")
-    rb = bsub.add_parser("route", help="router decision latency for a 200-token prompt")
+    rb = bsub.add_parser(
+        "route", help="router decision latency for a 200-token prompt, and the watch's cost"
+    )
     rb.add_argument("--model", "-m", help="the local model")
     rb.add_argument("--remote-model", help="model name at the remote endpoint")
     rb.add_argument("--repeat", type=int, default=200, help="decisions timed")
+    rb.add_argument(
+        "--watch-rounds",
+        type=int,
+        default=3,
+        help="answers decoded with and without the deferral rule's watch, alternating (0: skip)",
+    )
+    rb.add_argument("--watch-tokens", type=int, default=128, help="tokens of each such answer")
     rb.add_argument("--json", action="store_true", help="print the report as JSON")
     add_route_parser(sub)
     return parser

@@ -60,5 +60,11 @@ def add_route_parser(sub: Any) -> None:
         help="read the local answers against an oracle remote that answers every question "
         "right (a stand-in for a frontier model): the local model's failure, signal by signal",
     )
+    e.add_argument(
+        "--router",
+        type=Path,
+        help="with --oracle: read a trained router and its deferral rule on these answers "
+        "(questions it was not trained on, e.g. --tasks mix-held-out)",
+    )
     e.add_argument("--max-tokens", type=int, help="read the answers trained with this cap")
     e.add_argument("--json", action="store_true", help="print JSON")

@@ -7,6 +7,8 @@ import json
 from dataclasses import replace
 from urllib.parse import urlsplit
 
+import numpy as np
+
 from edgeinf.catalog import open_store, resolve_verified
 from edgeinf.cli.main import settings_from
 from edgeinf.config import Settings
@@ -22,7 +24,7 @@ from edgeinf.research.collect import (
 )
 from edgeinf.research.deferral import trained
 from edgeinf.research.report import pair_report
-from edgeinf.research.signals import signal_report
+from edgeinf.research.signals import applied_report, signal_report
 from edgeinf.research.tasks import load
 from edgeinf.research.train import (
     features,
@@ -34,8 +36,11 @@ from edgeinf.research.train import (
     write_router,
 )
 from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE
+from edgeinf.route.deferral import Deferral
 from edgeinf.route.dispatch import encoder_files
 from edgeinf.route.encoder import SentenceEncoder
+from edgeinf.route.features import query_text
+from edgeinf.route.router import Card, Router
 from edgeinf.tasks import Task
 
 ORACLE = "oracle: answers every question right (a stand-in for a frontier model, not a model)"
@@ -134,6 +139,8 @@ def evaluate(args: argparse.Namespace) -> int:
     name, sha = _local(settings, args.model)
     local_path = cache_path(settings.state_dir, f"local_{sha[:16]}{_cache_suffix(args)}")
     local = load_cached(local_path)
+    if args.router is not None and not args.oracle:
+        raise InvalidRequestError("--router is read against the oracle remote; add --oracle")
     if args.oracle:
         return _against_oracle(settings, args, name, [t for t in tasks if t.id in local], local)
     remote = load_cached(cache_path(settings.state_dir, _remote_key_any(settings, args)))
@@ -166,7 +173,20 @@ def _against_oracle(
             "local-failure` with the same --tasks first"
         )
     data = graded(tasks, local, None)
-    x = features(SentenceEncoder(*encoder_files(settings)), tasks)
+    encoder = SentenceEncoder(*encoder_files(settings))
+    if args.router is not None:  # a router trained on other questions, and its deferral rule
+        router = Router(args.router, Card.read(args.router), encoder)
+        deferral = Deferral.read(args.router)
+        if deferral is None:
+            raise InvalidRequestError(
+                f"{args.router} has no deferral rule; retrain it with `edgeinf route train`"
+            )
+        pre = np.asarray(router.score_texts([query_text(t.messages) for t in tasks]))
+        applied = applied_report(data, local, pre, deferral)
+        report = {"local": name, "remote": ORACLE, "router": str(args.router), **applied}
+        print(json.dumps(report, indent=None if args.json else 2))
+        return 0
+    x = features(encoder, tasks)
     pre = nested_oof(x, targets("local-failure", data), data, args.folds)
     report = {
         "local": name,

@@ -18,7 +18,7 @@ from edgeinf.research.deferral import (
     rows,
 )
 from edgeinf.research.train import Graded
-from edgeinf.route.deferral import FEATURES
+from edgeinf.route.deferral import FEATURES, Deferral
 
 Floats = npt.NDArray[np.float64]
 DRAWS = 1000
@@ -77,6 +77,7 @@ def signal_report(
         "deferral_rule": compared(combined, pre, failed),
         "deferral_rule_curve": _curve(data, combined),
         "midway": midway_report(data, local, combined, THRESHOLD, midway_mark(answers, failed)),
+        "by_task": by_task(data, combined >= THRESHOLD),
         "seconds_per_query": {
             "local_answer": _seconds([a.seconds for a in answers]),
             "execution_check": _seconds(r.check_seconds),
@@ -103,3 +104,39 @@ def _curve(data: Graded, score: Floats) -> dict[str, dict[str, float]]:
         }
         for f in (0.9, 0.95)
     }
+
+
+def applied_report(
+    data: Graded, local: dict[str, Answer], pre: Floats, deferral: Deferral
+) -> dict[str, Any]:
+    """A trained router and its deferral rule on answers neither saw (a held-out set): the
+    rule's AUROC against the router's alone, the remote share it needs, what handing over
+    midway saves, and where it sends what at its threshold."""
+    r = rows(data, local, pre)
+    chance = np.asarray([deferral.chance(list(row)) for row in r.x])
+    return {
+        "n": len(data.tasks),
+        "local_failure_rate": round(float((~data.local_ok).mean()), 4),
+        "pre_generation_router": compared(pre, pre, ~data.local_ok),
+        "deferral_rule": compared(chance, pre, ~data.local_ok),
+        "deferral_rule_curve": _curve(data, chance),
+        "midway": midway_report(data, local, chance, deferral.threshold, deferral.midway),
+        "by_task": by_task(data, chance >= deferral.threshold),
+        "seconds_per_query": {"execution_check": _seconds(r.check_seconds)},
+    }
+
+
+def by_task(data: Graded, escalated: npt.NDArray[np.bool_]) -> dict[str, dict[str, float]]:
+    """Per task: the local model's accuracy, the share escalated, and the quality reached."""
+    out = {}
+    for kind in sorted(set(data.kinds)):
+        idx = data.subset(kind)
+        e = escalated[idx]
+        quality = np.where(e, data.remote_ok[idx], data.local_ok[idx])
+        out[kind] = {
+            "n": len(idx),
+            "local_accuracy": round(float(data.local_ok[idx].mean()), 4),
+            "escalated": round(float(e.mean()), 4),
+            "quality": round(float(quality.mean()), 4),
+        }
+    return out

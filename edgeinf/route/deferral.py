@@ -27,6 +27,7 @@ from edgeinf.types import TokenLogprob
 DEFERRAL = "deferral.json"
 FORMAT = 1
 FEATURES = ("pre_generation", *SIGNALS, "cut_short", "log_tokens", "execution_check")
+RIVALS = 2  # the likeliest tokens the watch reads at each place: the margin of the first two
 VERDICT = {False: 1.0, None: 0.5, True: 0.0}  # a failed example is the strongest doubt
 
 

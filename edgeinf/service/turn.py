@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from edgeinf.engine.toolcalls import Parsed, parse, repeats
 from edgeinf.route.cascade import SECOND_SAMPLE_TEMPERATURE, agree
-from edgeinf.route.deferral import Watch
+from edgeinf.route.deferral import RIVALS, Watch
 from edgeinf.route.dispatch import CUT_NOTICE, Dispatcher, Notify, fell_back
 from edgeinf.route.features import query_text
 from edgeinf.route.policy import Decision, Override
@@ -31,7 +31,6 @@ CASCADE_NOTICE = "\n\n[the local model was unsure (two samples disagreed); the r
 DEFERRAL_NOTICE = "\n\n[the local answer looks likely wrong; the remote answers]\n\n"
 MIDWAY_NOTICE = "\n\n[the local model grew unsure while answering; the remote answers]\n\n"
 LOCAL_AGAIN_NOTICE = "\n\n[the remote did not answer; the local model answers again]\n\n"
-RIVALS = 2  # the likeliest tokens read at each place: the margin between the first two
 
 
 @dataclass(frozen=True)

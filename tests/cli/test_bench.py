@@ -74,3 +74,17 @@ def test_bench_structured_times_the_schema_against_plain_answers() -> None:
         assert row["ratio"] == pytest.approx(
             row["json_schema_tok_s"]["median"] / row["plain_tok_s"]["median"], abs=0.002
         )
+
+
+@pytest.mark.slow  # a benchmark run: the full suite's
+@pytest.mark.usefixtures("draft_path")
+def test_bench_route_times_the_decision_and_the_watch_on_the_same_answers() -> None:
+    out = report(
+        "route", "--model", DRAFT, "--remote-model", "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        "--repeat", "5", "--watch-rounds", "1", "--watch-tokens", "24",
+    )  # fmt: skip
+    assert out["prompt_tokens"] == 200 and out["p95_ms"] >= out["p50_ms"] > 0
+    assert out["deferral_rule"] is False  # the shipped pair router was trained before it
+    watch = out["watch"]["decode_tok_s"]
+    assert watch["without"]["median"] > 0 and watch["watched"]["median"] > 0
+    assert out["watch"]["added_to_decode_time"] > -0.5

@@ -14,7 +14,7 @@ from edgeinf.cli.main import settings_from
 from edgeinf.config import Settings
 from edgeinf.errors import InvalidRequestError
 from edgeinf.research.answering import local_answers, remote_answers
-from edgeinf.research.card import model_card
+from edgeinf.research.card import model_card, with_held_out
 from edgeinf.research.collect import (
     ANSWERS_DIR,
     Answer,
@@ -116,8 +116,9 @@ def train(args: argparse.Namespace) -> int:
     }
     suffix = settings.remote_model if args.kind == "pair" else "local-failure"
     out = args.out or settings.state_dir / "routers" / f"{name}__{suffix}"
-    write_router(out, fitted, card, args.escalation_rate, model_card(card, args))
     deferral = trained(data, local, pre)
+    figures_of_rule = None if deferral is None else deferral.metrics
+    write_router(out, fitted, card, args.escalation_rate, model_card(card, args, figures_of_rule))
     if deferral is not None:
         deferral.write(out)
     print(
@@ -125,7 +126,7 @@ def train(args: argparse.Namespace) -> int:
             {
                 "router": str(out),
                 "metrics": figures,
-                "deferral": None if deferral is None else deferral.metrics,
+                "deferral": figures_of_rule,
                 "remote_tokens": remote_tokens,
             }
         )
@@ -141,6 +142,8 @@ def evaluate(args: argparse.Namespace) -> int:
     local = load_cached(local_path)
     if args.router is not None and not args.oracle:
         raise InvalidRequestError("--router is read against the oracle remote; add --oracle")
+    if args.card and args.router is None:
+        raise InvalidRequestError("--card writes a router's held-out figures; add --router DIR")
     if args.oracle:
         return _against_oracle(settings, args, name, [t for t in tasks if t.id in local], local)
     remote = load_cached(cache_path(settings.state_dir, _remote_key_any(settings, args)))
@@ -184,6 +187,13 @@ def _against_oracle(
         pre = np.asarray(router.score_texts([query_text(t.messages) for t in tasks]))
         applied = applied_report(data, local, pre, deferral)
         report = {"local": name, "remote": ORACLE, "router": str(args.router), **applied}
+        if args.card:
+            card = args.router / "CARD.md"
+            command = (
+                f"edgeinf route eval --oracle --router DIR --tasks {args.tasks}"
+                f"{f' --limit {args.limit}' if args.limit else ''} --model {name}"
+            )
+            card.write_text(with_held_out(card.read_text(), applied, command))
         print(json.dumps(report, indent=None if args.json else 2))
         return 0
     x = features(encoder, tasks)

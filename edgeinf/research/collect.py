@@ -91,6 +91,7 @@ def answer_all(
     for task in tasks:
         if task.id not in found:
             todo.put(task)
+    done = [len(tasks) - todo.qsize()]  # the file may hold answers to other tasks too
     lock = threading.Lock()
     errors: list[BaseException] = []
 
@@ -109,7 +110,8 @@ def answer_all(
                 with path.open("a") as fh:
                     fh.write(json.dumps(asdict(answer)) + "\n")
                 found[task.id] = answer
-                progress(len(found), len(tasks), answer)
+                done[0] += 1
+                progress(done[0], len(tasks), answer)
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, concurrency))]
     for t in threads:

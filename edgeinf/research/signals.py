@@ -75,7 +75,7 @@ def signal_report(
         "local_failure_rate": round(float(failed.mean()), 4),
         "signals": {name: compared(r.x[:, i], pre, failed) for i, name in enumerate(FEATURES)},
         "deferral_rule": compared(combined, pre, failed),
-        "deferral_rule_curve": _curve(data, combined),
+        "deferral_rule_curve": _curve(data, combined, pre),
         "midway": midway_report(data, local, combined, THRESHOLD, midway_mark(answers, failed)),
         "by_task": by_task(data, combined >= THRESHOLD),
         "seconds_per_query": {
@@ -93,17 +93,41 @@ def signal_report(
     return report
 
 
-def _curve(data: Graded, score: Floats) -> dict[str, dict[str, float]]:
-    """The remote share `score` and random routing need for 90% and 95% of always-remote
-    quality."""
-    c = evaluate.curve(score, data.local_ok, data.remote_ok)
-    return {
-        f"remote_share_for_{round(f * 100)}": {
-            "rule": round(evaluate.share_for(c, f), 4),
-            "random": round(evaluate.random_share_for(data.local_ok, data.remote_ok, f), 4),
+def _curve(data: Graded, score: Floats, pre: Floats, seed: int = 0) -> dict[str, Any]:
+    """APGR beside its ceiling (a perfect local-failure predictor), and the remote share
+    `score`, the pre-generation router and random routing need for 90% and 95% of
+    always-remote quality, with paired bootstrap intervals of the differences."""
+    lo, ro = data.local_ok, data.remote_ok
+
+    def shares(idx: npt.NDArray[np.intp], f: float) -> tuple[float, float, float]:
+        return (
+            evaluate.share_for(evaluate.curve(score[idx], lo[idx], ro[idx]), f),
+            evaluate.share_for(evaluate.curve(pre[idx], lo[idx], ro[idx]), f),
+            evaluate.random_share_for(lo[idx], ro[idx], f),
+        )
+
+    rng = np.random.default_rng(seed)
+    n = len(score)
+    draws = [rng.integers(0, n, n) for _ in range(DRAWS)]
+    out: dict[str, Any] = {
+        "apgr": {
+            "rule": round(evaluate.curve(score, lo, ro).apgr, 4),
+            "pre_generation": round(evaluate.curve(pre, lo, ro).apgr, 4),
+            "random": round(evaluate.random_apgr(lo, ro), 4),
+            "ceiling": round(evaluate.curve((~lo).astype(float), lo, ro).apgr, 4),
         }
-        for f in (0.9, 0.95)
     }
+    for f in (0.9, 0.95):
+        rule, router, random = shares(np.arange(n), f)
+        drawn = np.asarray([shares(idx, f) for idx in draws])
+        out[f"remote_share_for_{round(f * 100)}"] = {
+            "rule": round(rule, 4),
+            "pre_generation": round(router, 4),
+            "random": round(random, 4),
+            "rule_minus_random_interval": _interval(drawn[:, 0] - drawn[:, 2]),
+            "rule_minus_pre_generation_interval": _interval(drawn[:, 0] - drawn[:, 1]),
+        }
+    return out
 
 
 def applied_report(
@@ -119,7 +143,7 @@ def applied_report(
         "local_failure_rate": round(float((~data.local_ok).mean()), 4),
         "pre_generation_router": compared(pre, pre, ~data.local_ok),
         "deferral_rule": compared(chance, pre, ~data.local_ok),
-        "deferral_rule_curve": _curve(data, chance),
+        "deferral_rule_curve": _curve(data, chance, pre),
         "midway": midway_report(data, local, chance, deferral.threshold, deferral.midway),
         "by_task": by_task(data, chance >= deferral.threshold),
         "seconds_per_query": {"execution_check": _seconds(r.check_seconds)},

@@ -52,7 +52,10 @@ def test_the_report_ranks_a_telling_signal_above_a_blind_one() -> None:
     assert "execution_check_where_it_decides" not in report
     assert report["deferral_rule"]["auroc"] > 0.75
     share = report["deferral_rule_curve"]["remote_share_for_90"]
-    assert share["rule"] < share["random"]
+    assert share["rule"] < share["random"] and share["rule_minus_random_interval"][1] < 0
+    assert share["rule"] < share["pre_generation"]  # the blind router needs as many as random
+    apgr = report["deferral_rule_curve"]["apgr"]
+    assert apgr["pre_generation"] < apgr["rule"] <= apgr["ceiling"]
     # the shaky stretch comes after 20 sure tokens: handed over there, at the same quality
     midway = report["midway"]
     assert midway["midway"]["mark"] == 1.5

@@ -34,7 +34,7 @@ def rule(bias: float = 0.0, midway: float | None = None, check: float = 0.0) -> 
 
 def router_with(tmp_path: Path, deferral: Deferral) -> Path:
     """The shipped 0.5B -> 1.5B router, with this deferral rule beside it."""
-    shipped = next(p for p in shipped_routers() if p.name.startswith(DRAFT))
+    shipped = next(p for p in shipped_routers() if p.name == f"{DRAFT}__{TARGET}")
     out = tmp_path / "router"
     shutil.copytree(shipped, out)
     deferral.write(out)

@@ -49,6 +49,9 @@ def test_train_answers_with_both_models_and_writes_a_router(
     deferral = Deferral.read(out)
     assert deferral is not None and deferral.threshold == 0.5
     assert result["deferral"]["n"] == 4 and "cascade" in result["deferral"]
+    written = (out / "CARD.md").read_text()
+    assert "## Deferral rule" in written
+    assert f"{result['deferral']['local_failure_auroc']:.3f}" in written
     # a second run reads every answer back: the remote is not asked again
     before = chat_requests(remote_15b)
     assert before > 0  # the first run asked the remote, and the server counted it
@@ -77,6 +80,20 @@ def test_train_answers_with_both_models_and_writes_a_router(
     assert {"pre_generation", "max_doubt", "execution_check"} <= set(against["signals"])
     assert 0 <= against["signals"]["mean_doubt"]["auroc"] <= 1
     assert against["seconds_per_query"]["local_answer"]["mean"] > 0
+    # the trained router and its rule read on answers, their figures written into its card
+    for _ in range(2):  # a second reading replaces the first
+        applied = edgeinf(
+            "route", "eval", "-m", DRAFT, "--oracle", "--router", str(out), "--card",
+            "--limit", "4", "--max-tokens", "48", "--json", env=env,
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+    read = json.loads(applied.stdout)
+    assert read["n"] == 4 and set(read["deferral_rule_curve"]) >= {"apgr", "remote_share_for_90"}
+    written = (out / "CARD.md").read_text()
+    assert written.count("## Held out") == 1 and "| task | n | local accuracy |" in written
+    assert f"AUROC of local failure: deferral rule {read['deferral_rule']['auroc']:.3f}" in (
+        " ".join(written.split())
+    )
     # and the router is used by `route score`
     scored = edgeinf(
         "route", "score", "-m", DRAFT, "--json", "What is 2 + 2?",

@@ -38,6 +38,7 @@ def model_card(
         else ""
     )
     remote_args = " --remote-url URL --remote-model NAME" if card["kind"] == "pair" else ""
+    mine = "pair" if card["kind"] == "pair" else "local model"
     greedy = "both models greedy" if card["kind"] == "pair" else "the local model greedy"
     trained_on = textwrap.fill(
         f"Trained on {card['trained_on']['n']} questions "
@@ -61,7 +62,7 @@ did not see it either:
 |---|---|---|---|---|---|---|---|
 {rows}
 {_deferral_section(deferral)}
-Retrain for your own pair (answers are cached, so a second run costs nothing):
+Retrain for your own {mine} (answers are cached, so a second run costs nothing):
 
     edgeinf route train --model {card["local_model"]}{remote_args} \\
         --kind {card["kind"]} --tasks {args.tasks}{f" --limit {args.limit}" if args.limit else ""}

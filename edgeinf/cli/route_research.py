@@ -193,7 +193,8 @@ def _against_oracle(
                 f"edgeinf route eval --oracle --router DIR --tasks {args.tasks}"
                 f"{f' --limit {args.limit}' if args.limit else ''} --model {name}"
             )
-            card.write_text(with_held_out(card.read_text(), applied, command))
+            earlier = card.read_text() if card.is_file() else ""
+            card.write_text(with_held_out(earlier, applied, command))
         print(json.dumps(report, indent=None if args.json else 2))
         return 0
     x = features(encoder, tasks)

@@ -107,7 +107,7 @@ HELD_OUT = "\n## Held out\n"
 
 def with_held_out(card_text: str, report: dict[str, Any], command: str) -> str:
     """The card with its held-out section (the figures of `route eval --oracle --router` on
-    questions neither rule saw) written in place of any earlier one."""
+    questions neither the router nor its rule saw) written in place of any earlier one."""
     return card_text.split(HELD_OUT)[0].rstrip("\n") + "\n" + HELD_OUT + _held_out(report, command)
 
 
@@ -121,13 +121,14 @@ def _held_out(r: dict[str, Any], command: str) -> str:
         for k, v in r["by_task"].items()
     )
     intro = (
-        f"{r['n']} questions neither rule was trained on, against a remote that is always right "
+        f"{r['n']} questions neither the router nor its rule was trained on, against a remote "
+        "that is always right "
         f"(a stand-in for a frontier model); the local model is wrong on "
         f"{r['local_failure_rate']:.1%} of them. AUROC of local failure: deferral rule "
         f"{rule['auroc']:.3f} {_span(rule['interval'])}, pre-generation router {pre['auroc']:.3f} "
         f"{_span(pre['interval'])}, difference {rule['minus_pre_generation']:+.3f} "
-        f"{_span(rule['minus_pre_generation_interval'], signed=True)} (95% paired bootstrap "
-        "intervals). APGR "
+        f"{_span(rule['minus_pre_generation_interval'], signed=True)} (95% bootstrap "
+        "intervals, the difference's paired: both scores on the same resampled questions). APGR "
         f"{apgr['rule']:.3f} (router alone {apgr['pre_generation']:.3f}, random "
         f"{apgr['random']:.3f}, ceiling {apgr['ceiling']:.3f})."
     )

@@ -63,13 +63,14 @@ def add_route_parser(sub: Any) -> None:
     e.add_argument(
         "--router",
         type=Path,
-        help="with --oracle: read a trained router and its deferral rule on these answers "
-        "(questions it was not trained on, e.g. --tasks mix-held-out)",
+        help="read a trained router and its deferral rule on these answers (questions it was "
+        "not trained on, e.g. --tasks mix-held-out), against the oracle or the cached remote's",
     )
     e.add_argument(
         "--card",
         action="store_true",
-        help="with --router: write these figures into the router's CARD.md (its held-out part)",
+        help="with --router and --oracle: write these figures into the router's CARD.md (its "
+        "held-out part)",
     )
     e.add_argument("--max-tokens", type=int, help="read the answers trained with this cap")
     e.add_argument("--json", action="store_true", help="print JSON")

@@ -27,6 +27,7 @@ from edgeinf.research.report import pair_report
 from edgeinf.research.signals import applied_report, signal_report
 from edgeinf.research.tasks import load
 from edgeinf.research.train import (
+    Graded,
     features,
     fit_router,
     graded,
@@ -140,10 +141,11 @@ def evaluate(args: argparse.Namespace) -> int:
     name, sha = _local(settings, args.model)
     local_path = cache_path(settings.state_dir, f"local_{sha[:16]}{_cache_suffix(args)}")
     local = load_cached(local_path)
-    if args.router is not None and not args.oracle:
-        raise InvalidRequestError("--router is read against the oracle remote; add --oracle")
-    if args.card and args.router is None:
-        raise InvalidRequestError("--card writes a router's held-out figures; add --router DIR")
+    if args.card and (args.router is None or not args.oracle):
+        raise InvalidRequestError(
+            "--card writes a router's held-out figures against the oracle remote; add --router "
+            "DIR --oracle"
+        )
     if args.oracle:
         return _against_oracle(settings, args, name, [t for t in tasks if t.id in local], local)
     remote = load_cached(cache_path(settings.state_dir, _remote_key_any(settings, args)))
@@ -151,6 +153,8 @@ def evaluate(args: argparse.Namespace) -> int:
     if not tasks:
         raise InvalidRequestError("no cached answers for this pair; run `edgeinf route train`")
     data = graded(tasks, local, remote)
+    if args.router is not None:
+        return _applied(settings, args, name, data, local, str(settings.remote_model))
     x = features(SentenceEncoder(*encoder_files(settings)), tasks)
     second = load_cached(second_sample_path(local_path))
     report = {
@@ -176,28 +180,9 @@ def _against_oracle(
             "local-failure` with the same --tasks first"
         )
     data = graded(tasks, local, None)
-    encoder = SentenceEncoder(*encoder_files(settings))
-    if args.router is not None:  # a router trained on other questions, and its deferral rule
-        router = Router(args.router, Card.read(args.router), encoder)
-        deferral = Deferral.read(args.router)
-        if deferral is None:
-            raise InvalidRequestError(
-                f"{args.router} has no deferral rule; retrain it with `edgeinf route train`"
-            )
-        pre = np.asarray(router.score_texts([query_text(t.messages) for t in tasks]))
-        applied = applied_report(data, local, pre, deferral)
-        report = {"local": name, "remote": ORACLE, "router": str(args.router), **applied}
-        if args.card:
-            card = args.router / "CARD.md"
-            command = (
-                f"edgeinf route eval --oracle --router DIR --tasks {args.tasks}"
-                f"{f' --limit {args.limit}' if args.limit else ''} --model {name}"
-            )
-            earlier = card.read_text() if card.is_file() else ""
-            card.write_text(with_held_out(earlier, applied, command))
-        print(json.dumps(report, indent=None if args.json else 2))
-        return 0
-    x = features(encoder, tasks)
+    if args.router is not None:
+        return _applied(settings, args, name, data, local, ORACLE)
+    x = features(SentenceEncoder(*encoder_files(settings)), tasks)
     pre = nested_oof(x, targets("local-failure", data), data, args.folds)
     report = {
         "local": name,
@@ -206,6 +191,36 @@ def _against_oracle(
         "local_failure_router": metrics(data, pre),
         **signal_report(data, local, pre, args.folds),
     }
+    print(json.dumps(report, indent=None if args.json else 2))
+    return 0
+
+
+def _applied(
+    settings: Settings,
+    args: argparse.Namespace,
+    name: str,
+    data: Graded,
+    local: dict[str, Answer],
+    remote: str,
+) -> int:
+    """A router trained on other questions and its deferral rule, read on these answers."""
+    router = Router(args.router, Card.read(args.router), SentenceEncoder(*encoder_files(settings)))
+    deferral = Deferral.read(args.router)
+    if deferral is None:
+        raise InvalidRequestError(
+            f"{args.router} has no deferral rule; retrain it with `edgeinf route train`"
+        )
+    pre = np.asarray(router.score_texts([query_text(t.messages) for t in data.tasks]))
+    applied = applied_report(data, local, pre, deferral)
+    if args.card:
+        card = args.router / "CARD.md"
+        command = (
+            f"edgeinf route eval --oracle --router DIR --tasks {args.tasks}"
+            f"{f' --limit {args.limit}' if args.limit else ''} --model {name}"
+        )
+        earlier = card.read_text() if card.is_file() else ""
+        card.write_text(with_held_out(earlier, applied, command))
+    report = {"local": name, "remote": remote, "router": str(args.router), **applied}
     print(json.dumps(report, indent=None if args.json else 2))
     return 0
 

@@ -94,6 +94,20 @@ def test_train_answers_with_both_models_and_writes_a_router(
     assert f"AUROC of local failure: deferral rule {read['deferral_rule']['auroc']:.3f}" in (
         " ".join(written.split())
     )
+    # the same against the real remote's cached answers (a card holds only the oracle's)
+    real = edgeinf(
+        "route", "eval", "-m", DRAFT, "--remote-model", TARGET, "--router", str(out),
+        "--limit", "4", "--max-tokens", "48", "--json", env=env,
+    )  # fmt: skip
+    assert real.returncode == 0, real.stderr
+    against_real = json.loads(real.stdout)
+    assert against_real["remote"] == TARGET and against_real["n"] == 4
+    assert against_real["deferral_rule"]["auroc"] == read["deferral_rule"]["auroc"]
+    refused = edgeinf(
+        "route", "eval", "-m", DRAFT, "--remote-model", TARGET, "--router", str(out), "--card",
+        "--limit", "4", "--max-tokens", "48", env=env,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "--oracle" in refused.stderr
     # and the router is used by `route score`
     scored = edgeinf(
         "route", "score", "-m", DRAFT, "--json", "What is 2 + 2?",

@@ -14,7 +14,7 @@ from edgeinf.cli.main import settings_from
 from edgeinf.config import Settings
 from edgeinf.errors import InvalidRequestError
 from edgeinf.research.answering import local_answers, remote_answers
-from edgeinf.research.card import model_card, with_held_out
+from edgeinf.research.card import MODEL_CARD, model_card, with_held_out
 from edgeinf.research.collect import (
     ANSWERS_DIR,
     Answer,
@@ -213,7 +213,7 @@ def _applied(
     pre = np.asarray(router.score_texts([query_text(t.messages) for t in data.tasks]))
     applied = applied_report(data, local, pre, deferral)
     if args.card:
-        card = args.router / "CARD.md"
+        card = args.router / MODEL_CARD
         command = (
             f"edgeinf route eval --oracle --router DIR --tasks {args.tasks}"
             f"{f' --limit {args.limit}' if args.limit else ''} --model {name}"

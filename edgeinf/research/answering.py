@@ -10,6 +10,7 @@ from typing import Any
 from edgeinf.config import Settings
 from edgeinf.errors import InvalidRequestError
 from edgeinf.research.collect import Answer, Answered, answer_all, load_cached, timed
+from edgeinf.route.deferral import RIVALS
 from edgeinf.route.dispatch import remote_config
 from edgeinf.route.remote import RemoteClient
 from edgeinf.route.signals import margin
@@ -46,7 +47,7 @@ def local_answers(
 
     def ask(task: Task) -> Answered:
         sampling = SamplingParams(
-            max_tokens=task.max_tokens, temperature=temperature, seed=7, logprobs=2
+            max_tokens=task.max_tokens, temperature=temperature, seed=7, logprobs=RIVALS
         )
         local = service.local(ChatRequest(task.messages, sampling))
         for _ in local:  # text, and the scores behind it: the result holds both

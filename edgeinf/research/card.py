@@ -6,6 +6,8 @@ import argparse
 import textwrap
 from typing import Any
 
+MODEL_CARD = "CARD.md"  # beside a router: what it was trained on and what it measured
+
 # What each --tasks name trains on, in the card's words.
 DATA = {
     "gsm8k": "GSM8K training-split problems (numeric answer)",

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edgeinf.research import evaluate
+from edgeinf.research.card import MODEL_CARD
 from edgeinf.research.collect import Answer
 from edgeinf.research.head import fit, to_onnx
 from edgeinf.research.tasks import grade
@@ -177,7 +178,7 @@ def write_router(
     tmp.mkdir()
     (tmp / HEAD).write_bytes(to_onnx(fitted.model))
     (tmp / CARD).write_text(json.dumps(body, indent=2) + "\n")
-    (tmp / "CARD.md").write_text(model_card)
+    (tmp / MODEL_CARD).write_text(model_card)
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)

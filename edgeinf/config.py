@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     port: int = Field(8088, ge=0, le=65535, description="Port `edgeinf serve` listens on.")
     parallel: int = Field(2, ge=1, le=64, description="Sequences decoded together by the server.")
     max_queue: int = Field(16, ge=0, le=4096, description="Requests waiting beyond `parallel`.")
+    prefill_chunk: int = Field(
+        64,
+        ge=0,
+        le=1 << 16,
+        description="Prompt tokens evaluated per step while other answers stream (0: n_batch).",
+    )
     api_key: SecretStr | None = Field(
         None, description="Key clients must send (Authorization: Bearer); prefer api_key_file."
     )

@@ -197,6 +197,7 @@ class Timings:
     ttft_s: float
     total_s: float
     decode_tok_s: float
+    stall_s: float = 0.0  # the longest wait between two of the answer's tokens
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Bounded load test of an OpenAI-compatible server on loopback.
 
 Runs the same requests twice against one server: one after another, then from C concurrent
-streaming clients, and prints TTFT percentiles, aggregate decode throughput and the ratio.
+streaming clients, and prints TTFT percentiles, stalls (the longest wait between two pieces of
+one answer), aggregate decode throughput and the ratio.
 Only loopback URLs are accepted; the run is bounded by --requests and --timeout.
 
     python tools/loadtest.py --url http://127.0.0.1:8088 --clients 4 --requests 8
@@ -48,7 +49,8 @@ async def one(http: httpx.AsyncClient, prompt: str, max_tokens: int) -> dict[str
 
 async def _stream(http: httpx.AsyncClient, body: dict[str, object]) -> dict[str, Any]:
     started = time.perf_counter()
-    first = 0.0
+    first = last = 0.0
+    stall = 0.0  # the longest wait between two pieces of the answer
     tokens = 0
     async with http.stream("POST", "/v1/chat/completions", json=body) as resp:
         if resp.status_code != 200:
@@ -59,12 +61,22 @@ async def _stream(http: httpx.AsyncClient, body: dict[str, object]) -> dict[str,
                 continue
             event = json.loads(line[6:])
             if event.get("choices") and event["choices"][0].get("delta", {}).get("content"):
-                first = first or time.perf_counter()
+                now = time.perf_counter()
+                first = first or now
+                stall = max(stall, now - last) if last else 0.0
+                last = now
                 tokens += 1
             if usage := event.get("usage"):
                 tokens = usage["completion_tokens"]
     done = time.perf_counter()
-    return {"status": 200, "ttft": first - started, "tokens": tokens, "start": started, "end": done}
+    return {
+        "status": 200,
+        "ttft": first - started,
+        "stall": stall,
+        "tokens": tokens,
+        "start": started,
+        "end": done,
+    }
 
 
 async def run(
@@ -86,6 +98,7 @@ async def run(
         ]
     ok = [r for r in results if r["status"] == 200]
     ttfts = sorted(r["ttft"] for r in ok)
+    stalls = sorted(r["stall"] for r in ok)
     span = max(r["end"] for r in ok) - min(r["start"] for r in ok)
     seq_tokens = sum(r["tokens"] for r in sequential if r["status"] == 200)
     seq_time = sum(r["end"] - r["start"] for r in sequential if r["status"] == 200)
@@ -103,6 +116,8 @@ async def run(
         },
         "ttft_p50_s": round(statistics.median(ttfts), 3),
         "ttft_p99_s": round(ttfts[min(len(ttfts) - 1, int(len(ttfts) * 0.99))], 3),
+        "stall_p50_s": round(statistics.median(stalls), 3),
+        "stall_max_s": round(stalls[-1], 3),
         "aggregate_tok_s": round(concurrent_tok_s, 2),
         "one_after_another_tok_s": round(sequential_tok_s, 2),
         "ratio": round(concurrent_tok_s / sequential_tok_s, 3),

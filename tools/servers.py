@@ -7,8 +7,9 @@
 Each round runs tools/loadtest.py's load (its one-after-another part, then the concurrent
 clients) once per workload and client count on every server, the servers' order rotating
 from round to round so that none always runs first. Prints one JSON object: per case, each
-server's median aggregate tok/s, one-after-another tok/s and TTFT p50, and the first server's
-ratios against each other one. Start the servers with the same model and threads; judge
+server's median aggregate tok/s, one-after-another tok/s, TTFT p50 and stall p50 (the
+longest wait between two pieces of one answer), and the first server's ratios against each
+other one. Start the servers with the same model and threads; judge
 only ratios within one run (the project's BENCHMARKS.md).
 """
 
@@ -74,7 +75,7 @@ def summary(by_server: dict[str, list[dict[str, Any]]], names: list[str]) -> dic
     def median(name: str, key: str) -> float:
         return round(statistics.median(float(r[key]) for r in by_server[name]), 3)
 
-    keys = ("aggregate_tok_s", "one_after_another_tok_s", "ttft_p50_s")
+    keys = ("aggregate_tok_s", "one_after_another_tok_s", "ttft_p50_s", "stall_p50_s")
     out: dict[str, Any] = {
         name: {
             **{key: median(name, key) for key in keys},

@@ -23,8 +23,11 @@ PROMPT = (
 )
 
 
-def llama_bench_tok_s(binary: Path, model: Path, threads: int, tokens: int) -> float:
-    """One run of llama.cpp's own llama-bench (tg only): the ceiling for the bindings."""
+def llama_bench_tok_s(
+    binary: Path, model: Path, threads: int, tokens: int, depth: int = 0
+) -> float:
+    """One run of llama.cpp's own llama-bench (tg only), after `depth` tokens already in the
+    context: the ceiling for the bindings."""
     out = subprocess.run(
         [
             str(binary),
@@ -36,6 +39,8 @@ def llama_bench_tok_s(binary: Path, model: Path, threads: int, tokens: int) -> f
             "0",
             "-n",
             str(tokens),
+            "-d",
+            str(depth),
             "-r",
             "1",
             "-o",
@@ -58,6 +63,7 @@ def bench_decode(
     ours_runs: list[float] = []
     peer_runs: list[float] = []
     ceiling_runs: list[float] = []
+    deep_runs: list[float] = []  # llama-bench after as many tokens as the prompt holds
     counts: set[int] = set()
     with Engine(model.path, opts) as engine:
         prompt = engine.chat_tokens((Message("user", PROMPT),))
@@ -75,15 +81,22 @@ def bench_decode(
                         ceiling_runs.append(
                             llama_bench_tok_s(llama_bench, model.path, opts.threads, tokens)
                         )
+                        deep_runs.append(
+                            llama_bench_tok_s(
+                                llama_bench, model.path, opts.threads, tokens, len(prompt)
+                            )
+                        )
         finally:
             peer.close()
     ours, peer_s = summary(ours_runs), summary(peer_runs)
     ceiling: dict[str, Any] = {}
     if ceiling_runs:
-        bench_s = summary(ceiling_runs)
+        bench_s, deep_s = summary(ceiling_runs), summary(deep_runs)
         ceiling = {
-            "llama_bench": {"tg_tok_s": bench_s},
+            "llama_bench": {"tg_tok_s": bench_s, "tg_after_prompt_tok_s": deep_s},
+            "prompt_tokens": len(prompt),
             "ratio_vs_llama_bench": round(ours["median"] / bench_s["median"], 3),
+            "ratio_vs_llama_bench_after_prompt": round(ours["median"] / deep_s["median"], 3),
         }
     return {
         **header(model, library_version(), system_info()),

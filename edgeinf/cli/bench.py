@@ -87,6 +87,11 @@ def _decode_table(result: dict[str, Any], args: argparse.Namespace) -> str:
             f"  llama-bench tg    {result['llama_bench']['tg_tok_s']['median']:8.2f} tok/s "
             f"(edgeinf at {result['ratio_vs_llama_bench']:.3f}x)"
         )
+        lines.append(
+            f"  ... after {result['prompt_tokens']:>4} tok "
+            f"{result['llama_bench']['tg_after_prompt_tok_s']['median']:8.2f} tok/s "
+            f"(edgeinf at {result['ratio_vs_llama_bench_after_prompt']:.3f}x)"
+        )
     return "\n".join(lines)
 
 

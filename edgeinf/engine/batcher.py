@@ -99,6 +99,9 @@ class Batcher:
         self.slots = [Slot(SeqState(i)) for i in range(parallel)]
         self.limit = parallel  # sequences decoded together now; lowered when the machine strains
         self.drafting = True  # turned off with `limit` while the machine strains
+        # Prompt tokens per step while other sequences decode (None: as many as fit): a long
+        # prompt arriving holds every stream's next token for as long as its step takes.
+        self.prefill_chunk: int | None = None
         self.threads: int | None = None  # decode threads wanted; None: as the engines were made
         self.companions: list[Engine] = []  # engines decoded on this thread beside `engine`
         self._threads: int | None = None
@@ -302,6 +305,8 @@ class Batcher:
         spare = room - len(decoding)
         offers = [s.offer(spare, engine.seq_ctx) if self.drafting else None for s in decoding]
         prompt_rows = sum(len(p) for s in prefilling for p in s.prefill if isinstance(p, list))
+        if decoding and self.prefill_chunk is not None:
+            prompt_rows = min(prompt_rows, self.prefill_chunk)
         lengths = plan(offers, len(decoding) + min(spare, prompt_rows), spare)
         for slot, k in zip(decoding, lengths, strict=True):
             assert slot.pending is not None
@@ -314,6 +319,7 @@ class Batcher:
             slot.seq.tokens += [slot.pending, *slot.drafts]
             slot.pending = None
             room -= 1 + len(slot.drafts)
+        room = min(room, prompt_rows)
         for slot in prefilling:
             while slot.prefill and isinstance(run := slot.prefill[0], Parked):
                 engine.attach(slot.seq, run)  # the text before it was evaluated
@@ -389,7 +395,7 @@ class Batcher:
             job.write(rest, emitter)
         completion = emitter.completion()
         for lane in job.lanes:
-            lane.learn(completion.token_ids)
+            lane.learn(completion.token_ids, job.prompt)
         if job.finish is not None:
             try:
                 job.finish(slot.seq, completion)

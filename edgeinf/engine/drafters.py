@@ -72,10 +72,11 @@ class NgramDrafter:
         if self.history is not None and self.pattern is not None:
             self.history.score(self.pattern, drafted, accepted)
 
-    def learn(self, answer: Sequence[int]) -> None:
-        """A finished answer, for later requests of the same principal."""
+    def learn(self, answer: Sequence[int], prompt: Sequence[int] = ()) -> None:
+        """A finished answer and the prompt it followed, for later requests of the same
+        principal."""
         if self.history is not None:
-            self.history.add(answer)
+            self.history.add(answer, prompt)
 
 
 class ModelDrafter:

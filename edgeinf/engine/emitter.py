@@ -34,13 +34,19 @@ class Emitter:
         self.finish: FinishReason | None = None
         self.started = time.perf_counter()
         self.first_at: float | None = None
+        self._last_at = 0.0
+        self.stall = 0.0  # the longest wait between two tokens, seconds
         self.stopped_by_insertion = False
 
     def push(self, token: int, logits: np.ndarray | None = None) -> str:
         """Take one sampled token (with the logits it was picked from, when the answer
         reports log-probabilities); return the text it releases (maybe empty)."""
+        now = time.perf_counter()
         if self.first_at is None:
-            self.first_at = time.perf_counter()
+            self.first_at = now
+        else:
+            self.stall = max(self.stall, now - self._last_at)
+        self._last_at = now
         if self.vocab.is_eog(token):
             self.finish = "stop"
             return ""
@@ -132,6 +138,7 @@ class Emitter:
                 ttft_s=first - self.started,
                 total_s=done - self.started,
                 decode_tok_s=(n - 1) / decode_s if n > 1 and decode_s > 0 else 0.0,
+                stall_s=self.stall,
             ),
             token_ids=tuple(self.tokens),
             logprobs=tuple(self.logprobs[: self._scored]),

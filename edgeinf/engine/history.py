@@ -2,9 +2,12 @@
 
 The n-gram drafter looks up the current context; this looks up earlier answers of the same
 principal: the same edit asked again of another function, an agent loop writing the same
-call shapes, JSON of one schema. Answers are kept whole, newest last, up to a token budget;
-an index maps the hash of every 2-, 4- and 8-token window to where it last ended, so that
-a context's end finds the latest answer that went the same way and drafts what followed.
+call shapes, JSON of one schema, a request sent again. Answers are kept whole, newest last,
+each after the last LEAD tokens of its prompt, up to a token budget; an index maps the hash
+of every 2-, 4-, 8- and LEAD-token window ending in an answer to where it last ended, so that
+a context's end finds the latest answer that went the same way and drafts what followed. The
+prompt's tail lets a request sent again find its own earlier answer from the first token
+on: the long window tells it apart from the other answers after the same chat template.
 
 Each pattern (the window a draft was found by) keeps its record: a pattern whose drafts
 were mostly rejected stops being proposed. The index holds at most twice the live windows
@@ -17,7 +20,8 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 
-WINDOWS = (8, 4, 2)  # longest first: the longer the shared window, the better the draft
+LEAD = 24  # prompt tokens kept before each answer
+WINDOWS = (LEAD, 8, 4, 2)  # longest first: the longer the shared window, the better the draft
 REACH = 64  # how far back two matches are compared
 MIN_TRIED = 8  # drafts from one pattern before its record may silence it
 MIN_KEPT = 0.3  # the share of a pattern's drafts that must be accepted to go on
@@ -27,7 +31,8 @@ _SHIFT = 32  # index values pack (answer number << _SHIFT) | end
 class History:
     def __init__(self, budget: int) -> None:
         self.budget = budget  # tokens of answers kept
-        self._answers: deque[tuple[int, list[int]]] = deque()  # (number, tokens)
+        # (number, where the answer starts, the prompt's tail and the answer)
+        self._answers: deque[tuple[int, int, list[int]]] = deque()
         self._next = 0  # the number the next answer gets
         self._tokens = 0
         self._index: dict[int, int] = {}
@@ -41,31 +46,35 @@ class History:
     def entries(self) -> int:
         return len(self._index)
 
-    def add(self, tokens: Sequence[int]) -> None:
-        """Keep an answer; the oldest go while the budget is exceeded."""
-        answer = list(tokens[-self.budget :]) if self.budget else []
-        if len(answer) <= min(WINDOWS):
+    def add(self, answer: Sequence[int], prompt: Sequence[int] = ()) -> None:
+        """Keep an answer after its prompt's tail; the oldest go while the budget (of tokens
+        kept, tails included) is exceeded."""
+        lead = list(prompt[-LEAD:])
+        kept = (lead + list(answer))[-self.budget :] if self.budget else []
+        start = max(0, len(kept) - len(answer))
+        if len(kept) - start <= min(WINDOWS):
             return
         number = self._next
         self._next += 1
-        self._answers.append((number, answer))
-        self._tokens += len(answer)
+        self._answers.append((number, start, kept))
+        self._tokens += len(kept)
         while self._tokens > self.budget:
-            self._tokens -= len(self._answers.popleft()[1])
-        self._enter(number, answer)
+            self._tokens -= len(self._answers.popleft()[2])
+        self._enter(number, start, kept)
         if len(self._index) > 2 * len(WINDOWS) * self._tokens:
             self._rebuild()
 
-    def _enter(self, number: int, answer: list[int]) -> None:
+    def _enter(self, number: int, start: int, kept: list[int]) -> None:
         base = number << _SHIFT
         for n in WINDOWS:
-            for end in range(n, len(answer)):  # a window at the very end has nothing after it
-                self._index[hash(tuple(answer[end - n : end]))] = base | end
+            # Windows that end in the answer (one at the very end has nothing after it).
+            for end in range(max(n, start), len(kept)):
+                self._index[hash(tuple(kept[end - n : end]))] = base | end
 
     def _rebuild(self) -> None:
         self._index.clear()
-        for number, answer in self._answers:
-            self._enter(number, answer)
+        for entry in self._answers:
+            self._enter(*entry)
         self._record = {p: r for p, r in self._record.items() if p in self._index}
 
     def find(self, context: Sequence[int], k: int) -> tuple[list[int], int, int]:
@@ -81,8 +90,8 @@ class History:
             if where is None or (where >> _SHIFT) < oldest or not self._trusted(pattern):
                 continue
             number, end = where >> _SHIFT, where & ((1 << _SHIFT) - 1)
-            answer = self._answers[number - oldest][1]
-            return answer[end : end + k], reach(answer, end, context), pattern
+            kept = self._answers[number - oldest][2]
+            return kept[end : end + k], reach(kept, end, context), pattern
         return [], 0, 0
 
     def _trusted(self, pattern: int) -> bool:

@@ -40,10 +40,10 @@ class Lane:
         if isinstance(self.drafter, NgramDrafter):
             self.drafter.observe(drafted, accepted)
 
-    def learn(self, answer: Sequence[int]) -> None:
+    def learn(self, answer: Sequence[int], prompt: Sequence[int]) -> None:
         """The answer these drafts were for is done."""
         if isinstance(self.drafter, NgramDrafter):
-            self.drafter.learn(answer)
+            self.drafter.learn(answer, prompt)
 
     def watch(self, context: list[int]) -> None:
         if not self.shadow and isinstance(self.drafter, NgramDrafter):

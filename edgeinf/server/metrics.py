@@ -69,6 +69,12 @@ class Metrics:
             registry=r,
             buckets=(1, 2, 5, 10, 20, 40, 80, 160),
         )
+        self.stall = Histogram(
+            "edgeinf_stall_seconds",
+            "Longest wait between two tokens of one answer",
+            registry=r,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+        )
         running = Gauge("edgeinf_running_requests", "Requests being decoded", registry=r)
         waiting = Gauge("edgeinf_queue_depth", "Requests waiting for a slot", registry=r)
         running.set_function(lambda: depth()[0])
@@ -144,6 +150,7 @@ class Metrics:
         self.ttft.observe(c.timings.ttft_s)
         if c.timings.decode_tok_s > 0:
             self.decode.observe(c.timings.decode_tok_s)
+            self.stall.observe(c.timings.stall_s)
 
     def routed(self, decision: Decision) -> None:
         reason = f"{decision.reason}_fallback" if decision.fallback else decision.reason

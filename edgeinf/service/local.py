@@ -64,6 +64,7 @@ class ChatService:
         self.batcher = Batcher.owning(
             lambda: self._make_engines(settings), self.opts.n_seq_max, max_queue, decoder
         )
+        self.batcher.prefill_chunk = settings.prefill_chunk or None
         if self.speculation.drafter is not None:
             self.batcher.companions = [self.speculation.drafter.engine]
 

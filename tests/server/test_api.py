@@ -69,6 +69,7 @@ def test_health_ready_and_metrics(tiny_server: Server) -> None:
     for name in (
         "edgeinf_requests_total",
         "edgeinf_ttft_seconds",
+        "edgeinf_stall_seconds",
         "edgeinf_queue_depth",
         "edgeinf_resident_memory_bytes",
         "edgeinf_cached_tokens_total",

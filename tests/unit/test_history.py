@@ -7,7 +7,7 @@ import random
 import pytest
 
 from edgeinf.engine.drafters import NgramDrafter
-from edgeinf.engine.history import MIN_TRIED, WINDOWS, Histories, History
+from edgeinf.engine.history import LEAD, MIN_TRIED, WINDOWS, Histories, History
 from edgeinf.engine.lanes import Lane
 from edgeinf.engine.speculation import Controller, CostModel
 
@@ -21,6 +21,23 @@ def test_the_context_end_finds_what_followed_it_in_the_latest_answer() -> None:
     draft, window, _ = history.find([1, 2, 3, 4], 3)
     assert (draft, window) == ([5, 6, 7], 4)  # a longer window wins over a later answer
     assert history.find([77, 78], 3)[0] == []
+
+
+def test_a_request_sent_again_drafts_its_own_answer_from_the_first_token() -> None:
+    template = [900, 901, 902, 903, 904]  # the same chat template ends every prompt
+    first = list(range(100, 140)) + template
+    second = list(range(200, 240)) + template
+    history = History(1000)
+    history.add([7, *range(300, 340)], first)
+    history.add([7, *range(400, 440)], second)  # the same first token after the same template
+    draft, agreed, _ = history.find([*first, 7], 5)
+    assert draft == [300, 301, 302, 303, 304]  # the first prompt's answer, not the latest
+    assert agreed == LEAD + 1  # it agrees over the prompt tail kept too
+    draft, _, _ = history.find([*second, 7], 3)
+    assert draft == [400, 401, 402]
+    # Only the prompt's tail is kept, and only windows ending in an answer are indexed.
+    assert history.tokens == 2 * (LEAD + 41)
+    assert history.find(first[:10], 3)[0] == []
 
 
 def test_the_budget_drops_the_oldest_answers_and_their_windows() -> None:

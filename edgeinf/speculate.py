@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict, replace
 
 from edgeinf.config import Settings
-from edgeinf.engine.calibrate import BATCH_SIZES, calibrate
+from edgeinf.engine.calibrate import batch_sizes, calibrate
 from edgeinf.engine.drafters import ModelDrafter, NgramDrafter
 from edgeinf.engine.engine import Engine
 from edgeinf.engine.history import Histories, History
@@ -49,7 +49,8 @@ class Speculation:
         if self._cost is None:
             saved = self._profile.get("speculative", self._key)
             # Older profiles lack exact_batch or the larger batches: measure again.
-            if saved and "exact_batch" in saved and str(max(BATCH_SIZES)) in saved["verify"]:
+            largest = str(max(batch_sizes(self.target)))
+            if saved and "exact_batch" in saved and largest in saved["verify"]:
                 self._cost = CostModel(
                     {int(n): c for n, c in saved["verify"].items()},
                     saved["draft_step"],

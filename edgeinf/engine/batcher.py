@@ -307,7 +307,10 @@ class Batcher:
         prompt_rows = sum(len(p) for s in prefilling for p in s.prefill if isinstance(p, list))
         if decoding and self.prefill_chunk is not None:
             prompt_rows = min(prompt_rows, self.prefill_chunk)
-        lengths = plan(offers, len(decoding) + min(spare, prompt_rows), spare)
+        # A prompt in this step waits for it (its first token, or its next chunk), and its
+        # rows already fill it: no drafts then, beyond a forced mode's.
+        stretch = 1.0 if prompt_rows else None
+        lengths = plan(offers, len(decoding) + min(spare, prompt_rows), spare, stretch)
         for slot, k in zip(decoding, lengths, strict=True):
             assert slot.pending is not None
             slot.drafts = slot.draft(k)

@@ -79,11 +79,15 @@ class Offer:
     fixed: int | None = None  # a forced mode's length, whatever it costs
 
 
-def plan(offers: Sequence[Offer | None], rows: int, room: int) -> list[int]:
+def plan(
+    offers: Sequence[Offer | None], rows: int, room: int, stretch: float | None = None
+) -> list[int]:
     """Each decoding sequence's draft length in a batch that already holds `rows` tokens (one
     per decoding sequence, prompt chunks), with room for `room` more: the lengths that yield
     the most expected tokens per unit of time. A sequence's (j+1)-th draft adds a^(j+1)
-    expected tokens; taken best first, the plan is the prefix with the highest rate."""
+    expected tokens; taken best first, the plan is the prefix with the highest rate. With
+    `stretch`, the drafts may make the step cost at most that many times its cost without
+    them (a prompt's first token waits for this step)."""
     ks: list[int] = []
     for o in offers:  # forced lengths first, in order, as far as the room goes
         ks.append(0 if o is None else min(o.fixed or 0, o.cap, room - sum(ks)))
@@ -105,6 +109,7 @@ def plan(offers: Sequence[Offer | None], rows: int, room: int) -> list[int]:
         ),
         reverse=True,
     )[: max(0, room - drafted)]
+    bound = float("inf") if stretch is None else stretch * verify(rows + drafted)
     best, taken = tokens / (verify(rows + drafted) + spent), 0
     for n, (gain, i) in enumerate(steps, 1):
         offer = offers[i]
@@ -112,6 +117,8 @@ def plan(offers: Sequence[Offer | None], rows: int, room: int) -> list[int]:
         tokens += gain
         drafted += 1
         spent += offer.cost.draft_step
+        if verify(rows + drafted) + spent > bound:
+            break
         rate = tokens / (verify(rows + drafted) + spent)
         if rate > best:
             best, taken = rate, n

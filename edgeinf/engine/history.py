@@ -30,7 +30,7 @@ _SHIFT = 32  # index values pack (answer number << _SHIFT) | end
 
 class History:
     def __init__(self, budget: int) -> None:
-        self.budget = budget  # tokens of answers kept
+        self.budget = budget  # tokens kept: answers and their prompts' tails
         # (number, where the answer starts, the prompt's tail and the answer)
         self._answers: deque[tuple[int, int, list[int]]] = deque()
         self._next = 0  # the number the next answer gets

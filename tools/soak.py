@@ -1,5 +1,6 @@
 """Soak an edgeinf server on loopback: a bounded mixed load for a set time, its resident
-memory at the start and the end, every status counted. Exits 1 on any 5xx, dropped
+memory at the start and the end, what the prefix cache's RAM tier and the draft history hold
+each minute, every status counted. Exits 1 on any 5xx, dropped
 connection or unclean shutdown.
 
     python tools/soak.py --model gemma-3-270m-q4_k_m --duration 600      # starts its own server
@@ -32,6 +33,7 @@ from edgeinf.bench.server import Served
 TOPICS = ["a sorted list merge", "closures", "SQL joins", "bash loops", "unit tests", "regexes"]
 RSS = "edgeinf_resident_memory_bytes"
 RAM_TIER = 'edgeinf_cache_bytes{tier="ram"}'
+HISTORY = ("edgeinf_draft_history_tokens", "edgeinf_draft_history_windows")
 
 
 class Soak:
@@ -116,11 +118,11 @@ class Soak:
                 self.count("transport", type(exc).__name__)
 
 
-async def gauge(http: httpx.AsyncClient, name: str) -> float:
-    """A gauge of /metrics, in MiB."""
+async def gauge(http: httpx.AsyncClient, name: str, unit: float = 2**20) -> float:
+    """A gauge of /metrics, in MiB (or another unit)."""
     for line in (await http.get("/metrics")).text.splitlines():
         if line.startswith(name + " "):
-            return float(line.split()[1]) / 2**20
+            return float(line.split()[1]) / unit
     raise RuntimeError(f"{name} missing from /metrics")
 
 
@@ -138,6 +140,7 @@ async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, 
         until = began + duration
         by_minute: list[float] = []  # resident memory at the end of each minute of load
         cached_by_minute: list[float] = []  # what of it the prefix cache's RAM tier holds
+        history_by_minute: list[list[int]] = []  # draft history: tokens kept, windows indexed
         workers = [asyncio.create_task(load.worker(i, until)) for i in range(clients)]
         while not all(w.done() for w in workers):
             await asyncio.sleep(min(5.0, max(0.1, until - time.monotonic())))
@@ -146,6 +149,7 @@ async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, 
             if time.monotonic() - began >= 60 * (len(by_minute) + 1):
                 by_minute.append(round(now_mb, 1))
                 cached_by_minute.append(round(await gauge(http, RAM_TIER), 1))
+                history_by_minute.append([int(await gauge(http, g, 1)) for g in HISTORY])
         await asyncio.gather(*workers)
         end_mb = await rss(http)
     errors = sum(n for s, n in load.statuses.items() if s.startswith("5") and s != "503")
@@ -163,6 +167,7 @@ async def soak(url: str, clients: int, duration: float, seed: int) -> dict[str, 
         "rss_end_mb": round(end_mb, 1),
         "rss_by_minute_mb": by_minute,
         "ram_tier_by_minute_mb": cached_by_minute,
+        "draft_history_by_minute": history_by_minute,
     }
 
 

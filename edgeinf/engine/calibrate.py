@@ -43,10 +43,17 @@ def _with_scratch(engine: Engine) -> SeqState:
 
 
 def batch_sizes(engine: Engine) -> tuple[int, ...]:
-    """The BATCH_SIZES this engine's batch and cells hold beside the filler (a unified cache
-    lends the scratch sequence every cell; otherwise it has a sequence's share)."""
-    cells = engine.seq_ctx if engine.opts.exact else engine.n_ctx
-    return tuple(n for n in BATCH_SIZES if n <= engine.batch.capacity and n + 128 <= cells)
+    """The BATCH_SIZES worth measuring on this engine: those its batch and cells hold beside
+    the filler (a unified cache lends the scratch sequence every cell; otherwise it has a
+    sequence's share), and in exact mode none past EXACT_LARGEST, where no decode goes. Each
+    row's logits stay allocated after the largest decode (n_vocab floats a row: 1 MB for
+    Gemma 3), so a batch never used is not measured."""
+    cells, largest = engine.n_ctx, max(BATCH_SIZES)
+    if engine.opts.exact:
+        cells, largest = engine.seq_ctx, EXACT_LARGEST
+    return tuple(
+        n for n in BATCH_SIZES if n <= min(largest, engine.batch.capacity) and n + 128 <= cells
+    )
 
 
 def verify_costs(engine: Engine, reps: int = 3) -> dict[int, float]:

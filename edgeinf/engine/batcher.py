@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from edgeinf.engine.chunks import Parked, align, reused
+from edgeinf.engine.chunks import align, reused
 from edgeinf.engine.decoder import DecodeThread
 from edgeinf.engine.emitter import Emitter
 from edgeinf.engine.engine import Engine, SeqState, common_prefix
@@ -312,39 +312,10 @@ class Batcher:
         stretch = 1.0 if prompt_rows else None
         lengths = plan(offers, len(decoding) + min(spare, prompt_rows), spare, stretch)
         for slot, k in zip(decoding, lengths, strict=True):
-            assert slot.pending is not None
-            slot.drafts = slot.draft(k)
-            base = len(slot.seq.tokens)
-            for j, tok in enumerate((slot.pending, *slot.drafts)):
-                index = batch.add(tok, base + j, slot.seq.seq_id, True)
-                if j == 0:
-                    slot.out_index = index
-            slot.seq.tokens += [slot.pending, *slot.drafts]
-            slot.pending = None
-            room -= 1 + len(slot.drafts)
+            room -= slot.put_next(batch, k)
         room = min(room, prompt_rows)
         for slot in prefilling:
-            while slot.prefill and isinstance(run := slot.prefill[0], Parked):
-                engine.attach(slot.seq, run)  # the text before it was evaluated
-                slot.prefill.pop(0)
-            if room == 0:
-                continue
-            head = slot.prefill[0]
-            assert isinstance(head, list)
-            chunk, rest = head[:room], head[room:]
-            if rest:
-                slot.prefill[0] = rest
-            else:
-                slot.prefill.pop(0)
-            base = len(slot.seq.tokens)
-            warm = slot.job is not None and slot.job.warm
-            for j, tok in enumerate(chunk):
-                last = j == len(chunk) - 1 and not slot.prefill
-                index = batch.add(tok, base + j, slot.seq.seq_id, last and not warm)
-                if last:
-                    slot.out_index = index
-            slot.seq.tokens.extend(chunk)
-            room -= len(chunk)
+            room -= slot.put_prompt(engine, room)
         if batch.raw.n_tokens == 0:
             return
         engine.decode()

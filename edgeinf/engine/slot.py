@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeinf.engine.batch import Batch
 from edgeinf.engine.chunks import Parked, Piece
 from edgeinf.engine.drafters import NgramDrafter
 from edgeinf.engine.emitter import Emitter
@@ -100,6 +101,46 @@ class Slot:
         drafts, dists = lane.drafter.propose(context, k, self.distribution)
         self.dists = list(dists)
         return drafts
+
+    def put_next(self, batch: Batch, k: int) -> int:
+        """Put the pending token and up to k drafts after it in the batch, logits for every
+        row; the rows taken."""
+        assert self.pending is not None
+        self.drafts = self.draft(k)
+        base = len(self.seq.tokens)
+        for j, tok in enumerate((self.pending, *self.drafts)):
+            index = batch.add(tok, base + j, self.seq.seq_id, True)
+            if j == 0:
+                self.out_index = index
+        self.seq.tokens += [self.pending, *self.drafts]
+        self.pending = None
+        return 1 + len(self.drafts)
+
+    def put_prompt(self, engine: Engine, room: int) -> int:
+        """Attach the parked runs now reached, then put up to `room` prompt tokens in the
+        engine's batch (logits for the prompt's last, unless the job only warms the cells);
+        the rows taken."""
+        while self.prefill and isinstance(run := self.prefill[0], Parked):
+            engine.attach(self.seq, run)  # the text before it was evaluated
+            self.prefill.pop(0)
+        if room == 0:
+            return 0
+        head = self.prefill[0]
+        assert isinstance(head, list)
+        chunk, rest = head[:room], head[room:]
+        if rest:
+            self.prefill[0] = rest
+        else:
+            self.prefill.pop(0)
+        base = len(self.seq.tokens)
+        warm = self.job is not None and self.job.warm
+        for j, tok in enumerate(chunk):
+            last = j == len(chunk) - 1 and not self.prefill
+            index = engine.batch.add(tok, base + j, self.seq.seq_id, last and not warm)
+            if last:
+                self.out_index = index
+        self.seq.tokens.extend(chunk)
+        return len(chunk)
 
     def picks(self, engine: Engine) -> Iterator[int]:
         """The tokens this step yields: the drafts kept, then one the model chose."""
